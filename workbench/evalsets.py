@@ -1,0 +1,150 @@
+"""Eval sets loaded through Hugging Face ``datasets``, with stable example ids and a digest.
+
+An id must not change when rows are reordered or others are added, or a cache and a
+paired comparison would silently mismatch examples; so ids come from an id column when
+there is one, otherwise from a hash of the row's content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import EvalSetError
+from .prompts import canonical_json
+
+if TYPE_CHECKING:
+    import datasets
+    import pandas as pd
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One eval-set row: ``inputs`` holds every field, the template picks what it needs."""
+
+    id: str
+    inputs: Mapping[str, Any]
+
+
+class EvalSet:
+    """Rows of a ``datasets.Dataset`` plus the ids and digest the workbench relies on."""
+
+    def __init__(self, dataset: datasets.Dataset, *, name: str, id_field: str | None = None,
+                 source: str = "") -> None:
+        self.dataset = dataset
+        self.name = name
+        self.source = source or name
+        if id_field is None and "id" in dataset.column_names:
+            id_field = "id"
+        if id_field is not None and id_field not in dataset.column_names:
+            raise EvalSetError(
+                f"eval set {self.source}: id field {id_field!r} is not a column; "
+                f"columns are {dataset.column_names}"
+            )
+        self.id_field = id_field
+        rows = dataset.to_list()
+        if not rows:
+            raise EvalSetError(f"eval set {self.source} has no rows")
+        if id_field:
+            ids = [str(row[id_field]) for row in rows]
+        else:
+            ids = [hashlib.sha256(canonical_json(row).encode()).hexdigest()[:12] for row in rows]
+        duplicates = sorted(i for i, count in Counter(ids).items() if count > 1)
+        if duplicates:
+            hint = f"make the {id_field!r} column unique" if id_field else "remove duplicate rows"
+            raise EvalSetError(
+                f"eval set {self.source}: duplicate example ids {duplicates[:5]}; {hint}"
+            )
+        self.examples = [Example(id=i, inputs=row) for i, row in zip(ids, rows, strict=True)]
+        self.digest = _digest(self.examples)
+
+    # ---- constructors -----------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path, *, id_field: str | None = None,
+                  name: str | None = None) -> EvalSet:
+        """Load jsonl, json, csv or parquet through ``datasets`` (no network)."""
+        import datasets
+
+        path = Path(path)
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise EvalSetError(
+                f"eval set {path}: unsupported file type {path.suffix!r}; "
+                f"use one of {sorted(_FORMATS)}"
+            )
+        if not path.is_file():
+            raise EvalSetError(f"eval set {path}: file not found")
+        try:
+            dataset = datasets.load_dataset(
+                fmt, data_files=str(path), split="train", keep_in_memory=True
+            )
+        except Exception as exc:  # datasets wraps parse errors in many types
+            raise EvalSetError(f"eval set {path}: could not be read: {exc}") from exc
+        return cls(dataset, name=name or path.stem, id_field=id_field, source=str(path))
+
+    @classmethod
+    def from_pandas(cls, frame: pd.DataFrame, *, name: str = "dataframe",
+                    id_field: str | None = None) -> EvalSet:
+        import datasets
+
+        return cls(datasets.Dataset.from_pandas(frame, preserve_index=False), name=name,
+                   id_field=id_field)
+
+    @classmethod
+    def from_records(cls, records: list[dict[str, Any]], *, name: str = "records",
+                     id_field: str | None = None) -> EvalSet:
+        import datasets
+
+        return cls(datasets.Dataset.from_list(records), name=name, id_field=id_field)
+
+    @classmethod
+    def from_hub(cls, path: str, *, split: str = "test", name: str | None = None,
+                 id_field: str | None = None) -> EvalSet:
+        """A hub dataset by name; offline (the default) this fails at once, with the way out."""
+        import datasets
+
+        try:
+            dataset = datasets.load_dataset(path, split=split)
+        except Exception as exc:
+            raise EvalSetError(
+                f"eval set {path!r} could not be loaded from the Hugging Face hub ({exc}). "
+                "The workbench runs offline by default: download the data to a local "
+                "jsonl/csv/parquet file and point eval_set.path at it, or set HF_HUB_OFFLINE=0 "
+                "and HF_DATASETS_OFFLINE=0 before importing workbench on a networked machine."
+            ) from exc
+        return cls(dataset, name=name or path, id_field=id_field, source=path)
+
+    # ---- views --------------------------------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return list(self.dataset.column_names)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __repr__(self) -> str:
+        return f"EvalSet({self.name!r}, rows={len(self)}, columns={self.columns})"
+
+    def head(self, n: int) -> EvalSet:
+        """The first ``n`` rows (ids unchanged), for quick trial runs."""
+        subset = EvalSet.__new__(EvalSet)
+        subset.__dict__.update(self.__dict__)
+        subset.examples = self.examples[:n]
+        subset.dataset = self.dataset.select(range(min(n, len(self.dataset))))
+        subset.digest = _digest(subset.examples)
+        return subset
+
+    def to_pandas(self) -> pd.DataFrame:
+        frame = self.dataset.to_pandas()
+        frame.insert(0, "example_id", [e.id for e in self.examples])
+        return frame
+
+
+def _digest(examples: list[Example]) -> str:
+    return hashlib.sha256(canonical_json([[e.id, e.inputs] for e in examples]).encode()).hexdigest()

@@ -1,0 +1,48 @@
+"""Promotion from evidence: move an alias to the variant a comparison found better.
+
+A promotion the verdict does not support needs a written reason, which is kept with the
+version's tags next to who promoted it and on which run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import WorkbenchError
+from .registry import RegisteredPrompt
+from .registry import promote as _move_alias
+
+if TYPE_CHECKING:
+    from .report import ComparisonReport
+    from .results import Results
+
+
+class PromotionRefused(WorkbenchError):
+    """The evidence does not support the promotion and no reason was given to override it."""
+
+
+def promote(results: Results, report: ComparisonReport, *, alias: str = "production",
+            approver: str | None = None, variant: str | None = None,
+            reason: str | None = None) -> RegisteredPrompt:
+    """Promote ``variant`` (default: the report's winner) of a tracked run to ``alias``."""
+    winner = report.winner
+    chosen = variant or winner
+    if chosen is None:
+        if not reason:
+            raise PromotionRefused(
+                f"no variant is significantly better ({report.verdict}); "
+                "pass variant=... and reason=... to promote anyway")
+        raise PromotionRefused("name the variant to promote with variant=...")
+    if chosen != winner and not reason:
+        raise PromotionRefused(
+            f"the verdict does not favour {chosen!r} ({report.verdict}); "
+            "give reason=... to promote it anyway")
+    if chosen not in results.prompt_versions:
+        raise WorkbenchError(
+            f"{chosen!r} has no registered prompt version: run the experiment with tracking "
+            "on (the default) before promoting")
+    evidence = {"variant": chosen, "verdict": report.verdict[:500]}
+    if "parent" in results.run_ids:
+        evidence["run_id"] = results.run_ids["parent"]
+    return _move_alias(results.registry_name, results.prompt_versions[chosen], alias,
+                       approver=approver, reason=reason, evidence=evidence)

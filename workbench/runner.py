@@ -1,0 +1,156 @@
+"""The variant × example × repeat matrix, run concurrently on asyncio.
+
+A failing call becomes an error row, never a crashed run. Completed calls are committed to
+the response cache as they arrive, so running the same matrix again after an interruption
+sends only the calls that had not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import GatewayError
+from .evalsets import Example
+from .gateway import Gateway, ModelConfig
+from .prompts import PromptTemplate
+from .scorers import Score, Scorer
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the comparison: a prompt template called on one model."""
+
+    name: str
+    prompt_name: str
+    prompt: PromptTemplate
+    model_name: str
+    model: ModelConfig
+
+
+@dataclass
+class Progress:
+    """Live counters a progress bar or a widget can show."""
+
+    total: int = 0
+    done: int = 0
+    errors: int = 0
+    cache_hits: int = 0
+    cost: float = 0.0
+    cancelled: bool = False
+    listeners: list[Callable[[Progress], None]] = field(default_factory=list, repr=False)
+
+    def _update(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.errors += row["error"] is not None
+        self.cache_hits += bool(row["cached"])
+        self.cost += 0.0 if row["cached"] else row["cost"]
+        for listener in self.listeners:
+            listener(self)
+
+
+async def run_matrix(
+    variants: Sequence[Variant],
+    examples: Sequence[Example],
+    scorers: Sequence[Scorer],
+    gateway: Gateway,
+    *,
+    concurrency: int = 4,
+    repeats: int = 1,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    show_progress: bool = True,
+    cancel: threading.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Run every (example, repeat, variant) call and score it; rows come back in matrix order.
+
+    Variants are interleaved per example so that drift during a long run (rate limits,
+    provider load) hits every variant alike.
+    """
+    jobs = list(itertools.product(examples, range(repeats), variants))
+    state = progress if progress is not None else Progress()
+    state.total = len(jobs)
+    bar = _progress_bar(len(jobs)) if show_progress else None
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    pending = iter(enumerate(jobs))
+
+    async def worker() -> None:
+        for index, (example, repeat, variant) in pending:
+            if cancel is not None and cancel.is_set():
+                state.cancelled = True
+                return
+            row = await _one(variant, example, repeat, scorers, gateway, use_cache)
+            rows[index] = row
+            state._update(row)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(errors=state.errors, cached=state.cache_hits,
+                                cost=f"${state.cost:.4f}", refresh=False)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+    finally:
+        if bar is not None:
+            bar.close()
+    return [row for row in rows if row is not None]
+
+
+async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
+               gateway: Gateway, use_cache: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "variant": variant.name,
+        "prompt": variant.prompt_name,
+        "model": variant.model.model,
+        "example_id": example.id,
+        "repeat": repeat,
+        "output": None,
+        "error": None,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost": 0.0,
+        "latency_s": math.nan,
+        "cached": False,
+    }
+    try:
+        messages = variant.prompt.render(**example.inputs)
+        completion = await gateway.complete(variant.model, messages, repeat=repeat,
+                                            use_cache=use_cache)
+    except GatewayError as exc:
+        row["error"] = str(exc)
+    except Exception as exc:  # a bug must not sink the other calls of the run
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        row.update(output=completion.text, prompt_tokens=completion.prompt_tokens,
+                   completion_tokens=completion.completion_tokens, cost=completion.cost,
+                   latency_s=completion.latency_s, cached=completion.cached)
+    for scorer in scorers:
+        if row["error"] is not None:
+            row[f"score.{scorer.name}"] = math.nan
+            row[f"reason.{scorer.name}"] = "not scored: the call failed"
+            continue
+        score = await _score(scorer, row["output"], example)
+        row[f"score.{scorer.name}"] = math.nan if score.value is None else float(score.value)
+        row[f"reason.{scorer.name}"] = score.reason if score.error is None else score.error
+    return row
+
+
+async def _score(scorer: Scorer, output: str, example: Example) -> Score:
+    try:
+        result = scorer(output, example)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        return Score(None, error=f"scorer error: {type(exc).__name__}: {exc}")
+    return result
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="calls", unit="call", dynamic_ncols=True)

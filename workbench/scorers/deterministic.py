@@ -1,0 +1,153 @@
+"""Deterministic checks: cheap, exact, and the first thing to trust."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from ..evalsets import Example
+from .base import Options, OptionScorer, Score, register
+
+_PUNCT_EDGES = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def normalize(text: str) -> str:
+    """Case, width, surrounding punctuation and spacing do not change an answer's meaning."""
+    text = unicodedata.normalize("NFKC", text).casefold().strip()
+    return _SPACES.sub(" ", _PUNCT_EDGES.sub("", text))
+
+
+def _expected(example: Example, field: str) -> Any:
+    try:
+        return example.inputs[field]
+    except KeyError:
+        raise KeyError(f"example {example.id} has no field {field!r}") from None
+
+
+class _ExpectedField(Options):
+    expected: str = Field(default="expected", description="eval-set field with the answer")
+
+
+@register("exact_match")
+class ExactMatch(OptionScorer):
+    """Output equals the expected answer (normalised unless ``normalize: false``)."""
+
+    class Opts(_ExpectedField):
+        normalize: bool = True
+
+    def score(self, output: str, example: Example) -> Score:
+        want = str(_expected(example, self.options.expected))
+        got = output
+        if self.options.normalize:
+            want, got = normalize(want), normalize(got)
+        if got == want:
+            return Score(1.0, "matches")
+        return Score(0.0, f"expected {want!r}, got {got[:80]!r}")
+
+
+@register("contains")
+class Contains(OptionScorer):
+    """The expected text (a field, or a fixed ``value``) appears in the output."""
+
+    class Opts(Options):
+        expected: str | None = None
+        value: str | None = None
+        case_sensitive: bool = False
+        whole_word: bool = False
+
+        @model_validator(mode="after")
+        def _one_source(self) -> Contains.Opts:
+            if (self.expected is None) == (self.value is None):
+                raise ValueError("give exactly one of `expected` (a field) or `value` (a text)")
+            return self
+
+    def score(self, output: str, example: Example) -> Score:
+        o = self.options
+        needle = o.value if o.value is not None else str(_expected(example, o.expected))
+        flags = 0 if o.case_sensitive else re.IGNORECASE
+        pattern = re.escape(needle)
+        if o.whole_word:
+            pattern = rf"(?<!\w){pattern}(?!\w)"
+        if re.search(pattern, unicodedata.normalize("NFKC", output), flags):
+            return Score(1.0, f"contains {needle!r}")
+        return Score(0.0, f"does not contain {needle!r}")
+
+
+@register("regex")
+class Regex(OptionScorer):
+    """The output matches a regular expression (searched, not anchored)."""
+
+    class Opts(Options):
+        pattern: str
+        ignore_case: bool = False
+
+        @field_validator("pattern")
+        @classmethod
+        def _compiles(cls, pattern: str) -> str:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from exc
+            return pattern
+
+    def __init__(self, name: str | None = None, **options: Any) -> None:
+        super().__init__(name, **options)
+        flags = re.IGNORECASE if self.options.ignore_case else 0
+        self._re = re.compile(self.options.pattern, flags)
+
+    def score(self, output: str, example: Example) -> Score:
+        match = self._re.search(output)
+        if match:
+            return Score(1.0, f"matched {match.group(0)[:60]!r}")
+        return Score(0.0, f"no match for /{self.options.pattern}/")
+
+
+def parse_json(output: str) -> Any:
+    """Parse JSON, allowing the ```json fences models like to add."""
+    fenced = _FENCE.match(output)
+    return json.loads(fenced.group(1) if fenced else output)
+
+
+@register("valid_json")
+class ValidJson(OptionScorer):
+    """The output parses as JSON."""
+
+    def score(self, output: str, example: Example) -> Score:
+        try:
+            parse_json(output)
+        except ValueError as exc:
+            return Score(0.0, f"not JSON: {exc}")
+        return Score(1.0, "valid JSON")
+
+
+@register("json_field")
+class JsonField(OptionScorer):
+    """A field of the JSON output (dotted path) equals the expected value."""
+
+    class Opts(_ExpectedField):
+        field: str = Field(min_length=1, description="dotted path inside the output JSON")
+        normalize: bool = True
+
+    def score(self, output: str, example: Example) -> Score:
+        want = _expected(example, self.options.expected)
+        try:
+            got: Any = parse_json(output)
+        except ValueError as exc:
+            return Score(0.0, f"not JSON: {exc}")
+        for part in self.options.field.split("."):
+            if not isinstance(got, dict) or part not in got:
+                return Score(0.0, f"no field {self.options.field!r} in output")
+            got = got[part]
+        if self.options.normalize and isinstance(want, str) and isinstance(got, str):
+            equal = normalize(want) == normalize(got)
+        else:
+            equal = want == got
+        if equal:
+            return Score(1.0, f"{self.options.field} matches")
+        return Score(0.0, f"{self.options.field}: expected {want!r}, got {got!r}")

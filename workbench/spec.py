@@ -1,0 +1,217 @@
+"""Experiment files: YAML in, typed objects out, or an error naming file, field and fix.
+
+Everything that can be checked without a model call is checked here, so a mistake costs
+nothing: unknown fields, prompt files, scorer options, the primary metric, secrets in files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import SpecError, TemplateError
+from .gateway import ModelConfig
+from .prompts import PromptTemplate
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EvalSetSpec(_Strict):
+    path: str
+    id_field: str | None = None
+    limit: int | None = Field(default=None, gt=0)
+
+
+class RunSpec(_Strict):
+    concurrency: int = Field(default=4, ge=1, le=512)
+    repeats: int = Field(default=1, ge=1, le=100)
+
+
+class ScorerSpec(BaseModel):
+    """``type`` picks a registered scorer; every other key is one of its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    name: str | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def metric(self) -> str:
+        return self.name or self.type
+
+
+class ExperimentSpec(_Strict):
+    """The validated content of ``experiment.yaml``; prompt paths are resolved to templates."""
+
+    name: str
+    description: str = ""
+    registry_name: str | None = None
+    eval_set: EvalSetSpec
+    prompts: dict[str, str | list[dict[str, str]]]
+    models: dict[str, ModelConfig]
+    scorers: list[ScorerSpec] = Field(min_length=1)
+    primary_metric: str | None = None
+    baseline: str | None = None
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    # set by load_spec, not by the file
+    path: Path | None = Field(default=None, exclude=True)
+    templates: dict[str, PromptTemplate] = Field(default_factory=dict, exclude=True)
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
+    def prompt_registry_name(self) -> str:
+        return self.registry_name or self.name
+
+    @property
+    def primary(self) -> str:
+        return self.primary_metric or self.scorers[0].metric
+
+
+_FIXES = {
+    "extra_forbidden": "remove it (or check its spelling)",
+    "missing": "add it",
+    "string_type": "give a text value",
+    "int_type": "give a whole number",
+    "int_parsing": "give a whole number",
+    "float_parsing": "give a number",
+    "greater_than": "give a larger value",
+    "greater_than_equal": "give a larger value",
+    "less_than_equal": "give a smaller value",
+    "too_short": "add at least one entry",
+}
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read ``experiment.yaml`` (or the directory holding it) and validate all of it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "experiment.yaml"
+    if not path.is_file():
+        raise SpecError(path, "", "file not found",
+                        "pass an experiment directory containing experiment.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(path, "", f"not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SpecError(path, "", "the file must be a YAML mapping (name:, prompts:, ...)")
+    try:
+        spec = ExperimentSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        fix = _FIXES.get(first["type"], "")
+        more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
+        raise SpecError(path, field, first["msg"] + more, fix) from exc
+    return _check(spec.model_copy(update={"path": path}), path)
+
+
+def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
+    if not _NAME.match(spec.prompt_registry_name):
+        raise SpecError(path, "registry_name" if spec.registry_name else "name",
+                        f"{spec.prompt_registry_name!r} is not a valid prompt name",
+                        "use letters, digits, '-', '_' and '.' only")
+    if not spec.prompts:
+        raise SpecError(path, "prompts", "no prompt variants", "add at least one prompt")
+    if not spec.models:
+        raise SpecError(path, "models", "no model variants",
+                        "add one, e.g. `smollm2: {model: local/smollm2}`")
+    for group in ("prompts", "models"):
+        for key in getattr(spec, group):
+            if not _NAME.match(key):
+                raise SpecError(path, f"{group}.{key}", "invalid variant name",
+                                "use letters, digits, '-', '_' and '.' only")
+    templates = {name: _load_prompt(spec, path, name, value)
+                 for name, value in spec.prompts.items()}
+
+    from .scorers import build_scorer  # lazy: scorers pull in optional libraries
+
+    metrics = []
+    for i, scorer in enumerate(spec.scorers):
+        try:
+            build_scorer(scorer.type, scorer.options, name=scorer.name)
+        except Exception as exc:
+            raise SpecError(path, f"scorers.{i}", str(exc),
+                            "see `workbench scorers` for types and options") from exc
+        metrics.append(scorer.metric)
+    duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
+    if duplicated:
+        raise SpecError(path, "scorers", f"two scorers are named {duplicated}",
+                        "give each scorer of the same type its own `name:`")
+    if spec.primary not in metrics:
+        raise SpecError(path, "primary_metric", f"{spec.primary!r} is not a scorer",
+                        f"use one of {metrics}")
+    variant_names = _variant_names(spec)
+    if spec.baseline is not None and spec.baseline not in variant_names:
+        raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",
+                        f"use one of {variant_names}")
+    data = spec.directory / spec.eval_set.path
+    if not data.is_file():
+        raise SpecError(path, "eval_set.path", f"{data} not found",
+                        "give a path relative to the experiment directory")
+    return spec.model_copy(update={"templates": templates})
+
+
+def _load_prompt(spec: ExperimentSpec, path: Path, name: str,
+                 value: str | list[dict[str, str]]) -> PromptTemplate:
+    field = f"prompts.{name}"
+    where, description = path, ""
+    if isinstance(value, str) and value.endswith((".yaml", ".yml", ".txt", ".md")):
+        file = spec.directory / value
+        if not file.is_file():
+            raise SpecError(path, field, f"prompt file {file} not found",
+                            "give a path relative to the experiment directory")
+        where = file
+        if file.suffix in (".yaml", ".yml"):
+            try:
+                content = yaml.safe_load(file.read_text(encoding="utf-8"))
+            except yaml.YAMLError as exc:
+                raise SpecError(file, "", f"not valid YAML: {exc}") from exc
+            if not isinstance(content, dict) or not ({"template", "messages"} & content.keys()):
+                raise SpecError(file, "", "a prompt file needs `template:` (text) or "
+                                "`messages:` (chat)", "see experiments/support-triage/prompts/")
+            unknown = sorted(set(content) - {"template", "messages", "description"})
+            if unknown:
+                raise SpecError(file, unknown[0], "unknown field",
+                                "allowed: template, messages, description")
+            value = content.get("messages", content.get("template"))
+            description = str(content.get("description", ""))
+            field = "messages" if "messages" in content else "template"
+        else:
+            value = file.read_text(encoding="utf-8")
+            field = ""
+    try:
+        return PromptTemplate(value, name=name, description=description)  # type: ignore[arg-type]
+    except TemplateError as exc:
+        raise SpecError(where, field, str(exc)) from exc
+
+
+def _variant_names(spec: ExperimentSpec) -> list[str]:
+    return [variant_name(p, m, spec) for p in spec.prompts for m in spec.models]
+
+
+def variant_name(prompt: str, model: str, spec: ExperimentSpec) -> str:
+    """Name variants by what varies: the prompt, the model, or both."""
+    if len(spec.models) == 1:
+        return prompt
+    if len(spec.prompts) == 1:
+        return model
+    return f"{prompt}.{model}"
+
+
+MetricKind = Literal["binary", "continuous"]

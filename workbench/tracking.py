@@ -1,0 +1,177 @@
+"""MLflow tracking: one parent run per execution, one child run per variant.
+
+All writes happen here, from one thread, in batches after the calls finish: the SQLite
+store's connection pool is small and per-call writes from many workers starve it.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .registry import VARIANT_TAG, client, register_version
+from .settings import artifact_root, tracking_uri
+
+if TYPE_CHECKING:
+    from .evalsets import EvalSet
+    from .report import ComparisonReport
+    from .results import Results
+    from .runner import Variant
+
+_MAX_PARAM = 6000  # MLflow's limit on a param value
+
+
+@dataclass
+class TrackedExecution:
+    """Where an execution landed in MLflow: ids a user can open in the UI."""
+
+    experiment_id: str
+    parent_run_id: str
+    child_run_ids: dict[str, str] = field(default_factory=dict)
+    prompt_versions: dict[str, int] = field(default_factory=dict)
+    tracking_uri: str = ""
+
+
+def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Variant],
+                  evalset: EvalSet, results: Results, report: ComparisonReport | None = None,
+                  params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
+                  uri: str | None = None) -> TrackedExecution:
+    """Write the execution to MLflow and register each prompt variant's version."""
+    import mlflow
+    from mlflow.entities import Metric, Param, RunTag
+
+    uri = uri or tracking_uri(source_dir)
+    c = client(uri)
+    experiment_id = _experiment_id(c, experiment, uri, source_dir)
+    now = int(time.time() * 1000)
+    tags = _source_tags(source_dir)
+    parent = c.create_run(experiment_id, tags=tags, run_name=f"{experiment}-{_stamp()}")
+    tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
+    dataset_input = _dataset_input(mlflow, evalset)
+    summary = results.summary()
+    try:
+        for variant in variants:
+            version, _created = register_version(
+                registry_name, variant.prompt, variant.model,
+                tags={VARIANT_TAG: variant.name, "workbench.experiment": experiment},
+                mlflow_client=c)
+            tracked.prompt_versions[variant.name] = version
+            child = c.create_run(
+                experiment_id, run_name=variant.name,
+                tags={**tags, "mlflow.parentRunId": parent.info.run_id,
+                      "workbench.variant": variant.name})
+            run_id = child.info.run_id
+            tracked.child_run_ids[variant.name] = run_id
+            variant_params = {
+                "variant": variant.name,
+                "prompt": variant.prompt_name,
+                "prompt_uri": f"prompts:/{registry_name}/{version}",
+                "prompt_hash": variant.prompt.content_hash[:16],
+                "model": variant.model.model,
+                **{f"model.{k}": v for k, v in variant.model.params.items()},
+                "eval_set": evalset.name,
+                "eval_set_digest": evalset.digest[:16],
+                **(params or {}),
+            }
+            row = summary.loc[variant.name] if variant.name in summary.index else None
+            metrics = _finite(row.to_dict()) if row is not None else {}
+            c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                        params=[Param(k, _param(v)) for k, v in variant_params.items()])
+            frame = results.frame[results.frame["variant"] == variant.name]
+            c.log_table(run_id, data=_table(frame), artifact_file="results.json")
+            c.log_inputs(run_id, datasets=[dataset_input])
+            c.link_prompt_version_to_run(run_id, f"prompts:/{registry_name}/{version}")
+            c.set_terminated(run_id, "FINISHED")
+
+        parent_metrics: dict[str, float] = {}
+        if report is not None:
+            parent_metrics.update(_finite(report.mlflow_metrics()))
+            c.log_dict(parent.info.run_id, report.to_dict(), "ab_report.json")
+        parent_params = {"experiment": experiment, "variants": ",".join(v.name for v in variants),
+                         "eval_set": evalset.name, "eval_set_digest": evalset.digest[:16],
+                         "primary_metric": results.primary, **(params or {})}
+        c.log_batch(parent.info.run_id,
+                    metrics=[Metric(k, v, now, 0) for k, v in parent_metrics.items()],
+                    params=[Param(k, _param(v)) for k, v in parent_params.items()],
+                    tags=[RunTag("workbench.child_runs",
+                                 ",".join(f"{k}={v}" for k, v in tracked.child_run_ids.items()))])
+        c.log_table(parent.info.run_id, data=_table(results.frame), artifact_file="results.json")
+        c.log_inputs(parent.info.run_id, datasets=[dataset_input])
+        c.set_terminated(parent.info.run_id, "FINISHED")
+    except BaseException:
+        c.set_terminated(parent.info.run_id, "FAILED")
+        raise
+    return tracked
+
+
+def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:") and not uri.startswith("sqlite:///:memory:"):
+        # keep artifacts next to the database, under mlruns/, whatever the cwd
+        location = (artifact_root(source_dir) / name).as_uri()
+    return c.create_experiment(name, artifact_location=location)
+
+
+def _dataset_input(mlflow: Any, evalset: EvalSet) -> Any:
+    from mlflow.entities import DatasetInput, InputTag
+
+    dataset = mlflow.data.from_pandas(evalset.to_pandas(), source=evalset.source,
+                                      name=evalset.name, digest=evalset.digest[:16])
+    return DatasetInput(dataset._to_mlflow_entity(),
+                        tags=[InputTag("mlflow.data.context", "eval")])
+
+
+def _table(frame: Any) -> Any:
+    # JSON artifacts cannot hold NaN; MLflow's table viewer shows None as empty.
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def _finite(values: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for key, value in values.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            out[str(key).replace("%", "pct")] = number
+    return out
+
+
+def _param(value: Any) -> str:
+    return str(value)[:_MAX_PARAM]
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _source_tags(source_dir: Path | None) -> dict[str, str]:
+    tags = {"mlflow.source.type": "LOCAL", "workbench.version": _version()}
+    if source_dir is not None:
+        tags["mlflow.source.name"] = str(source_dir)
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source_dir, text=True,
+                                    capture_output=True, timeout=5, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
+        if commit:
+            tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("prompt-workbench")
+    except PackageNotFoundError:
+        return "unknown"
