@@ -63,7 +63,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_template: P
 
 
 TICKETS = [
-    {"id": f"t{i:03d}", "ticket": text, "label": label}
+    {"id": f"t{i:03d}", "ticket": f"{text} (order {i})", "label": label}
     for i, (text, label) in enumerate(
         [("I love this app", "positive"), ("I want a refund now", "negative"),
          ("The screen arrived broken", "negative"), ("Great support, thanks", "positive")] * 5

@@ -140,6 +140,7 @@ class Gateway:
 def _litellm(model: str) -> Any:
     import litellm
 
+    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
     if model.startswith("local/"):
         from .local_model import register_with_litellm
 

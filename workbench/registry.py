@@ -40,9 +40,16 @@ class RegisteredPrompt:
 
 
 def client(uri: str | None = None) -> Any:
+    """A client on the workbench's store; MLflow's global URIs follow, because some registry
+    calls (linking a prompt to a run) read the global store rather than the client's."""
+    import mlflow
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    if mlflow.get_registry_uri() != uri:
+        mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -1,0 +1,110 @@
+"""Running the matrix: cached calls are free, interrupted runs resume, failures are rows."""
+
+import threading
+
+import pytest
+
+from workbench import Experiment
+
+from .llm_server import Faults
+
+
+def run(folder, **options):
+    options.setdefault("track", False)
+    options.setdefault("progress", False)
+    return Experiment.from_yaml(folder).run(**options)
+
+
+def test_every_variant_answers_every_example_once(make_experiment, llm_server):
+    results = run(make_experiment())
+    frame = results.frame
+    assert len(frame) == 40 and llm_server.request_count == 40
+    assert set(frame["variant"]) == {"bare", "guided"}
+    assert frame.groupby("variant")["example_id"].nunique().tolist() == [20, 20]
+    guided = frame[frame["variant"] == "guided"]
+    assert guided["score.exact_match"].mean() == 1.0
+    assert frame.loc[frame["variant"] == "bare", "score.exact_match"].mean() == 0.5
+    assert (frame["prompt_tokens"] > 0).all() and frame["latency_s"].gt(0).all()
+
+
+def test_a_second_run_is_served_from_the_cache_with_zero_requests(make_experiment, llm_server):
+    folder = make_experiment()
+    first = run(folder)
+    llm_server.reset()
+    second = run(folder)
+    assert llm_server.request_count == 0
+    assert second.frame["cached"].all() and second.cache_hits == 40
+    assert second.frame["output"].tolist() == first.frame["output"].tolist()
+    # the original latency is kept, so statistics do not change on a cached re-run
+    assert second.frame["latency_s"].tolist() == first.frame["latency_s"].tolist()
+
+
+def test_no_cache_calls_again(make_experiment, llm_server):
+    folder = make_experiment()
+    run(folder)
+    llm_server.reset()
+    run(folder, use_cache=False)
+    assert llm_server.request_count == 40
+
+
+def test_an_interrupted_run_resumes_without_repeating_a_call(make_experiment, llm_server):
+    folder = make_experiment()
+    llm_server.latency = 0.02
+    experiment = Experiment.from_yaml(folder)
+    stop_after = threading.Event()
+
+    def cancel_midway(progress):
+        if progress.done >= 15 and not stop_after.is_set():
+            stop_after.set()
+            experiment.cancel()
+
+    experiment.progress.listeners.append(cancel_midway)
+    partial = experiment.run(track=False, progress=False)
+    done_first = llm_server.request_count
+    assert 15 <= len(partial.frame) < 40 and done_first == len(partial.frame)
+
+    llm_server.reset()
+    resumed = run(folder)
+    assert llm_server.request_count == 40 - done_first
+    assert len(resumed.frame) == 40
+    assert resumed.frame.duplicated(["variant", "example_id", "repeat"]).sum() == 0
+
+
+def test_failing_calls_become_error_rows_and_the_run_goes_on(make_experiment, llm_server):
+    llm_server.faults = Faults(server_error=0.3)
+    results = run(make_experiment())
+    errors = results.errors
+    assert len(results.frame) == 40
+    assert 0 < len(errors) < 40
+    assert errors["error"].str.contains("InternalServerError").all()
+    assert errors["score.exact_match"].isna().all()
+    assert (errors["reason.exact_match"] == "not scored: the call failed").all()
+
+
+def test_errors_are_not_cached_so_a_rerun_retries_them(make_experiment, llm_server):
+    folder = make_experiment()
+    llm_server.faults = Faults(fail_first=5)
+    first = run(folder)
+    assert len(first.errors) == 5
+    llm_server.faults = Faults()
+    llm_server.reset()
+    second = run(folder)
+    assert llm_server.request_count == 5 and len(second.errors) == 0
+
+
+def test_repeats_are_separate_calls(make_experiment, llm_server):
+    results = run(make_experiment(run={"concurrency": 2, "repeats": 3}), limit=2)
+    assert len(results.frame) == 12 and llm_server.request_count == 12
+    assert sorted(set(results.frame["repeat"])) == [0, 1, 2]
+
+
+def test_a_missing_key_variable_stops_before_any_call(make_experiment, llm_server, monkeypatch):
+    monkeypatch.delenv("WB_TEST_KEY", raising=False)
+    folder = make_experiment()
+    experiment = Experiment.from_yaml(folder)
+    model = experiment.variants[0].model.model_copy(update={"api_key_env": "WB_TEST_KEY"})
+    experiment.variants[0] = experiment.variants[0].__class__(
+        **{**experiment.variants[0].__dict__, "model": model})
+    with pytest.raises(Exception, match="WB_TEST_KEY"):
+        experiment.run(track=False, progress=False)
+    assert llm_server.request_count == 0
