@@ -104,6 +104,8 @@ class Experiment:
         results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
                                     experiment=self.name, baseline=self.spec.baseline)
         results.registry_name = self.spec.prompt_registry_name
+        if len(results.variants) >= 2:
+            results.report = results.compare()
         if track and not self._cancel.is_set():
             self._track(results, evalset)
         self.last_results = results
@@ -120,10 +122,9 @@ class Experiment:
     def _track(self, results: Results, evalset: EvalSet) -> None:
         from .tracking import log_execution
 
-        report = results.compare() if len(results.variants) >= 2 else None
         tracked = log_execution(
             experiment=self.name, registry_name=self.spec.prompt_registry_name,
-            variants=self.variants, evalset=evalset, results=results, report=report,
+            variants=self.variants, evalset=evalset, results=results, report=results.report,
             params={"repeats": self.spec.run.repeats}, source_dir=self.spec.directory)
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
         results.prompt_versions = dict(tracked.prompt_versions)

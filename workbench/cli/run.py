@@ -1,0 +1,56 @@
+"""``workbench run``: the experiment, its summary and comparison, optionally a promotion."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(commands: Any) -> None:
+    run = commands.add_parser("run", help="run an experiment's variants over its eval set",
+                              description="Run every variant over the eval set, score, print "
+                                          "the summary and the paired comparison, log to MLflow.")
+    run.add_argument("experiment", help="experiment directory (or its experiment.yaml)")
+    run.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
+    run.add_argument("--no-cache", action="store_true",
+                     help="call the models again even when a cached answer exists")
+    run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at once")
+    run.add_argument("--promote", metavar="ALIAS",
+                     help="move ALIAS to the winning variant when the verdict says it is better")
+    run.add_argument("--approver", help="name recorded with a promotion (default: your user)")
+    run.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..experiment import Experiment
+    from ..promotion import promote
+    from ..results import format_summary
+
+    experiment = Experiment.from_yaml(args.experiment)
+    print(f"{experiment.name}: {len(experiment.variants)} variants × "
+          f"{min(args.limit or len(experiment.evalset), len(experiment.evalset))} examples × "
+          f"{experiment.spec.run.repeats} repeat(s)")
+    results = experiment.run(limit=args.limit, use_cache=not args.no_cache,
+                             track=not args.no_track, concurrency=args.concurrency)
+    report = results.report
+    print()
+    # the comparison report carries the per-variant summary; print it alone otherwise
+    print(report.to_text() if report else format_summary(results.summary(), results.metrics))
+    print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
+          f"errors: {len(results.errors)}")
+    if results.run_ids:
+        print(f"\nMLflow ({results.tracking_uri}):")
+        print(f"  parent run  {results.run_ids['parent']}")
+        for variant, run_id in results.run_ids.items():
+            if variant != "parent":
+                version = results.prompt_versions.get(variant)
+                print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
+    if args.promote and report is not None:
+        if report.winner is None:
+            print(f"\nnot promoted: {report.verdict}")
+        else:
+            promoted = promote(results, report, alias=args.promote, approver=args.approver)
+            print(f"\npromoted {report.winner} → prompts:/{promoted.name}@{args.promote} "
+                  f"(version {promoted.version})")
+    return 0
