@@ -31,7 +31,10 @@ def test_one_parent_run_and_one_child_run_per_variant(tracked):
     assert children["bare"].data.metrics["exact_match"] == 0.5
     assert {"exact_match_ci_low", "exact_match_ci_high", "latency_p50", "latency_p95",
             "cost", "n_errors"} <= children["bare"].data.metrics.keys()
-    assert any(k.startswith("ab/exact_match/") for k in parent.data.metrics)
+    assert parent.data.metrics["ab/exact_match/bare_vs_guided/diff"] == 0.5
+    assert parent.data.metrics["ab/exact_match/bare_vs_guided/p_adj"] < 0.05
+    artifacts = {a.path for a in c.list_artifacts(parent.info.run_id)}
+    assert {"ab_report.json", "ab_report.txt", "ab_forest_plot.png", "results.json"} <= artifacts
 
 
 def test_the_per_example_table_and_the_eval_set_are_logged(tracked):

@@ -21,10 +21,13 @@ class PromotionRefused(WorkbenchError):
     """The evidence does not support the promotion and no reason was given to override it."""
 
 
-def promote(results: Results, report: ComparisonReport, *, alias: str = "production",
+def promote(report: ComparisonReport, *, alias: str = "production",
             approver: str | None = None, variant: str | None = None,
             reason: str | None = None) -> RegisteredPrompt:
     """Promote ``variant`` (default: the report's winner) of a tracked run to ``alias``."""
+    results: Results | None = report.source
+    if results is None:
+        raise WorkbenchError("this report is not linked to a run; use results.compare(...)")
     winner = report.winner
     chosen = variant or winner
     if chosen is None:

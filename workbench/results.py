@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,8 @@ class Results:
             b = others[0]
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
-        return compare(self.frame, a, b, self.metrics, **options)
+        report = compare(self.frame, a, b, self.metrics, **options)
+        return dataclasses.replace(report, source=self)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

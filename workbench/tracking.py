@@ -92,6 +92,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         if report is not None:
             parent_metrics.update(_finite(report.mlflow_metrics()))
             c.log_dict(parent.info.run_id, report.to_dict(), "ab_report.json")
+            c.log_text(parent.info.run_id, report.to_text(), "ab_report.txt")
+            c.log_figure(parent.info.run_id, report.forest_plot(), "ab_forest_plot.png")
         parent_params = {"experiment": experiment, "variants": ",".join(v.name for v in variants),
                          "eval_set": evalset.name, "eval_set_digest": evalset.digest[:16],
                          "primary_metric": results.primary, **(params or {})}

@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
         else:
-            promoted = promote(results, report, alias=args.promote, approver=args.approver)
+            promoted = promote(report, alias=args.promote, approver=args.approver)
             print(f"\npromoted {report.winner} → prompts:/{promoted.name}@{args.promote} "
                   f"(version {promoted.version})")
     return 0
