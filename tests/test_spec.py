@@ -46,7 +46,7 @@ def test_variants_are_named_by_what_varies(make_experiment):
         ({"primary_metric": "f1"}, "primary_metric", "'f1' is not a scorer"),
         ({"baseline": "nope"}, "baseline", "'nope' is not a variant"),
         ({"scorers": [{"type": "regex", "pattern": "("}]}, "scorers.0", "invalid regular"),
-        ({"scorers": [{"type": "bleu"}]}, "scorers.0", "unknown scorer type"),
+        ({"scorers": [{"type": "vibes"}]}, "scorers.0", "unknown scorer type"),
         ({"scorers": [{"type": "contains", "value": "a"}, {"type": "contains", "value": "b"}]},
          "scorers", "two scorers are named"),
         ({"prompts": {"bare": "prompts/missing.yaml"}}, "prompts.bare", "not found"),

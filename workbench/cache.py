@@ -68,6 +68,12 @@ class ResponseCache:
         self.hits += 1
         return json.loads(row[0])
 
+    def contains(self, key: str) -> bool:
+        """Whether an answer is stored, without counting a hit or a miss."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone()
+        return row is not None
+
     def put(self, key: str, model: str, record: Mapping[str, Any]) -> None:
         with self._lock:
             self._db.execute(

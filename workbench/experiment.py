@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import math
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from .aio import run_sync
 from .cache import ResponseCache
-from .errors import SpecError
+from .errors import SpecError, WorkbenchError
 from .evalsets import EvalSet
-from .gateway import Gateway
+from .gateway import Gateway, ModelConfig
+from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
 from .settings import cache_path
-from .spec import ExperimentSpec, load_spec, variant_name
+from .spec import _NAME, ExperimentSpec, load_spec, variant_name
 
 if TYPE_CHECKING:
+    from .preflight import Plan
+
+if TYPE_CHECKING:
+    import pandas as pd
+
     from .results import Results
 
 
@@ -28,6 +39,7 @@ class Experiment:
                  extra_scorers: Sequence[Scorer] = ()) -> None:
         self.spec = spec
         self.evalset = evalset or self._load_evalset()
+        self._extra_scorers = list(extra_scorers)
         self.scorers: list[Scorer] = [
             build_scorer(s.type, s.options, name=s.name) for s in spec.scorers
         ] + list(extra_scorers)
@@ -77,39 +89,92 @@ class Experiment:
 
     def _check_keys(self) -> None:
         for variant in self.variants:
-            variant.model.api_key()  # raises GatewayError naming the missing variable
+            variant.model.check_keys()  # raises GatewayError naming the missing variable
 
     # ---- running ----------------------------------------------------------------------------
+    def plan(self, *, limit: int | None = None, repeats: int | None = None,
+             use_cache: bool = True, refresh: Sequence[str] = (),
+             cache: ResponseCache | None = None) -> Plan:
+        """Render and check every call without sending any: context windows, cached calls,
+        and an upper estimate of the cost of the rest (``str(plan)`` says it in words)."""
+        from .preflight import plan_run
+
+        unknown = sorted(set(refresh) - {v.name for v in self.variants})
+        if unknown:
+            raise WorkbenchError(f"refresh names unknown variants {unknown}; "
+                                 f"variants are {[v.name for v in self.variants]}")
+        evalset = self.evalset.head(limit) if limit else self.evalset
+        with _open_cache(self, cache) as opened:
+            return plan_run(self.variants, evalset.examples, Gateway(opened),
+                            repeats=repeats or self.spec.run.repeats,
+                            policy=self.spec.run.context_policy,
+                            truncate_variable=self.spec.run.truncate_variable,
+                            use_cache=use_cache, refresh=frozenset(refresh))
+
     async def arun(self, *, limit: int | None = None, use_cache: bool = True, track: bool = True,
                    progress: bool = True, concurrency: int | None = None,
-                   repeats: int | None = None, cache: ResponseCache | None = None) -> Results:
-        """Run the matrix, score it, log it to MLflow; resumable through the response cache."""
+                   repeats: int | None = None, refresh: Sequence[str] = (),
+                   max_cost: float | None = None, cache: ResponseCache | None = None) -> Results:
+        """Run the matrix, score it, log it to MLflow; resumable through the response cache.
+
+        Nothing is sent unless every call fits its context window and the estimated cost is
+        within ``max_cost`` (argument or ``run.max_cost``). The run also stops sending once
+        the cost actually spent reaches it.
+        """
+        from .preflight import CostLimitError
         from .results import Results
 
         self._check_keys()
         self._cancel.clear()
         evalset = self.evalset.head(limit) if limit else self.evalset
-        own_cache = cache is None
-        cache = cache or ResponseCache(cache_path(self.spec.directory))
-        self.progress = Progress(listeners=self.progress.listeners)
-        try:
+        repeats = repeats or self.spec.run.repeats
+        concurrency = concurrency or self.spec.run.concurrency
+        max_cost = max_cost or self.spec.run.max_cost
+        with _open_cache(self, cache) as opened:
+            plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
+                             cache=opened)
+            if max_cost is not None and plan.estimated_cost > max_cost:
+                raise CostLimitError(
+                    f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
+                    "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
+            self.progress = Progress(listeners=self.progress.listeners)
+            if max_cost is not None:
+                self.progress.listeners.append(_cost_guard(max_cost, self._cancel))
             rows = await run_matrix(
-                self.variants, evalset.examples, self.scorers, Gateway(cache),
-                concurrency=concurrency or self.spec.run.concurrency,
-                repeats=repeats or self.spec.run.repeats, use_cache=use_cache,
-                progress=self.progress, show_progress=progress, cancel=self._cancel)
-        finally:
-            if own_cache:
-                cache.close()
+                self.variants, evalset.examples, self.scorers,
+                Gateway(opened, max_concurrency=concurrency),
+                concurrency=concurrency, repeats=repeats, use_cache=use_cache,
+                refresh=frozenset(refresh), plan=plan, progress=self.progress,
+                show_progress=progress, cancel=self._cancel)
         results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
                                     experiment=self.name, baseline=self.spec.baseline)
         results.registry_name = self.spec.prompt_registry_name
+        results.warnings = self._warnings(results, repeats)
+        if max_cost is not None and self.progress.cost >= max_cost:
+            results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "
+                                    f"{len(rows)} of {self.progress.total} calls were made")
         if len(results.variants) >= 2:
             results.report = results.compare()
         if track and not self._cancel.is_set():
             self._track(results, evalset)
         self.last_results = results
         return results
+
+    def _warnings(self, results: Results, repeats: int) -> list[str]:
+        notes = []
+        for variant in self.variants:
+            rows = results.frame[results.frame["variant"] == variant.name]
+            hot = float(variant.model.params.get("temperature", 1.0) or 0.0) > 0
+            if hot and repeats == 1 and len(rows) and rows["cached"].any():
+                notes.append(
+                    f"{variant.name}: temperature > 0 with one sample per example, served from "
+                    "the cache: the same single sample is reused, which hides the variance "
+                    "between samples (set run.repeats > 1, or refresh this variant)")
+        truncated = int(results.frame["warning"].notna().sum()) if len(results.frame) else 0
+        if truncated:
+            notes.append(f"{truncated} call(s) had a variable truncated to fit the context "
+                         "window (see the warning column)")
+        return notes
 
     def run(self, **options: Any) -> Results:
         """Blocking form of ``arun`` for notebooks and scripts."""
@@ -118,6 +183,88 @@ class Experiment:
     def cancel(self) -> None:
         """Stop sending new calls; finished calls stay cached, so a re-run resumes."""
         self._cancel.set()
+
+    # ---- pricing and editing (what the notebook panels offer) -------------------------------
+    def estimate(self, *, limit: int | None = None, repeats: int | None = None,
+                 prompts: Mapping[str, PromptTemplate] | None = None) -> pd.DataFrame:
+        """Calls, prompt tokens and worst-case cost per variant, before anything is sent.
+
+        Completion tokens are priced at each model's ``max_tokens`` (the most a call can
+        cost); ``prompts`` prices unsaved edits of prompt variants, by prompt name. A model
+        missing from litellm's price table gets NaN (unknown), never a made-up zero.
+        """
+        import pandas as pd
+
+        from .gateway import price
+
+        gateway = Gateway()
+        examples = (self.evalset.head(limit) if limit else self.evalset).examples
+        repeats = repeats or self.spec.run.repeats
+        rows = []
+        for v in self.variants:
+            template = (prompts or {}).get(v.prompt_name, v.prompt)
+            tokens = sum(gateway.count_tokens(v.model, template.render(**e.inputs))
+                         for e in examples)
+            calls = len(examples) * repeats
+            max_out = int(v.model.params.get("max_tokens") or 0)
+            cost = price(v.model, tokens * repeats, max_out * calls, unknown=math.nan)
+            rows.append({"variant": v.name, "model": v.model.model, "calls": calls,
+                         "prompt_tokens": tokens * repeats,
+                         "prompt_tokens_per_call": tokens / max(1, len(examples)),
+                         "max_completion_tokens": max_out * calls, "cost_max": cost})
+        return pd.DataFrame(rows).set_index("variant")
+
+    def with_models(self, models: Mapping[str, ModelConfig]) -> Experiment:
+        """The same prompts and eval set on other model variants (in memory; the YAML file
+        is unchanged). The baseline stays the same prompt, renamed if variant names change."""
+        where = self.spec.path or self.name
+        if not models:
+            raise SpecError(where, "models", "no model variants",
+                            "add one, e.g. `smollm2: {model: local/smollm2}`")
+        for key in models:
+            if not _NAME.match(key):
+                raise SpecError(where, f"models.{key}", "invalid variant name",
+                                "use letters, digits, '-', '_' and '.' only")
+        spec = self.spec.model_copy(update={"models": dict(models)})
+        old = next((v for v in self.variants if v.name == spec.baseline), None)
+        if old is not None:
+            arms = [m for m in spec.models if m == old.model_name] or list(spec.models)
+            spec = spec.model_copy(
+                update={"baseline": variant_name(old.prompt_name, arms[0], spec)})
+        return Experiment(spec, evalset=self.evalset, extra_scorers=self._extra_scorers)
+
+    def save_prompt(self, name: str, template: PromptTemplate | str | list[dict[str, str]], *,
+                    description: str = "") -> Experiment:
+        """Write ``prompts/<name>.yaml`` and list it in experiment.yaml, so the variant is part
+        of the experiment for every later run and reader; returns the reloaded experiment."""
+        path = self.spec.path
+        if path is None:
+            raise WorkbenchError("this experiment was not loaded from a file; "
+                                 "use Experiment.from_yaml(...) to save prompt variants")
+        if not _NAME.match(name):
+            raise SpecError(path, f"prompts.{name}", "invalid variant name",
+                            "use letters, digits, '-', '_' and '.' only")
+        file = self.spec.directory / "prompts" / f"{name}.yaml"
+        if name in self.spec.prompts or file.exists():
+            raise SpecError(path, f"prompts.{name}", "a prompt variant of that name exists",
+                            "choose another name")
+        text = template.template if isinstance(template, PromptTemplate) else template
+        prompt = PromptTemplate(text, name=name, description=description)
+        missing = sorted(prompt.variables - set(self.evalset.columns))
+        if missing:
+            raise SpecError(path, f"prompts.{name}", f"the template uses {missing} but the "
+                            f"eval set has only {sorted(self.evalset.columns)}",
+                            "rename the placeholder or add the field to the eval set")
+        content: dict[str, object] = {"description": description} if description else {}
+        content["messages" if prompt.is_chat else "template"] = prompt.template
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(yaml.dump(content, Dumper=_BlockDumper, sort_keys=False,
+                                  allow_unicode=True, width=100), encoding="utf-8")
+        _add_prompt_entry(path, name, f"prompts/{name}.yaml")
+        saved = Experiment(load_spec(path), evalset=self.evalset,
+                           extra_scorers=self._extra_scorers)
+        return saved if saved.spec.models == self.spec.models else saved.with_models(
+            self.spec.models)
 
     def _track(self, results: Results, evalset: EvalSet) -> None:
         from .tracking import log_execution
@@ -129,3 +276,65 @@ class Experiment:
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri
+
+
+@contextmanager
+def _open_cache(experiment: Experiment, cache: ResponseCache | None) -> Iterator[ResponseCache]:
+    """The caller's cache, or the project's own, closed again afterwards."""
+    if cache is not None:
+        yield cache
+        return
+    opened = ResponseCache(cache_path(experiment.spec.directory))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _cost_guard(max_cost: float, cancel: threading.Event) -> Callable[[Progress], None]:
+    def guard(progress: Progress) -> None:
+        if progress.cost >= max_cost and not cancel.is_set():
+            cancel.set()
+
+    return guard
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line prompt text as a YAML block (``|``), as a person would write it."""
+
+
+def _block_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _block_str)
+
+
+def _add_prompt_entry(path: Path, name: str, value: str) -> None:
+    """Add ``name: value`` under ``prompts:``, keeping the file's comments and layout;
+    falls back to rewriting the whole mapping when the block is not in the usual style."""
+    text = path.read_text(encoding="utf-8")
+    before = yaml.safe_load(text)
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines)
+                  if re.match(r"^prompts:\s*(#.*)?$", line)), None)
+    if start is not None:
+        end, indent = start + 1, "  "
+        for i in range(start + 1, len(lines)):
+            if lines[i].strip() and not lines[i].startswith((" ", "\t")):
+                break
+            if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+                end = i + 1
+                indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        if not lines[end - 1].endswith("\n"):
+            lines[end - 1] += "\n"
+        lines.insert(end, f"{indent}{name}: {value}\n")
+        edited = "".join(lines)
+        after = yaml.safe_load(edited)
+        if after.get("prompts") == {**before["prompts"], name: value}:
+            path.write_text(edited, encoding="utf-8")
+            return
+    before["prompts"][name] = value
+    path.write_text(yaml.safe_dump(before, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")

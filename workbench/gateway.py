@@ -1,20 +1,32 @@
-"""Every model call goes through here: litellm, the response cache, tokens, cost, latency.
+"""Every model call goes through here: litellm, the response cache, pacing, tokens, cost.
 
-The gateway turns any failure into a ``GatewayError`` with a readable reason, so the runner
-can record it on the row and go on, and the serving module can show it to a caller.
+Retries (with backoff, honouring Retry-After), fallbacks and cooldowns are litellm's
+``Router``; the gateway adds what a batch evaluation needs on top: waiting for rpm/tpm
+capacity instead of failing, concurrency that halves on rate limits, a context-window
+check before sending, prices for models litellm does not know, and the cache.
+
+Any failure becomes a ``GatewayError`` with a readable reason, so the runner records it
+on the row and goes on, and the serving module can show it to a caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .cache import ResponseCache, cache_key
 from .errors import GatewayError
+from .limits import AdaptiveConcurrency, MinuteWindow
+from .prompts import canonical_json
+
+log = logging.getLogger("workbench.gateway")
 
 _SECRET_KEYS = {"api_key", "key", "token", "secret", "password", "authorization"}
 
@@ -33,6 +45,24 @@ class ModelConfig(BaseModel):
     api_key_env: str | None = None
     timeout: float = Field(default=120.0, gt=0)
     num_retries: int = Field(default=2, ge=0, le=10)
+    # models to try, in order, when this one keeps failing
+    fallbacks: list[ModelConfig] = Field(default_factory=list)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    # prices for models missing from litellm's price table, in USD per token
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    context_window: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_key(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_key" in data:
+            raise ValueError(
+                "api_key must not be written in a file; put the key in an environment "
+                "variable and give its name as api_key_env (e.g. api_key_env: OPENAI_API_KEY)"
+            )
+        return data
 
     @field_validator("params")
     @classmethod
@@ -49,6 +79,11 @@ class ModelConfig(BaseModel):
     def provider(self) -> str:
         return self.model.split("/", 1)[0] if "/" in self.model else "openai"
 
+    @property
+    def key(self) -> str:
+        """A stable identity for this configuration (routers and limiters are per key)."""
+        return canonical_json(self.model_dump(mode="json"))
+
     def api_key(self) -> str | None:
         """The key from the environment, or a clear error before any call is made."""
         if not self.api_key_env:
@@ -61,10 +96,19 @@ class ModelConfig(BaseModel):
             )
         return value
 
+    def check_keys(self) -> None:
+        """Every key this config (and its fallbacks) needs is set; else a clear error."""
+        self.api_key()
+        for fallback in self.fallbacks:
+            fallback.check_keys()
+
 
 @dataclass(frozen=True)
 class Completion:
-    """One model answer with what it cost; ``latency_s`` is the original call's, even cached."""
+    """One model answer with what it cost; ``latency_s`` is the original call's, even cached.
+
+    ``model`` is the model that answered: a fallback's when the primary kept failing.
+    """
 
     text: str
     model: str
@@ -73,6 +117,8 @@ class Completion:
     cost: float
     latency_s: float
     cached: bool = False
+    retries: int = 0
+    fallback: bool = False
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
@@ -80,12 +126,22 @@ class Completion:
         return data
 
 
-class Gateway:
-    """Calls models through litellm, with an optional on-disk cache in front."""
+class ContextWindowError(GatewayError):
+    """The prompt does not fit the model's context window."""
 
-    def __init__(self, cache: ResponseCache | None = None) -> None:
+
+class Gateway:
+    """Calls models through litellm's Router, with an optional on-disk cache in front."""
+
+    def __init__(self, cache: ResponseCache | None = None, *, max_concurrency: int = 64) -> None:
         self.cache = cache
+        self.max_concurrency = max_concurrency
         self.calls = 0
+        self.rate_limited = 0
+        self._routers: dict[str, Any] = {}
+        # asyncio primitives belong to one event loop; sync callers may use several
+        self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
+            weakref.WeakKeyDictionary())
 
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
                        repeat: int = 0, use_cache: bool = True) -> Completion:
@@ -94,31 +150,68 @@ class Gateway:
             hit = self.cache.get(key)
             if hit is not None:
                 return Completion(**hit, cached=True)
-        completion = await self._call(config, messages)
+        completion = await self._paced_call(config, messages)
         if self.cache is not None:
             self.cache.put(key, config.model, completion.record())
         return completion
 
+    # ---- pacing -------------------------------------------------------------------------
+    def _pacing_for(self, config: ModelConfig) -> _Pacing:
+        per_loop = self._pacing.setdefault(asyncio.get_running_loop(), {})
+        if config.key not in per_loop:
+            per_loop[config.key] = _Pacing(config, self.max_concurrency)
+        return per_loop[config.key]
+
+    async def _paced_call(self, config: ModelConfig, messages: list[dict[str, str]]
+                          ) -> Completion:
+        pacing = self._pacing_for(config)
+        if pacing.requests:
+            await pacing.requests.acquire()
+        if pacing.tokens:
+            await pacing.tokens.acquire(_estimate_tokens(config, messages))
+        async with pacing.concurrency.slot():
+            try:
+                completion = await self._call(config, messages)
+            except GatewayError as exc:
+                if "RateLimitError" in str(exc):
+                    pacing.concurrency.rate_limited()
+                    self.rate_limited += 1
+                raise
+        if completion.retries:
+            pacing.concurrency.rate_limited()  # retries mean the provider is pushing back
+        else:
+            pacing.concurrency.succeeded()
+        return completion
+
+    # ---- the call -----------------------------------------------------------------------
+    def _router(self, config: ModelConfig) -> Any:
+        router = self._routers.get(config.key)
+        if router is None:
+            from litellm import Router
+
+            chain = [config, *config.fallbacks]
+            names = [f"m{i}" for i in range(len(chain))]
+            router = Router(
+                model_list=[{"model_name": name, "litellm_params": _litellm_params(c)}
+                            for name, c in zip(names, chain, strict=True)],
+                num_retries=config.num_retries,
+                retry_after=0,           # wait what Retry-After says, at least nothing more
+                timeout=config.timeout,
+                fallbacks=[{names[0]: names[1:]}] if len(names) > 1 else [],
+                # one deployment per group: a cooldown would only turn errors into "no
+                # deployments available"; retries and fallbacks are the recovery here
+                disable_cooldowns=True,
+            )
+            self._routers[config.key] = router
+        return router
+
     async def _call(self, config: ModelConfig, messages: list[dict[str, str]]) -> Completion:
-        litellm = _litellm(config.model)
-        kwargs: dict[str, Any] = {
-            "model": config.model,
-            "messages": messages,
-            "timeout": config.timeout,
-            "num_retries": config.num_retries,
-            **config.params,
-        }
-        if config.api_base:
-            kwargs["api_base"] = config.api_base
-        key = config.api_key()
-        if key is not None:
-            kwargs["api_key"] = key
-        elif config.api_base:
-            kwargs["api_key"] = "none"  # OpenAI-compatible local servers want some key
+        _litellm(config)
+        router = self._router(config)
         self.calls += 1
         started = time.perf_counter()
         try:
-            response = await litellm.acompletion(**kwargs)
+            response = await router.acompletion(model="m0", messages=messages, **config.params)
         except Exception as exc:
             raise GatewayError(_describe(exc, config)) from exc
         latency = time.perf_counter() - started
@@ -126,37 +219,145 @@ class Gateway:
             text = response.choices[0].message.content or ""
         except (AttributeError, IndexError) as exc:
             raise GatewayError(f"{config.model}: response without a message ({exc})") from exc
+        hidden = getattr(response, "_hidden_params", None) or {}
+        headers = hidden.get("additional_headers") or {}
+        answered = hidden.get("litellm_model_name") or config.model
+        answered_config = next((c for c in config.fallbacks if c.model == answered), config)
         usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         return Completion(
             text=text,
-            model=getattr(response, "model", None) or config.model,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost=_cost(litellm, response),
+            model=answered,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost=price(answered_config, prompt_tokens, completion_tokens, response),
             latency_s=latency,
+            retries=int(headers.get("x-litellm-attempted-retries") or 0),
+            fallback=int(headers.get("x-litellm-attempted-fallbacks") or 0) > 0,
         )
 
+    # ---- before sending -----------------------------------------------------------------
+    def count_tokens(self, config: ModelConfig, messages: list[dict[str, str]]) -> int:
+        """Prompt tokens as the model will see them (the embedded model counts its own)."""
+        if config.model.startswith("local/"):
+            from .local_model import count_tokens
 
-def _litellm(model: str) -> Any:
+            return count_tokens(messages, config.model.split("/", 1)[1])
+        import litellm
+
+        return int(litellm.token_counter(model=config.model, messages=messages))
+
+    def context_window(self, config: ModelConfig) -> int | None:
+        """The model's input limit: config, then litellm's model table; None if unknown."""
+        if config.context_window:
+            return config.context_window
+        info = _model_info(config)
+        return info.get("max_input_tokens") or info.get("max_tokens") if info else None
+
+    def check_context(self, config: ModelConfig, messages: list[dict[str, str]]) -> int:
+        """Raise ``ContextWindowError`` when prompt + completion budget do not fit."""
+        tokens = self.count_tokens(config, messages)
+        window = self.context_window(config)
+        reserve = int(config.params.get("max_tokens") or 0)
+        if window is not None and tokens + reserve > window:
+            raise ContextWindowError(
+                f"{config.model}: the prompt has {tokens} tokens and max_tokens is {reserve}, "
+                f"over the {window}-token context window")
+        return tokens
+
+    def estimate_cost(self, config: ModelConfig, prompt_tokens: int) -> float:
+        """Upper estimate of one call: the prompt plus a full max_tokens answer."""
+        completion = int(config.params.get("max_tokens") or 256)
+        return price(config, prompt_tokens, completion)
+
+
+@dataclass
+class _Pacing:
+    requests: MinuteWindow | None
+    tokens: MinuteWindow | None
+    concurrency: AdaptiveConcurrency
+
+    def __init__(self, config: ModelConfig, max_concurrency: int) -> None:
+        self.requests = MinuteWindow(config.rpm) if config.rpm else None
+        self.tokens = MinuteWindow(config.tpm) if config.tpm else None
+        self.concurrency = AdaptiveConcurrency(max_concurrency)
+
+
+def _litellm_params(config: ModelConfig) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": config.model, "timeout": config.timeout,
+                              "max_retries": 0}  # the Router retries; the SDK must not too
+    if config.api_base:
+        params["api_base"] = config.api_base
+    key = config.api_key()
+    if key is not None:
+        params["api_key"] = key
+    elif config.api_base:
+        params["api_key"] = "none"  # OpenAI-compatible local servers want some key
+    return params
+
+
+def _litellm(config: ModelConfig) -> Any:
     import litellm
 
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
-    if model.startswith("local/"):
+    if any(c.model.startswith("local/") for c in (config, *config.fallbacks)):
         from .local_model import register_with_litellm
 
         register_with_litellm()
     return litellm
 
 
-def _cost(litellm: Any, response: Any) -> float:
-    hidden = getattr(response, "_hidden_params", None) or {}
-    cost = hidden.get("response_cost")
-    if cost is None:
-        try:
-            cost = litellm.completion_cost(completion_response=response)
-        except Exception:  # models missing from litellm's price table cost "unknown"
-            cost = 0.0
-    return float(cost or 0.0)
+def _model_info(config: ModelConfig) -> dict[str, Any]:
+    litellm = _litellm(config)
+    try:
+        return dict(litellm.get_model_info(config.model))
+    except Exception:  # not in litellm's table
+        return {}
+
+
+_unpriced: set[str] = set()
+
+
+def has_price(config: ModelConfig) -> bool:
+    """Whether a cost can be computed for this model (its own prices or litellm's table)."""
+    if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
+        return True
+    return bool(_model_info(config).get("input_cost_per_token") is not None)
+
+
+def price(config: ModelConfig, prompt_tokens: int, completion_tokens: int,
+          response: Any = None, *, unknown: float = 0.0) -> float:
+    """USD for a call: the config's own prices, else litellm's table, else ``unknown``.
+
+    Recorded costs of unpriced models count as 0 (with one warning per model) so totals
+    stay usable; estimates pass ``unknown=nan`` so nobody mistakes them for free.
+    """
+    if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
+        return (prompt_tokens * (config.input_cost_per_token or 0.0)
+                + completion_tokens * (config.output_cost_per_token or 0.0))
+    litellm = _litellm(config)
+    try:
+        if response is not None:
+            return float(litellm.completion_cost(completion_response=response) or 0.0)
+        prompt_cost, completion_cost = litellm.cost_per_token(
+            model=config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return float(prompt_cost + completion_cost)
+    except Exception:
+        if response is None:
+            return unknown
+        if config.model not in _unpriced:
+            _unpriced.add(config.model)
+            log.warning("no price known for %s: its cost is counted as 0; set "
+                        "input_cost_per_token and output_cost_per_token in its config",
+                        config.model)
+        return unknown
+
+
+def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int:
+    # for tpm pacing only: characters / 4 is close enough and costs nothing
+    chars = sum(len(m.get("content") or "") for m in messages)
+    return chars // 4 + int(config.params.get("max_tokens") or 256)
 
 
 def _describe(exc: Exception, config: ModelConfig) -> str:
@@ -164,4 +365,6 @@ def _describe(exc: Exception, config: ModelConfig) -> str:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else kind
     status = getattr(exc, "status_code", None)
     prefix = f"{config.model}: {kind}" + (f" ({status})" if status else "")
-    return f"{prefix}: {message[:300]}"
+    hint = {401: " — check the key in the environment variable named by api_key_env",
+            404: " — check the model name"}.get(status or 0, "")
+    return f"{prefix}: {message[:300]}{hint}"

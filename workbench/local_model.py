@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import os
 import secrets
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ _PASSTHROUGH = {"temperature", "max_tokens", "top_p", "top_k", "stop", "seed",
 _lock = threading.Lock()
 _servers: dict[str, Any] = {}
 _registered = False
+# The runtime's loopback listener is locked with this key; only this process knows it.
+_KEY = secrets.token_hex(16)
 
 
 def weights_path(name: str = "smollm2") -> Path:
@@ -68,10 +72,25 @@ def server(name: str = "smollm2") -> Any:
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
             # The runtime also opens an HTTP listener on loopback; lock it with a random key.
-            params.api_keys = [secrets.token_hex(16)]
+            params.api_keys = [_KEY]
             params.verbosity = 0
             _servers[name] = xllamacpp.Server(params)
         return _servers[name]
+
+
+def count_tokens(messages: list[dict[str, str]], model: str = "smollm2") -> int:
+    """Prompt tokens exactly as the model sees them: its chat template, its tokenizer."""
+    address = server(model).listening_address
+    prompt = _post(address, "/apply-template", {"messages": messages})["prompt"]
+    return len(_post(address, "/tokenize", {"content": prompt, "add_special": True})["tokens"])
+
+
+def _post(address: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        address + path, data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {_KEY}"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
+        return json.loads(response.read())
 
 
 @dataclass(frozen=True)

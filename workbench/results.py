@@ -28,6 +28,7 @@ class Results:
         self.guardrails = tuple(guardrails)
         self.run_ids: dict[str, str] = {}
         self.registry_name = experiment
+        self.warnings: list[str] = []
         self.report: ComparisonReport | None = None  # baseline vs. the next variant, once run
         self.tracking_uri = ""
         self.prompt_versions: dict[str, int] = {}

@@ -14,13 +14,16 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import GatewayError
 from .evalsets import Example
 from .gateway import Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
+
+if TYPE_CHECKING:
+    from .preflight import Call, Plan
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ async def run_matrix(
     concurrency: int = 4,
     repeats: int = 1,
     use_cache: bool = True,
+    refresh: frozenset[str] = frozenset(),
+    plan: Plan | None = None,
     progress: Progress | None = None,
     show_progress: bool = True,
     cancel: threading.Event | None = None,
@@ -71,7 +76,8 @@ async def run_matrix(
     """Run every (example, repeat, variant) call and score it; rows come back in matrix order.
 
     Variants are interleaved per example so that drift during a long run (rate limits,
-    provider load) hits every variant alike.
+    provider load) hits every variant alike. ``plan`` (from ``preflight.plan_run``) supplies
+    the checked messages; variants in ``refresh`` are called again even when cached.
     """
     jobs = list(itertools.product(examples, range(repeats), variants))
     state = progress if progress is not None else Progress()
@@ -85,7 +91,9 @@ async def run_matrix(
             if cancel is not None and cancel.is_set():
                 state.cancelled = True
                 return
-            row = await _one(variant, example, repeat, scorers, gateway, use_cache)
+            call = plan.messages(variant.name, example.id) if plan is not None else None
+            row = await _one(variant, example, repeat, scorers, gateway,
+                             use_cache and variant.name not in refresh, call)
             rows[index] = row
             state._update(row)
             if bar is not None:
@@ -102,7 +110,7 @@ async def run_matrix(
 
 
 async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
-               gateway: Gateway, use_cache: bool) -> dict[str, Any]:
+               gateway: Gateway, use_cache: bool, call: Call | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "variant": variant.name,
         "prompt": variant.prompt_name,
@@ -116,9 +124,13 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         "cost": 0.0,
         "latency_s": math.nan,
         "cached": False,
+        "answered_by": None,
+        "retries": 0,
+        "fallback": False,
+        "warning": call.warning if call is not None else None,
     }
     try:
-        messages = variant.prompt.render(**example.inputs)
+        messages = call.messages if call is not None else variant.prompt.render(**example.inputs)
         completion = await gateway.complete(variant.model, messages, repeat=repeat,
                                             use_cache=use_cache)
     except GatewayError as exc:
@@ -128,7 +140,9 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
     else:
         row.update(output=completion.text, prompt_tokens=completion.prompt_tokens,
                    completion_tokens=completion.completion_tokens, cost=completion.cost,
-                   latency_s=completion.latency_s, cached=completion.cached)
+                   latency_s=completion.latency_s, cached=completion.cached,
+                   answered_by=completion.model, retries=completion.retries,
+                   fallback=completion.fallback)
     for scorer in scorers:
         if row["error"] is not None:
             row[f"score.{scorer.name}"] = math.nan
@@ -137,6 +151,9 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         score = await _score(scorer, row["output"], example)
         row[f"score.{scorer.name}"] = math.nan if score.value is None else float(score.value)
         row[f"reason.{scorer.name}"] = score.reason if score.error is None else score.error
+        if score.cost is not None or score.tokens is not None:  # an LLM judge's own call
+            row[f"judge_cost.{scorer.name}"] = float(score.cost or 0.0)
+            row[f"judge_tokens.{scorer.name}"] = int(score.tokens or 0)
     return row
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError, TemplateError
 from .gateway import ModelConfig
@@ -33,6 +33,27 @@ class EvalSetSpec(_Strict):
 class RunSpec(_Strict):
     concurrency: int = Field(default=4, ge=1, le=512)
     repeats: int = Field(default=1, ge=1, le=100)
+    # stop before the first call when the estimate is higher, and mid-run when spent
+    max_cost: float | None = Field(default=None, gt=0)
+    # what to do when a prompt does not fit the model's context window
+    context_policy: Literal["error", "truncate"] = "error"
+    truncate_variable: str | None = None
+
+    @model_validator(mode="after")
+    def _truncate_needs_a_variable(self) -> RunSpec:
+        if self.context_policy == "truncate" and not self.truncate_variable:
+            raise ValueError("context_policy truncate needs truncate_variable: <field to cut>")
+        return self
+
+
+class GateSpec(_Strict):
+    """``workbench check``: where to test a candidate and what counts as a regression."""
+
+    regression_set: EvalSetSpec | None = None  # default: the experiment's eval set
+    guardrails: list[str] = Field(default_factory=list)  # must not get significantly worse
+    thresholds: dict[str, float] = Field(default_factory=dict)  # candidate mean must reach
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    max_error_rate: float = Field(default=0.1, ge=0, le=1)
 
 
 class ScorerSpec(BaseModel):
@@ -64,6 +85,8 @@ class ExperimentSpec(_Strict):
     primary_metric: str | None = None
     baseline: str | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+    judge: ModelConfig | None = None  # default model of the LLM-judge scorers
+    gate: GateSpec = Field(default_factory=GateSpec)
 
     # set by load_spec, not by the file
     path: Path | None = Field(default=None, exclude=True)
@@ -141,6 +164,12 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
 
     from .scorers import build_scorer  # lazy: scorers pull in optional libraries
 
+    if spec.judge is not None:
+        from .scorers.judges import judge_defaults
+
+        with_judge = judge_defaults([s.model_dump() for s in spec.scorers], spec.judge)
+        spec = spec.model_copy(update={"scorers": [ScorerSpec.model_validate(s)
+                                                    for s in with_judge]})
     metrics = []
     for i, scorer in enumerate(spec.scorers):
         try:
@@ -156,6 +185,10 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
     if spec.primary not in metrics:
         raise SpecError(path, "primary_metric", f"{spec.primary!r} is not a scorer",
                         f"use one of {metrics}")
+    for i, metric in enumerate([*spec.gate.guardrails, *spec.gate.thresholds]):
+        if metric not in metrics:
+            field = "gate.guardrails" if i < len(spec.gate.guardrails) else "gate.thresholds"
+            raise SpecError(path, field, f"{metric!r} is not a scorer", f"use one of {metrics}")
     variant_names = _variant_names(spec)
     if spec.baseline is not None and spec.baseline not in variant_names:
         raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",

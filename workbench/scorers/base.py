@@ -26,6 +26,9 @@ class Score:
     value: float | None
     reason: str = ""
     error: str | None = None
+    # what a judge's own model call cost, kept apart from the variant's call
+    cost: float | None = None
+    tokens: int | None = None
 
 
 @runtime_checkable

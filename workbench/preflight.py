@@ -1,0 +1,137 @@
+"""Everything checked before the first paid call: context windows, and what the run costs.
+
+Context overflow must never be silent: a silently truncated context reads like a
+hallucination and is hard to find. So the default policy stops the run before it starts,
+naming the calls that do not fit; ``truncate`` shortens one named variable and records a
+warning on each row it touched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .cache import cache_key
+from .errors import WorkbenchError
+from .evalsets import Example
+from .gateway import ContextWindowError, Gateway, has_price, price
+from .runner import Variant
+
+ContextPolicy = Literal["error", "truncate"]
+Message = dict[str, str]
+
+
+class CostLimitError(WorkbenchError):
+    """The run would cost more than the configured ``max_cost``."""
+
+
+@dataclass
+class Call:
+    """One planned call: what is sent, and what is known before sending it."""
+
+    messages: list[Message]
+    prompt_tokens: int | None = None
+    warning: str | None = None
+
+
+@dataclass
+class Plan:
+    """The calls of a run, checked; ``calls[(variant, example_id)]``."""
+
+    calls: dict[tuple[str, str], Call] = field(default_factory=dict)
+    to_send: int = 0
+    cached: int = 0
+    estimated_cost: float = 0.0  # NaN when some model has no known price
+
+    def messages(self, variant: str, example_id: str) -> Call:
+        return self.calls[(variant, example_id)]
+
+    def __str__(self) -> str:
+        cost = "unknown (no price for some model)" if math.isnan(self.estimated_cost) \
+            else f"at most ${self.estimated_cost:.4f}"
+        return f"{self.to_send} calls to send ({self.cached} cached), {cost}"
+
+
+def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: Gateway, *,
+             repeats: int = 1, policy: ContextPolicy = "error",
+             truncate_variable: str | None = None, use_cache: bool = True,
+             refresh: frozenset[str] = frozenset()) -> Plan:
+    """Render every call, check it fits, and price the calls the cache cannot answer."""
+    plan = Plan()
+    overflows: list[str] = []
+    for variant in variants:
+        window = gateway.context_window(variant.model)
+        priced = has_price(variant.model)
+        for example in examples:
+            messages = variant.prompt.render(**example.inputs)
+            call = Call(messages)
+            cached_repeats = sum(
+                1 for r in range(repeats)
+                if use_cache and variant.name not in refresh and gateway.cache is not None
+                and gateway.cache.contains(cache_key(variant.model.model, variant.model.params,
+                                                     messages, r, variant.model.api_base)))
+            plan.cached += cached_repeats
+            uncached = repeats - cached_repeats
+            if window is not None or (uncached and priced):
+                call.prompt_tokens = gateway.count_tokens(variant.model, messages)
+            if window is not None and uncached:
+                try:
+                    gateway.check_context(variant.model, messages)
+                except ContextWindowError as exc:
+                    if policy == "error" or truncate_variable is None:
+                        overflows.append(f"{variant.name} / example {example.id}: {exc}")
+                    else:
+                        call = _truncate(variant, example, gateway, truncate_variable, window)
+            plan.to_send += uncached
+            if uncached:
+                plan.estimated_cost += (uncached * _call_cost(variant, call.prompt_tokens or 0)
+                                        if priced else math.nan)
+            plan.calls[(variant.name, example.id)] = call
+    if overflows:
+        shown = "\n  ".join(overflows[:5])
+        more = f"\n  ... and {len(overflows) - 5} more" if len(overflows) > 5 else ""
+        raise ContextWindowError(
+            f"{len(overflows)} call(s) do not fit the context window; nothing was sent:\n  "
+            f"{shown}{more}\n  fix: shorten the prompt or the data, lower max_tokens, or set "
+            "run.context_policy: truncate with run.truncate_variable: <field> to cut that "
+            "field (each cut is recorded on its row)")
+    return plan
+
+
+def _call_cost(variant: Variant, prompt_tokens: int) -> float:
+    completion = int(variant.model.params.get("max_tokens") or 256)
+    return price(variant.model, prompt_tokens, completion, unknown=math.nan)
+
+
+def _truncate(variant: Variant, example: Example, gateway: Gateway, name: str,
+              window: int) -> Call:
+    """Cut ``name`` to the longest prefix that fits (binary search on characters)."""
+    text = str(example.inputs.get(name, ""))
+    if name not in variant.prompt.variables:
+        raise ContextWindowError(
+            f"{variant.name}: run.truncate_variable is {name!r}, which the prompt does not use; "
+            f"it uses {sorted(variant.prompt.variables)}")
+
+    def render(length: int) -> list[Message]:
+        return variant.prompt.render(**{**example.inputs, name: text[:length]})
+
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            gateway.check_context(variant.model, render(middle))
+            low = middle
+        except ContextWindowError:
+            high = middle - 1
+    messages = render(low)
+    try:
+        tokens = gateway.check_context(variant.model, messages)
+    except ContextWindowError as exc:
+        raise ContextWindowError(
+            f"{variant.name} / example {example.id}: does not fit even with {name!r} empty: "
+            f"{exc}") from exc
+    warning = (f"context window {window}: {name!r} truncated from {len(text)} to {low} "
+               f"characters")
+    return Call(messages, tokens, warning)
