@@ -17,7 +17,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import workbench  # noqa: E402,F401  (sets the offline defaults before mlflow/litellm import)
 
-from .llm_server import FakeLLMServer, scripted  # noqa: E402
+from .llm_server import FakeLLMServer  # noqa: E402
 
 LABELS = {"refund": "negative", "love": "positive", "broken": "negative", "great": "positive"}
 
