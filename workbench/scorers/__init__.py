@@ -1,6 +1,9 @@
 """Scorers: built-ins register themselves the same way a user's own scorers do."""
 
+from . import checks as _checks  # noqa: F401
 from . import deterministic as _deterministic  # noqa: F401  (registers the built-ins)
+from . import safety as _safety  # noqa: F401
+from . import text_metrics as _text_metrics  # noqa: F401
 from .base import (
     MetricKind,
     Options,
@@ -13,6 +16,8 @@ from .base import (
     scorer,
 )
 from .deterministic import normalize
+from .judges import flagged, pairwise, register_judge_prompts
+from .safety import find_injection, find_pii, redact
 
 __all__ = [
     "MetricKind",
@@ -21,8 +26,14 @@ __all__ = [
     "Score",
     "Scorer",
     "build_scorer",
+    "find_injection",
+    "find_pii",
+    "flagged",
     "normalize",
+    "pairwise",
+    "redact",
     "register",
+    "register_judge_prompts",
     "registered_types",
     "scorer",
 ]

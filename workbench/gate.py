@@ -1,0 +1,206 @@
+"""The regression gate: run a candidate prompt against the one at an alias, and say no in time.
+
+``workbench check`` (a CI step) and ``workbench.testing.assert_no_regression`` (a pytest test)
+both call ``check``. The gate fails when the candidate is significantly worse on the primary
+metric or a guardrail (the paired statistics of ``workbench.stats``), misses an absolute
+threshold, or errors too often. With no prompt at the alias yet there is nothing to regress
+against, so only the thresholds and the error rate apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import SpecError, WorkbenchError
+
+if TYPE_CHECKING:
+    from .evalsets import EvalSet
+    from .experiment import Experiment
+    from .report import ComparisonReport
+    from .results import Results
+    from .runner import Variant
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The decision, every reason for a failure, and the evidence behind it."""
+
+    passed: bool
+    candidate: str
+    baseline: str | None
+    failures: tuple[str, ...]
+    lines: tuple[str, ...]
+    results: Results | None = field(default=None, repr=False)
+    report: ComparisonReport | None = field(default=None, repr=False)
+
+    def to_text(self) -> str:
+        verdict = "PASS: no regression" if self.passed else "FAIL: " + "; ".join(self.failures)
+        return "\n".join([*self.lines, verdict])
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def check(experiment_dir: str | Path, *, baseline: str = "production",
+          candidate: str | None = None, limit: int | None = None, use_cache: bool = True,
+          progress: bool = False) -> GateResult:
+    """Run candidate and ``@baseline`` on the regression set; see the module doc for the rules."""
+    from .aio import run_sync
+
+    return run_sync(lambda: acheck(experiment_dir, baseline=baseline, candidate=candidate,
+                                   limit=limit, use_cache=use_cache, progress=progress))
+
+
+async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
+                 candidate: str | None = None, limit: int | None = None,
+                 use_cache: bool = True, progress: bool = False) -> GateResult:
+    """Async form of ``check``, for notebooks and code already on an event loop."""
+    from .cache import ResponseCache
+    from .experiment import Experiment
+    from .gateway import Gateway
+    from .results import Results
+    from .runner import run_matrix
+    from .settings import cache_path
+
+    exp = Experiment.from_yaml(experiment_dir)
+    spec = exp.spec
+    cand = _candidate(exp, candidate)
+    base = _baseline(exp, baseline, cand)
+    evalset = _regression_set(exp)
+    if limit:
+        evalset = evalset.head(limit)
+    variants = [v for v in (base, cand) if v is not None]
+    for variant in variants:
+        _check_fields(variant, evalset)
+        variant.model.check_keys()  # a missing key fails before any call
+    cache = ResponseCache(cache_path(spec.directory))
+    try:
+        rows = await run_matrix(variants, evalset.examples, exp.scorers, Gateway(cache),
+                                concurrency=spec.run.concurrency, use_cache=use_cache,
+                                show_progress=progress)
+    finally:
+        cache.close()
+    results = Results.from_rows(rows, metrics=exp.metrics, primary=spec.primary,
+                                experiment=spec.name, baseline=base.name if base else None,
+                                guardrails=spec.gate.guardrails)
+    return _decide(exp, results, base, cand, baseline, len(evalset))
+
+
+def _candidate(exp: Experiment, name: str | None) -> Variant:
+    names = [v.name for v in exp.variants]
+    if name is None:
+        others = [v for v in exp.variants if v.name != exp.spec.baseline]
+        if len(exp.variants) == 1 or len(others) == 1:
+            return (others or exp.variants)[0]
+        raise WorkbenchError(f"{exp.name} has variants {names}: choose one with --candidate")
+    for variant in exp.variants:
+        if variant.name == name:
+            return variant
+    raise WorkbenchError(f"{exp.name}: no variant {name!r}; variants are {names}")
+
+
+def _baseline(exp: Experiment, alias: str, cand: Variant) -> Variant | None:
+    from .errors import RegistryError
+    from .registry import alias_version, load
+    from .runner import Variant
+
+    registry_name = exp.spec.prompt_registry_name
+    if alias_version(registry_name, alias) is None:
+        return None
+    try:
+        found = load(registry_name, alias=alias)
+    except RegistryError as exc:
+        raise WorkbenchError(f"cannot load the baseline prompts:/{registry_name}@{alias}: "
+                             f"{exc}") from exc
+    name = alias if alias != cand.name else f"@{alias}"
+    return Variant(name=name, prompt_name=f"{registry_name}@{alias} (v{found.version})",
+                   prompt=found.template, model_name=name, model=found.model or cand.model)
+
+
+def _regression_set(exp: Experiment) -> EvalSet:
+    from .evalsets import EvalSet
+
+    chosen = exp.spec.gate.regression_set
+    if chosen is None:
+        return exp.evalset
+    path = exp.spec.directory / chosen.path
+    if not path.is_file():
+        raise SpecError(exp.spec.path or exp.name, "gate.regression_set.path",
+                        f"{path} not found", "give a path relative to the experiment directory")
+    evalset = EvalSet.from_file(path, id_field=chosen.id_field)
+    return evalset.head(chosen.limit) if chosen.limit else evalset
+
+
+def _check_fields(variant: Variant, evalset: EvalSet) -> None:
+    missing = sorted(variant.prompt.variables - set(evalset.columns))
+    if missing:
+        raise WorkbenchError(
+            f"{variant.name} ({variant.prompt_name}) needs {missing} but the regression set "
+            f"{evalset.source} has only {sorted(evalset.columns)}")
+
+
+def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Variant,
+            alias: str, n_examples: int) -> GateResult:
+    from .stats import compare, format_p
+
+    gate, frame = exp.spec.gate, results.frame
+    failures: list[str] = []
+    where = f"prompts:/{exp.spec.prompt_registry_name}@{alias}"
+    head = (f"workbench check {exp.name}: {cand.name!r} vs {where} on {n_examples} examples"
+            if base else f"workbench check {exp.name}: {cand.name!r}; no prompt at {where} "
+                         f"yet, so only thresholds and errors are checked")
+    lines = [head]
+    report = None
+    if base is not None:
+        try:
+            report = compare(frame, base.name, cand.name, results.metrics,
+                             primary=results.primary, guardrails=gate.guardrails,
+                             alpha=gate.alpha)
+        except ValueError as exc:
+            failures.append(f"no comparison possible: {exc}")
+        else:
+            pair = report.pairs[0]
+            for metric, r in pair.metrics.items():
+                role = " (primary)" if metric == results.primary else (
+                    " (guardrail)" if metric in gate.guardrails else "")
+                worse = r.regresses(cand.name)
+                gated = metric == results.primary or metric in gate.guardrails
+                mark = ("  REGRESSED" if gated else "  worse (not gated)") if worse else ""
+                p_value = f"p={format_p(r.p_value, gate.alpha)}"
+                lines.append(f"  {metric + role:<28} {r.mean_a:.3f} → {r.mean_b:.3f}  "
+                             f"diff {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]  "
+                             f"{p_value}{mark}")
+                if worse and gated:
+                    failures.append(f"{metric} regressed significantly "
+                                    f"({r.mean_a:.3f} → {r.mean_b:.3f}, {p_value})")
+    mine = frame[frame["variant"] == cand.name]
+    for metric, minimum in gate.thresholds.items():
+        value = _mean(mine, metric)
+        ok = value is not None and value >= minimum
+        shown = "n/a" if value is None else f"{value:.3f}"
+        lines.append(f"  threshold {metric} >= {minimum:g}: {shown} {'ok' if ok else 'MISSED'}")
+        if not ok:
+            failures.append(f"{metric} {shown} is below its threshold {minimum:g}")
+    for variant in (base, cand):
+        if variant is None:
+            continue
+        rows = frame[frame["variant"] == variant.name]
+        errors = int(rows["error"].notna().sum())
+        lines.append(f"  errors {variant.name}: {errors}/{len(rows)}")
+        if variant is cand and len(rows) and errors / len(rows) > gate.max_error_rate:
+            first = rows["error"].dropna().iloc[0]
+            failures.append(f"{errors}/{len(rows)} candidate calls failed (allowed "
+                            f"{gate.max_error_rate:.0%}); first: {str(first)[:160]}")
+    return GateResult(not failures, cand.name, base.name if base else None, tuple(failures),
+                      tuple(lines), results, report)
+
+
+def _mean(rows: Any, metric: str) -> float | None:
+    """Mean over per-example means (repeats count once), as the A/B summary computes it."""
+    column = f"score.{metric}"
+    scored = rows[rows["error"].isna()].dropna(subset=[column])
+    if scored.empty:
+        return None
+    return float(scored.groupby("example_id")[column].mean().mean())
