@@ -269,10 +269,14 @@ class Experiment:
     def _track(self, results: Results, evalset: EvalSet) -> None:
         from .tracking import log_execution
 
+        redact = None
+        if self.spec.run.redact_pii:
+            from .scorers.safety import redact
         tracked = log_execution(
             experiment=self.name, registry_name=self.spec.prompt_registry_name,
             variants=self.variants, evalset=evalset, results=results, report=results.report,
-            params={"repeats": self.spec.run.repeats}, source_dir=self.spec.directory)
+            params={"repeats": self.spec.run.repeats}, source_dir=self.spec.directory,
+            trace=self.spec.run.trace, redact=redact)
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri

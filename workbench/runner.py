@@ -12,6 +12,7 @@ import inspect
 import itertools
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,7 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         "completion_tokens": 0,
         "cost": 0.0,
         "latency_s": math.nan,
+        "started_at": time.time(),
         "cached": False,
         "answered_by": None,
         "retries": 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +40,14 @@ class TrackedExecution:
 def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Variant],
                   evalset: EvalSet, results: Results, report: ComparisonReport | None = None,
                   params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
-                  uri: str | None = None) -> TrackedExecution:
-    """Write the execution to MLflow and register each prompt variant's version."""
+                  uri: str | None = None, trace: bool = True,
+                  redact: Callable[[str], str] | None = None) -> TrackedExecution:
+    """Write the execution to MLflow and register each prompt variant's version.
+
+    With ``trace``, every call made in this execution (cache hits were not calls) becomes
+    an MLflow trace linked to its variant's run: inputs, output, tokens, cost, latency,
+    retries, fallback and the prompt version. ``redact`` rewrites text before it is logged.
+    """
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
 
@@ -83,9 +89,13 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
                         params=[Param(k, _param(v)) for k, v in variant_params.items()])
             frame = results.frame[results.frame["variant"] == variant.name]
-            c.log_table(run_id, data=_table(frame), artifact_file="results.json")
+            c.log_table(run_id, data=_table(_redacted(frame, redact)),
+                        artifact_file="results.json")
             c.log_inputs(run_id, datasets=[dataset_input])
-            c.link_prompt_version_to_run(run_id, f"prompts:/{registry_name}/{version}")
+            prompt_uri = f"prompts:/{registry_name}/{version}"
+            c.link_prompt_version_to_run(run_id, prompt_uri)
+            if trace:
+                _log_traces(mlflow, experiment_id, run_id, frame, prompt_uri, evalset, redact)
             c.set_terminated(run_id, "FINISHED")
 
         parent_metrics: dict[str, float] = {}
@@ -102,13 +112,57 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
                     params=[Param(k, _param(v)) for k, v in parent_params.items()],
                     tags=[RunTag("workbench.child_runs",
                                  ",".join(f"{k}={v}" for k, v in tracked.child_run_ids.items()))])
-        c.log_table(parent.info.run_id, data=_table(results.frame), artifact_file="results.json")
+        c.log_table(parent.info.run_id, data=_table(_redacted(results.frame, redact)),
+                    artifact_file="results.json")
         c.log_inputs(parent.info.run_id, datasets=[dataset_input])
         c.set_terminated(parent.info.run_id, "FINISHED")
     except BaseException:
         c.set_terminated(parent.info.run_id, "FAILED")
         raise
+    if trace:
+        mlflow.flush_trace_async_logging()
     return tracked
+
+
+def _log_traces(mlflow: Any, experiment_id: str, run_id: str, frame: Any, prompt_uri: str,
+                evalset: EvalSet, redact: Callable[[str], str] | None) -> None:
+    """One LLM span per call, with its real start and end, written after the run."""
+    inputs_by_id = {e.id: dict(e.inputs) for e in evalset.examples}
+    clean = redact or (lambda text: text)
+    for row in frame[~frame["cached"].astype(bool)].itertuples(index=False):
+        start = int(row.started_at * 1e9)
+        latency = 0.0 if math.isnan(row.latency_s) else row.latency_s
+        inputs = {k: clean(v) if isinstance(v, str) else v
+                  for k, v in inputs_by_id.get(row.example_id, {}).items()}
+        span = mlflow.start_span_no_context(
+            name=f"{row.variant}/{row.example_id}", span_type="LLM",
+            inputs={"example_id": row.example_id, "variables": inputs, "repeat": row.repeat},
+            attributes={
+                "model": row.model, "answered_by": row.answered_by or "",
+                "prompt_version": prompt_uri,
+                "prompt_tokens": int(row.prompt_tokens),
+                "completion_tokens": int(row.completion_tokens),
+                "cost_usd": float(row.cost), "latency_s": latency,
+                "retries": int(row.retries), "fallback": bool(row.fallback),
+            },
+            metadata={"mlflow.sourceRun": run_id}, experiment_id=experiment_id,
+            start_time_ns=start)
+        if row.error is not None:
+            span.set_status("ERROR")
+            span.set_attribute("error", clean(str(row.error)))
+        span.end(outputs={"output": clean(row.output) if row.output else None},
+                 end_time_ns=start + int(latency * 1e9))
+
+
+def _redacted(frame: Any, redact: Callable[[str], str] | None) -> Any:
+    if redact is None:
+        return frame
+    frame = frame.copy()
+    # every free-text column: outputs, errors and scorer reasons (which quote outputs)
+    for column in frame.columns:
+        if column in ("output", "error", "warning") or column.startswith("reason."):
+            frame[column] = frame[column].map(lambda v: redact(v) if isinstance(v, str) else v)
+    return frame
 
 
 def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
