@@ -22,7 +22,8 @@ def test_each_call_is_a_trace_with_tokens_cost_latency_and_prompt_version(make_e
     assert len(traces) == 20
     span = traces[0].data.spans[0]
     assert span.span_type == "LLM"
-    assert span.attributes["prompt_version"] == f"prompts:/triage/{results.prompt_versions['guided']}"
+    version = results.prompt_versions["guided"]
+    assert span.attributes["prompt_version"] == f"prompts:/triage/{version}"
     assert span.attributes["prompt_tokens"] > 0 and span.attributes["latency_s"] > 0
     assert "cost_usd" in span.attributes
     assert traces[0].info.request_metadata["mlflow.sourceRun"] == run_id
