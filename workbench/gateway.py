@@ -12,6 +12,7 @@ on the row and goes on, and the serving module can show it to a caller.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -310,9 +311,16 @@ def _litellm(config: ModelConfig) -> Any:
 
 
 def _model_info(config: ModelConfig) -> dict[str, Any]:
-    litellm = _litellm(config)
+    _litellm(config)
+    return _model_table_entry(config.model)
+
+
+@functools.lru_cache(maxsize=256)
+def _model_table_entry(model: str) -> dict[str, Any]:
+    import litellm
+
     try:
-        return dict(litellm.get_model_info(config.model))
+        return dict(litellm.get_model_info(model))
     except Exception:  # not in litellm's table
         return {}
 
@@ -337,22 +345,19 @@ def price(config: ModelConfig, prompt_tokens: int, completion_tokens: int,
     if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
         return (prompt_tokens * (config.input_cost_per_token or 0.0)
                 + completion_tokens * (config.output_cost_per_token or 0.0))
-    litellm = _litellm(config)
-    try:
-        if response is not None:
-            return float(litellm.completion_cost(completion_response=response) or 0.0)
-        prompt_cost, completion_cost = litellm.cost_per_token(
-            model=config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        return float(prompt_cost + completion_cost)
-    except Exception:
-        if response is None:
-            return unknown
-        if config.model not in _unpriced:
+    if not has_price(config):
+        if response is not None and config.model not in _unpriced:
             _unpriced.add(config.model)
             log.warning("no price known for %s: its cost is counted as 0; set "
                         "input_cost_per_token and output_cost_per_token in its config",
                         config.model)
         return unknown
+    litellm = _litellm(config)
+    if response is not None:
+        return float(litellm.completion_cost(completion_response=response) or 0.0)
+    prompt_cost, completion_cost = litellm.cost_per_token(
+        model=config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return float(prompt_cost + completion_cost)
 
 
 def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int:
