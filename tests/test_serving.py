@@ -1,5 +1,9 @@
 """Serving: the promoted version is what answers, and alias moves are picked up."""
 
+import asyncio
+import json
+import logging
+
 import mlflow
 import pytest
 
@@ -69,3 +73,98 @@ def test_a_prompt_registered_with_plain_mlflow_can_be_served(project, llm_server
     mlflow.genai.set_prompt_alias("plain", "production", 1)
     reply = PromptService("plain", alias="production").complete(x="hello")
     assert reply.text == "neutral" and reply.model == "openai/test-model"
+
+
+def test_a_registry_outage_keeps_the_last_good_version_serving(registered, project, caplog):
+    v1, v2 = registered
+    service = PromptService("triage", alias="production", refresh_s=0)
+    (project / "mlruns").rename(project / "mlruns-away")  # the store disappears
+    with caplog.at_level(logging.WARNING, logger="workbench.serving"):
+        reply = service.complete(ticket="The screen is broken")
+    assert reply.version == v1
+    assert "registry unreachable" in caplog.text and "still serving triage v1" in caplog.text
+    assert service.status()["registry"] == "unreachable"
+    (project / "mlruns-away").rename(project / "mlruns")  # back again, and the alias moved
+    promote("triage", v2, "production", approver="test")
+    assert service.complete(ticket="The screen is broken").version == v2
+    assert service.status()["registry"] == "ok"
+
+
+def test_a_cold_start_without_a_registry_fails_with_the_reason(project, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(RegistryError, match=r"cannot start serving prompts:/triage@production: "
+                                            r"the registry at http://127.0.0.1:9 did not answer"):
+        PromptService("triage", alias="production", tracking_uri="http://127.0.0.1:9")
+
+
+def test_missing_variables_are_named(registered, llm_server):
+    service = PromptService("triage", alias="production")
+    with pytest.raises(TemplateError, match=r"missing \['ticket'\]"):
+        service.complete()
+    assert llm_server.request_count == 0
+
+
+def test_each_request_is_logged_with_version_cost_and_tags(registered, caplog):
+    service = PromptService("triage", alias="production", tags={"application": "helpdesk"})
+    with caplog.at_level(logging.INFO, logger="workbench.serving"):
+        reply = service.complete(ticket="I love it", tags={"user": "u-7", "request_type": "t"})
+    assert reply.tags == {"application": "helpdesk", "user": "u-7", "request_type": "t"}
+    record = served_records(caplog)[-1]
+    assert record["event"] == "served" and record["version"] == reply.version
+    assert record["model"] == "openai/test-model" and record["prompt_tokens"] > 0
+    assert {"cost", "latency_s"} <= record.keys()
+    assert record["tags"] == reply.tags
+
+
+def test_a_variable_named_tags_goes_in_the_mapping(project, llm_server):
+    model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url, num_retries=0)
+    register_version("tagged", PromptTemplate("Tags: {{tags}}"), model)
+    promote("tagged", 1, "production", approver="test")
+    reply = PromptService("tagged").complete({"tags": "red, blue"}, tags={"user": "u"})
+    assert reply.tags == {"user": "u"}
+    assert llm_server.last_request["messages"][-1]["content"] == "Tags: red, blue"
+
+
+def test_streaming_yields_pieces_and_then_the_reply(registered, llm_server, caplog):
+    llm_server.responder = lambda body: "one two three"
+    service = PromptService("triage", alias="production")
+    stream = service.stream(ticket="hi", tags={"user": "u-1"})
+    with caplog.at_level(logging.INFO, logger="workbench.serving"):
+        pieces = list(stream)
+    assert len(pieces) == 3 and "".join(pieces) == "one two three"
+    assert stream.reply.text == "one two three" and stream.reply.completion_tokens == 3
+    assert stream.reply.version == registered[0] and stream.reply.tags == {"user": "u-1"}
+    assert llm_server.last_request["stream"] is True
+    assert served_records(caplog)[-1]["stream"] is True
+
+
+def test_streaming_works_in_async_code(registered, llm_server):
+    llm_server.responder = lambda body: "a b"
+    service = PromptService("triage", alias="production")
+
+    async def collect():
+        stream = service.stream(ticket="hi")
+        return [piece async for piece in stream], stream.reply
+
+    pieces, reply = asyncio.run(collect())
+    assert "".join(pieces) == "a b" and reply.prompt_tokens > 0
+
+
+def test_stream_checks_variables_before_any_call(registered, llm_server):
+    with pytest.raises(TemplateError, match="unexpected"):
+        PromptService("triage", alias="production").stream(tiket="typo")
+    assert llm_server.request_count == 0
+
+
+def test_acomplete_in_an_event_loop(registered):
+    service = PromptService("triage", alias="production")
+    replies = asyncio.run(_gather(service))
+    assert {r.version for r in replies} == {registered[0]}
+
+
+def served_records(caplog):
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "workbench.serving"]
+
+
+async def _gather(service):
+    return await asyncio.gather(*(service.acomplete(ticket=f"t{i}") for i in range(5)))

@@ -80,7 +80,7 @@ class ModelConfig(BaseModel):
     def provider(self) -> str:
         return self.model.split("/", 1)[0] if "/" in self.model else "openai"
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A stable identity for this configuration (routers and limiters are per key)."""
         return canonical_json(self.model_dump(mode="json"))

@@ -1,20 +1,24 @@
 """Promotion from evidence: move an alias to the variant a comparison found better.
 
 A promotion the verdict does not support needs a written reason, which is kept with the
-version's tags next to who promoted it and on which run.
+version's tags next to who promoted it and on which run. It follows the project's registry
+policy like any other promotion: a protected alias gets a recorded request carrying the
+report's run id and verdict, for someone else to approve.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from .errors import WorkbenchError
-from .registry import RegisteredPrompt
-from .registry import promote as _move_alias
+from .registry import Policy, PromotionRequest, RegisteredPrompt, promote_or_request
 
 if TYPE_CHECKING:
     from .report import ComparisonReport
     from .results import Results
+
+log = logging.getLogger("workbench.promotion")
 
 
 class PromotionRefused(WorkbenchError):
@@ -23,8 +27,15 @@ class PromotionRefused(WorkbenchError):
 
 def promote(report: ComparisonReport, *, alias: str = "production",
             approver: str | None = None, variant: str | None = None,
-            reason: str | None = None) -> RegisteredPrompt:
-    """Promote ``variant`` (default: the report's winner) of a tracked run to ``alias``."""
+            reason: str | None = None,
+            policy: Policy | None = None) -> RegisteredPrompt | PromotionRequest:
+    """Promote ``variant`` (default: the report's winner) of a tracked run to ``alias``.
+
+    ``approver`` is the person acting. When the policy protects ``alias`` this records their
+    request instead and returns a :class:`~workbench.registry.PromotionRequest` (its
+    ``promoted`` is False and its ``str()`` says who must approve and how); otherwise the
+    alias moves and the promoted version comes back.
+    """
     results: Results | None = report.source
     if results is None:
         raise WorkbenchError("this report is not linked to a run; use results.compare(...)")
@@ -47,5 +58,8 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     evidence = {"variant": chosen, "verdict": report.verdict[:500]}
     if "parent" in results.run_ids:
         evidence["run_id"] = results.run_ids["parent"]
-    return _move_alias(results.registry_name, results.prompt_versions[chosen], alias,
-                       approver=approver, reason=reason, evidence=evidence)
+    outcome = promote_or_request(results.registry_name, results.prompt_versions[chosen], alias,
+                                 actor=approver, reason=reason, evidence=evidence, policy=policy)
+    if not outcome.promoted:
+        log.warning("%s", outcome)
+    return outcome

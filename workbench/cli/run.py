@@ -50,7 +50,10 @@ def _run(args: argparse.Namespace) -> int:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
         else:
-            promoted = promote(report, alias=args.promote, approver=args.approver)
-            print(f"\npromoted {report.winner} → prompts:/{promoted.name}@{args.promote} "
-                  f"(version {promoted.version})")
+            outcome = promote(report, alias=args.promote, approver=args.approver)
+            if outcome.promoted:
+                print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
+                      f"(version {outcome.version})")
+            else:  # a protected alias: the request waits for someone else's approval
+                print(f"\nnot promoted yet: {outcome}")
     return 0
