@@ -19,6 +19,8 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "HF_UPDATE_DOWNLOAD_COUNTS": "0",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "DO_NOT_TRACK": "1",
+    # MLflow's INFO lines (engine pools, table migrations) drown a notebook cell's output.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
     # The SQLite store's connection pool is small; several writers exhaust it.
     "MLFLOW_SQLALCHEMYSTORE_POOLCLASS": "NullPool",
 }

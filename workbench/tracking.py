@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +180,11 @@ def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
 def _dataset_input(mlflow: Any, evalset: EvalSet) -> Any:
     from mlflow.entities import DatasetInput, InputTag
 
-    dataset = mlflow.data.from_pandas(evalset.to_pandas(), source=evalset.source,
-                                      name=evalset.name, digest=evalset.digest[:16])
+    with warnings.catch_warnings():
+        # a local path "can be interpreted in multiple ways" by MLflow: all of them local
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(evalset.to_pandas(), source=evalset.source,
+                                          name=evalset.name, digest=evalset.digest[:16])
     return DatasetInput(dataset._to_mlflow_entity(),
                         tags=[InputTag("mlflow.data.context", "eval")])
 
