@@ -54,6 +54,17 @@ def weights_path(name: str = "smollm2") -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / filename
 
 
+def _threads() -> int:
+    """Half the cores by default: llama.cpp's threads spin while they wait, so on a busy
+    machine (a notebook kernel, a browser, a test suite) using every core made the demo run
+    6x slower here (786-850 s against 127 s for the same 300 calls). Override with
+    WORKBENCH_LOCAL_THREADS."""
+    configured = os.environ.get("WORKBENCH_LOCAL_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, min((os.cpu_count() or 2) // 2, 4))
+
+
 def server(name: str = "smollm2") -> Any:
     """The one runtime per process for this model (creating and dropping them can hang)."""
     with _lock:
@@ -68,7 +79,7 @@ def server(name: str = "smollm2") -> Any:
             params.model.path = str(weights_path(name))
             params.n_ctx = CONTEXT_SIZE
             params.n_parallel = 2
-            threads = max(1, min(os.cpu_count() or 1, 4))
+            threads = _threads()
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads
             # The runtime also opens an HTTP listener on loopback; lock it with a random key.
