@@ -39,3 +39,16 @@ def test_promote_command(make_experiment, capsys):
     assert alias_version("triage", "staging") == 1
     assert main(["promote", "triage", "--version", "9", "--alias", "staging"]) == 1
     assert "cannot promote triage v9" in capsys.readouterr().err
+
+
+def test_estimate_prints_calls_and_cost_and_sends_nothing(make_experiment, llm_server, capsys):
+    folder = make_experiment()
+    text = (folder / "experiment.yaml").read_text().replace(
+        "num_retries: 0", "num_retries: 0\n    input_cost_per_token: 0.001")
+    (folder / "experiment.yaml").write_text(text)
+    assert main(["run", str(folder), "--estimate"]) == 0
+    assert "estimate: 40 calls to send (0 cached), at most $" in capsys.readouterr().out
+    assert llm_server.request_count == 0
+    assert main(["run", str(folder), "--max-cost", "0.001"]) == 1
+    assert "over max_cost" in capsys.readouterr().err
+    assert llm_server.request_count == 0

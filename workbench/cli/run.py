@@ -16,6 +16,12 @@ def register(commands: Any) -> None:
                      help="call the models again even when a cached answer exists")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at once")
+    run.add_argument("--refresh", action="append", default=[], metavar="VARIANT",
+                     help="call this variant again even when cached (repeatable)")
+    run.add_argument("--max-cost", type=float, metavar="USD",
+                     help="refuse to start when the estimate is higher; stop once spent")
+    run.add_argument("--estimate", action="store_true",
+                     help="print what the run would send and cost, then stop")
     run.add_argument("--promote", metavar="ALIAS",
                      help="move ALIAS to the winning variant when the verdict says it is better")
     run.add_argument("--approver", help="name recorded with a promotion (default: your user)")
@@ -31,14 +37,21 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{experiment.name}: {len(experiment.variants)} variants × "
           f"{min(args.limit or len(experiment.evalset), len(experiment.evalset))} examples × "
           f"{experiment.spec.run.repeats} repeat(s)")
+    plan = experiment.plan(limit=args.limit, use_cache=not args.no_cache, refresh=args.refresh)
+    print(f"estimate: {plan}")
+    if args.estimate:
+        return 0
     results = experiment.run(limit=args.limit, use_cache=not args.no_cache,
-                             track=not args.no_track, concurrency=args.concurrency)
+                             track=not args.no_track, concurrency=args.concurrency,
+                             refresh=args.refresh, max_cost=args.max_cost)
     report = results.report
     print()
     # the comparison report carries the per-variant summary; print it alone otherwise
     print(report.to_text() if report else format_summary(results.summary(), results.metrics))
     print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
           f"errors: {len(results.errors)}")
+    for warning in results.warnings:
+        print(f"warning: {warning}")
     if results.run_ids:
         print(f"\nMLflow ({results.tracking_uri}):")
         print(f"  parent run  {results.run_ids['parent']}")
