@@ -137,9 +137,11 @@ class Experiment:
                 raise CostLimitError(
                     f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
                     "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
-            self.progress = Progress(listeners=self.progress.listeners)
+            # the user's listeners carry over to this run; a previous run's guard does not
+            listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
             if max_cost is not None:
-                self.progress.listeners.append(_cost_guard(max_cost, self._cancel))
+                listeners.append(_cost_guard(max_cost, self._cancel))
+            self.progress = Progress(listeners=listeners)
             rows = await run_matrix(
                 self.variants, evalset.examples, self.scorers,
                 Gateway(opened, max_concurrency=concurrency),
@@ -161,7 +163,9 @@ class Experiment:
         return results
 
     def _warnings(self, results: Results, repeats: int) -> list[str]:
-        notes = []
+        notes: list[str] = []
+        if not len(results.frame):  # cancelled before the first call finished
+            return notes
         for variant in self.variants:
             rows = results.frame[results.frame["variant"] == variant.name]
             hot = float(variant.model.params.get("temperature", 1.0) or 0.0) > 0
@@ -300,6 +304,7 @@ def _cost_guard(max_cost: float, cancel: threading.Event) -> Callable[[Progress]
         if progress.cost >= max_cost and not cancel.is_set():
             cancel.set()
 
+    guard.max_cost = max_cost  # type: ignore[attr-defined]  (marks it as a guard)
     return guard
 
 

@@ -1,0 +1,29 @@
+"""ipywidgets panels over the Python API, for JupyterLab.
+
+``Workbench(experiment)`` puts every panel in tabs over one shared ``Session``; each panel
+also works alone (``ResultsPanel(results)``, ``ABPanel(report)``, ...). The panels only call
+the public API (``Experiment``, ``Results``, ``promote``, ``workbench.feedback``), so
+anything done here can be done, and tested, in plain Python.
+"""
+
+from ._session import Session
+from .ab import ABPanel
+from .annotate import AnnotatePanel
+from .models import ModelsPanel
+from .promote import PromotePanel
+from .prompts import PromptsPanel
+from .results import ResultsPanel
+from .run import RunPanel
+from .workbench import Workbench
+
+__all__ = [
+    "ABPanel",
+    "AnnotatePanel",
+    "ModelsPanel",
+    "PromotePanel",
+    "PromptsPanel",
+    "ResultsPanel",
+    "RunPanel",
+    "Session",
+    "Workbench",
+]
