@@ -126,8 +126,10 @@ def lab(chromium_path: str, tmp_path_factory: pytest.TempPathFactory,
     log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Module-scoped on purpose: Playwright's sync API keeps an asyncio loop running in the
+    main thread while it is open, and every later test that calls asyncio.run would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
