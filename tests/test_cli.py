@@ -52,3 +52,18 @@ def test_estimate_prints_calls_and_cost_and_sends_nothing(make_experiment, llm_s
     assert main(["run", str(folder), "--max-cost", "0.001"]) == 1
     assert "over max_cost" in capsys.readouterr().err
     assert llm_server.request_count == 0
+
+
+def test_compare_recomputes_the_report_of_a_logged_run(make_experiment, capsys):
+    folder = make_experiment()
+    assert main(["run", str(folder)]) == 0
+    parent = next(line.split()[-1] for line in capsys.readouterr().out.splitlines()
+                  if "parent run" in line)
+    assert main(["compare", parent, "bare", "guided", "--correction", "bh",
+                 "--non-inferiority", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "guided better than bare on exact_match" in out
+    assert "Benjamini-Hochberg correction" in out
+    assert main(["compare", parent, "bare", "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+    assert main(["compare", "0123456789abcdef0123456789abcdef"]) == 1

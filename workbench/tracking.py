@@ -6,6 +6,7 @@ store's connection pool is small and per-call writes from many workers starve it
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -107,7 +108,9 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             c.log_figure(parent.info.run_id, report.forest_plot(), "ab_forest_plot.png")
         parent_params = {"experiment": experiment, "variants": ",".join(v.name for v in variants),
                          "eval_set": evalset.name, "eval_set_digest": evalset.digest[:16],
-                         "primary_metric": results.primary, **(params or {})}
+                         "primary_metric": results.primary,
+                         "metric_kinds": json.dumps(results.metrics, sort_keys=True),
+                         "baseline": results.baseline or "", **(params or {})}
         c.log_batch(parent.info.run_id,
                     metrics=[Metric(k, v, now, 0) for k, v in parent_metrics.items()],
                     params=[Param(k, _param(v)) for k, v in parent_params.items()],
@@ -235,3 +238,30 @@ def _version() -> str:
         return version("prompt-workbench")
     except PackageNotFoundError:
         return "unknown"
+
+
+def load_results(run_id: str, *, uri: str | None = None) -> Results:
+    """The results of an execution logged earlier, from its parent run's table."""
+    from mlflow.exceptions import MlflowException
+
+    from .errors import WorkbenchError
+    from .results import Results
+
+    c = client(uri)
+    try:
+        run = c.get_run(run_id)
+    except MlflowException as exc:
+        raise WorkbenchError(f"run {run_id}: {exc.message}") from exc
+    parent = run.data.tags.get("mlflow.parentRunId")
+    if parent:  # a variant's child run: the comparison needs the parent's table
+        run = c.get_run(parent)
+    params = run.data.params
+    if "metric_kinds" not in params:
+        raise WorkbenchError(f"run {run.info.run_id} was not logged by `workbench run`")
+    frame = c.load_table(run.info.experiment_id, "results.json", run_ids=[run.info.run_id])
+    frame = frame.drop(columns=["run_id"], errors="ignore")
+    results = Results(frame, metrics=json.loads(params["metric_kinds"]),
+                      primary=params["primary_metric"], experiment=params.get("experiment", ""),
+                      baseline=params.get("baseline") or None)
+    results.run_ids = {"parent": run.info.run_id}
+    return results

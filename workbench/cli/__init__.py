@@ -12,19 +12,20 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import WorkbenchError
-from . import check, registry, run, serve
+from . import check, compare, registry, run, serve
 
 EPILOG = """examples:
   workbench run experiments/support-triage
   workbench run experiments/support-triage --limit 20 --no-track
   workbench promote support-triage --version 2 --alias production --approver alice
+  workbench compare <run id> bare guided --correction bh
   workbench check experiments/support-triage --baseline production
   workbench approve support-triage --alias production --approver bob
   workbench rollback support-triage --alias production
   workbench serve support-triage@production --port 8000
 """
 
-COMMAND_GROUPS = [run, registry, check, serve]
+COMMAND_GROUPS = [run, compare, registry, check, serve]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
