@@ -286,9 +286,9 @@ class _Pacing:
         self.concurrency = AdaptiveConcurrency(max_concurrency)
 
 
-def _litellm_params(config: ModelConfig) -> dict[str, Any]:
-    params: dict[str, Any] = {"model": config.model, "timeout": config.timeout,
-                              "max_retries": 0}  # the Router retries; the SDK must not too
+def connection_params(config: ModelConfig) -> dict[str, Any]:
+    """Where and how litellm reaches the model: model string, endpoint, key, timeout."""
+    params: dict[str, Any] = {"model": config.model, "timeout": config.timeout}
     if config.api_base:
         params["api_base"] = config.api_base
     key = config.api_key()
@@ -297,6 +297,11 @@ def _litellm_params(config: ModelConfig) -> dict[str, Any]:
     elif config.api_base:
         params["api_key"] = "none"  # OpenAI-compatible local servers want some key
     return params
+
+
+def _litellm_params(config: ModelConfig) -> dict[str, Any]:
+    # the Router retries; the SDK underneath must not retry too
+    return {**connection_params(config), "max_retries": 0}
 
 
 def _litellm(config: ModelConfig) -> Any:

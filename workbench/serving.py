@@ -27,7 +27,7 @@ from typing import Any
 
 from .aio import run_sync
 from .errors import GatewayError, RegistryError, TemplateError
-from .gateway import Gateway, ModelConfig, _litellm
+from .gateway import Gateway, ModelConfig, _litellm, connection_params
 from .registry import RegisteredPrompt, client, load
 
 log = logging.getLogger("workbench.serving")
@@ -307,17 +307,8 @@ class ReplyStream:
 def _litellm_kwargs(model: ModelConfig, messages: list[dict[str, str]]) -> dict[str, Any]:
     # The gateway has no streaming yet, so a stream calls litellm itself: the primary model
     # with its retries, without the gateway's fallbacks and pacing.
-    kwargs: dict[str, Any] = {"model": model.model, "messages": messages,
-                              "timeout": model.timeout, "num_retries": model.num_retries,
-                              **model.params}
-    if model.api_base:
-        kwargs["api_base"] = model.api_base
-    key = model.api_key()
-    if key is not None:
-        kwargs["api_key"] = key
-    elif model.api_base:
-        kwargs["api_key"] = "none"  # OpenAI-compatible local servers want some key
-    return kwargs
+    return {**connection_params(model), "messages": messages,
+            "num_retries": model.num_retries, **model.params}
 
 
 def _stream_cost(litellm: Any, chunks: list[Any], messages: list[dict[str, str]]) -> float:
