@@ -69,3 +69,20 @@ def test_pii_is_redacted_before_logging_when_asked(make_experiment, llm_server, 
     found = subprocess.run(["grep", "-r", "-l", "-a", "jane.doe@example.com",
                             str(project / "mlruns")], capture_output=True, text=True)
     assert found.stdout == ""
+
+
+def test_traces_are_flushed_in_batches_so_none_is_dropped(make_experiment, monkeypatch):
+    from workbench import tracking
+
+    flushes = []
+    real_flush = mlflow.flush_trace_async_logging
+    monkeypatch.setattr(tracking, "_TRACE_BATCH", 7)
+    monkeypatch.setattr(mlflow, "flush_trace_async_logging",
+                        lambda *a, **k: (flushes.append(1), real_flush(*a, **k)))
+    results = Experiment.from_yaml(make_experiment()).run(progress=False)
+    assert len(flushes) >= 40 // 7
+    for variant in ("bare", "guided"):
+        run_id = results.run_ids[variant]
+        experiment_id = client().get_run(run_id).info.experiment_id
+        assert len(mlflow.search_traces(locations=[experiment_id], run_id=run_id,
+                                        return_type="list")) == 20

