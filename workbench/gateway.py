@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import os
 import time
@@ -127,6 +128,9 @@ class Completion:
         return data
 
 
+_ROUTERS: dict[tuple[str, str], Any] = {}
+
+
 class ContextWindowError(GatewayError):
     """The prompt does not fit the model's context window."""
 
@@ -139,7 +143,6 @@ class Gateway:
         self.max_concurrency = max_concurrency
         self.calls = 0
         self.rate_limited = 0
-        self._routers: dict[str, Any] = {}
         # asyncio primitives belong to one event loop; sync callers may use several
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
@@ -183,7 +186,11 @@ class Gateway:
 
     # ---- the call -----------------------------------------------------------------------
     def _router(self, config: ModelConfig) -> Any:
-        router = self._routers.get(config.key)
+        # One Router per configuration per process: litellm re-registers a model's price
+        # entry for every new Router, after which each of its calls ran a zero-cost
+        # diagnosis (+2 to +6 ms CPU per call in every later run of a notebook).
+        key = (config.key, hashlib.sha256((config.api_key() or "").encode()).hexdigest())
+        router = _ROUTERS.get(key)
         if router is None:
             from litellm import Router
 
@@ -204,7 +211,7 @@ class Gateway:
                 allowed_fails=1,
                 cooldown_time=30,
             )
-            self._routers[config.key] = router
+            _ROUTERS[key] = router
         return router
 
     async def _call(self, config: ModelConfig, messages: list[dict[str, str]]) -> Completion:
@@ -359,6 +366,9 @@ def price(config: ModelConfig, prompt_tokens: int, completion_tokens: int,
         return unknown
     litellm = _litellm(config)
     if response is not None:
+        known = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+        if known is not None:  # litellm has priced this response already
+            return float(known)
         return float(litellm.completion_cost(completion_response=response) or 0.0)
     prompt_cost, completion_cost = litellm.cost_per_token(
         model=config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
