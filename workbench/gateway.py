@@ -141,8 +141,6 @@ class Gateway:
     def __init__(self, cache: ResponseCache | None = None, *, max_concurrency: int = 64) -> None:
         self.cache = cache
         self.max_concurrency = max_concurrency
-        self.calls = 0
-        self.rate_limited = 0
         # asyncio primitives belong to one event loop; sync callers may use several
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
@@ -179,7 +177,6 @@ class Gateway:
             except GatewayError as exc:
                 if "RateLimitError" in str(exc):
                     pacing.concurrency.rate_limited()
-                    self.rate_limited += 1
                 raise
         pacing.concurrency.succeeded()
         return completion
@@ -217,7 +214,6 @@ class Gateway:
     async def _call(self, config: ModelConfig, messages: list[dict[str, str]]) -> Completion:
         _litellm(config)
         router = self._router(config)
-        self.calls += 1
         started = time.perf_counter()
         try:
             response = await router.acompletion(model="m0", messages=messages, **config.params)
@@ -274,11 +270,6 @@ class Gateway:
                 f"{config.model}: the prompt has {tokens} tokens and max_tokens is {reserve}, "
                 f"over the {window}-token context window")
         return tokens
-
-    def estimate_cost(self, config: ModelConfig, prompt_tokens: int) -> float:
-        """Upper estimate of one call: the prompt plus a full max_tokens answer."""
-        completion = int(config.params.get("max_tokens") or 256)
-        return price(config, prompt_tokens, completion)
 
 
 @dataclass

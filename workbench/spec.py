@@ -250,5 +250,3 @@ def variant_name(prompt: str, model: str, spec: ExperimentSpec) -> str:
         return model
     return f"{prompt}.{model}"
 
-
-MetricKind = Literal["binary", "continuous"]
