@@ -3,16 +3,25 @@
 It is also what makes runs resumable: every completed call is committed the moment it
 arrives, so an interrupted run re-executed finds its finished calls here. SQLite in WAL
 mode survives ``kill -9`` of the writer; readers in other processes see committed rows.
+
+The event loop never waits on SQLite: a run reads the keys it will need in one query
+before it starts (``prefetch``), and answers are committed by a writer thread of their
+own. SQLite releases the GIL while it works, and getting it back behind litellm's
+threads made each direct query block the loop for about a millisecond.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +37,9 @@ _MIGRATIONS = [
            created REAL NOT NULL
        )""",
 ]
+
+_CHUNK = 500  # keys per SELECT (SQLite allows 32,766 parameters)
+_open: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
 def cache_key(model: str, params: Mapping[str, Any], messages: list[dict[str, str]],
@@ -52,6 +64,12 @@ class ResponseCache:
         self._migrate()
         self.hits = 0
         self.misses = 0
+        # answers known in memory: prefetched (None = known absent) or written by this object
+        self._known: dict[str, str | None] = {}
+        self._writes: queue.Queue[tuple[str, str, str, float] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        _open.add(self)
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -59,35 +77,118 @@ class ResponseCache:
             self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={number}")
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    # ---- reading ------------------------------------------------------------------------
+    def prefetch(self, keys: Iterable[str]) -> int:
+        """Read these keys in a few queries so later ``get``/``contains`` need no query.
+
+        Returns how many are stored. Only for keys this process will answer: an answer
+        another process writes afterwards stays unseen by ``get`` for a prefetched key.
+        """
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._known]
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                found = dict(self._db.execute(
+                    f"SELECT key, record FROM responses WHERE key IN ({marks})", chunk))
+            for key in chunk:
+                self._known[key] = found.get(key)
+        return sum(1 for k in dict.fromkeys(keys) if self._known.get(k) is not None)
+
+    def _lookup(self, key: str) -> str | None:
+        if key in self._known:
+            return self._known[key]
         with self._lock:
             row = self._db.execute("SELECT record FROM responses WHERE key=?", (key,)).fetchone()
-        if row is None:
+        return row[0] if row else None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        record = self._lookup(key)
+        if record is None:
             self.misses += 1
             return None
         self.hits += 1
-        return json.loads(row[0])
+        return json.loads(record)
 
     def contains(self, key: str) -> bool:
         """Whether an answer is stored, without counting a hit or a miss."""
-        with self._lock:
-            row = self._db.execute("SELECT 1 FROM responses WHERE key=?", (key,)).fetchone()
-        return row is not None
+        return self._lookup(key) is not None
 
+    # ---- writing ------------------------------------------------------------------------
     def put(self, key: str, model: str, record: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO responses(key, model, record, created) VALUES (?, ?, ?, ?)",
-                (key, model, json.dumps(record, ensure_ascii=False), time.time()),
-            )
+        """Queue the answer for the writer thread; visible to this object at once."""
+        if self._failure is not None:
+            raise RuntimeError(f"the response cache {self.path} cannot be written: "
+                               f"{self._failure}") from self._failure
+        text = json.dumps(record, ensure_ascii=False)
+        self._known[key] = text
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                            name="workbench-cache-writer")
+            self._writer.start()
+        self._writes.put((key, model, text, time.time()))
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._writes.get()
+            batch = [item]
+            while True:  # everything already waiting goes into the same transaction
+                try:
+                    batch.append(self._writes.get_nowait())
+                except queue.Empty:
+                    break
+            rows = [row for row in batch if row is not None]
+            try:
+                if rows:
+                    with self._lock:
+                        self._db.execute("BEGIN")
+                        self._db.executemany(
+                            "INSERT OR REPLACE INTO responses(key, model, record, created) "
+                            "VALUES (?, ?, ?, ?)", rows)
+                        self._db.execute("COMMIT")
+                for key, _model, text, _created in rows:  # committed: SQLite answers now
+                    if self._known.get(key) is text:
+                        del self._known[key]
+            except BaseException as exc:  # noqa: BLE001  (reported by the next put/flush)
+                self._failure = exc
+            finally:
+                for _ in batch:
+                    self._writes.task_done()
+            if None in batch:
+                return
+
+    def flush(self) -> None:
+        """Wait until every answer given to ``put`` is committed."""
+        if self._writer is not None:
+            self._writes.join()
+        if self._failure is not None:
+            raise RuntimeError(f"the response cache {self.path} could not be written: "
+                               f"{self._failure}") from self._failure
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        try:
+            self.flush()
+        finally:
+            if self._writer is not None:
+                self._writes.put(None)
+                self._writer.join()
+                self._writer = None
+            with self._lock:
+                self._db.close()
+            _open.discard(self)
 
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r}, hits={self.hits}, misses={self.misses})"
+
+
+@atexit.register
+def _flush_open_caches() -> None:
+    # the writer thread is a daemon: commit what it holds before the interpreter goes
+    for cache in list(_open):
+        with contextlib.suppress(Exception):
+            cache.flush()

@@ -114,12 +114,14 @@ class Experiment:
     async def arun(self, *, limit: int | None = None, use_cache: bool = True, track: bool = True,
                    progress: bool = True, concurrency: int | None = None,
                    repeats: int | None = None, refresh: Sequence[str] = (),
-                   max_cost: float | None = None, cache: ResponseCache | None = None) -> Results:
+                   max_cost: float | None = None, cache: ResponseCache | None = None,
+                   workers: int | None = None) -> Results:
         """Run the matrix, score it, log it to MLflow; resumable through the response cache.
 
         Nothing is sent unless every call fits its context window and the estimated cost is
         within ``max_cost`` (argument or ``run.max_cost``). The run also stops sending once
-        the cost actually spent reaches it.
+        the cost actually spent reaches it. ``workers`` (or ``run.workers``) > 1 makes the
+        calls from that many processes, which share the cache and the rate limits.
         """
         from .preflight import CostLimitError
         from .results import Results
@@ -130,6 +132,7 @@ class Experiment:
         repeats = repeats or self.spec.run.repeats
         concurrency = concurrency or self.spec.run.concurrency
         max_cost = max_cost or self.spec.run.max_cost
+        remotes, notes = self._workers(workers or self.spec.run.workers)
         with _open_cache(self, cache) as opened:
             plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
                              cache=opened)
@@ -147,11 +150,12 @@ class Experiment:
                 Gateway(opened, max_concurrency=concurrency),
                 concurrency=concurrency, repeats=repeats, use_cache=use_cache,
                 refresh=frozenset(refresh), plan=plan, progress=self.progress,
-                show_progress=progress, cancel=self._cancel)
+                show_progress=progress, cancel=self._cancel, remotes=remotes)
+            opened.flush()  # every answer committed before the results are used
         results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
                                     experiment=self.name, baseline=self.spec.baseline)
         results.registry_name = self.spec.prompt_registry_name
-        results.warnings = self._warnings(results, repeats)
+        results.warnings = notes + self._warnings(results, repeats)
         if max_cost is not None and self.progress.cost >= max_cost:
             results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "
                                     f"{len(rows)} of {self.progress.total} calls were made")
@@ -161,6 +165,17 @@ class Experiment:
             self._track(results, evalset)
         self.last_results = results
         return results
+
+    def _workers(self, processes: int) -> tuple[list[Any], list[str]]:
+        """Worker processes for this run (started once per process, then reused)."""
+        if processes <= 1:
+            return [], []
+        from .workers import can_share, pool
+
+        if not can_share([v.model for v in self.variants]):
+            return [], [f"workers: {processes} ignored: the embedded model runs in this "
+                        "process only"]
+        return list(pool(processes).remotes), []
 
     def _warnings(self, results: Results, repeats: int) -> list[str]:
         notes: list[str] = []

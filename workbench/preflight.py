@@ -34,6 +34,7 @@ class Call:
     messages: list[Message]
     prompt_tokens: int | None = None
     warning: str | None = None
+    keys: list[str] = field(default_factory=list)  # the cache key of each repeat
 
 
 @dataclass
@@ -61,17 +62,20 @@ def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: 
     """Render every call, check it fits, and price the calls the cache cannot answer."""
     plan = Plan()
     overflows: list[str] = []
+    rendered = {(v.name, e.id): v.prompt.render(**e.inputs) for v in variants for e in examples}
+    keys = {(v.name, e.id): _keys(v, rendered[(v.name, e.id)], repeats)
+            for v in variants for e in examples}
+    cache = gateway.cache if use_cache else None
+    if cache is not None:  # one read for the whole run; the runner then asks memory
+        cache.prefetch(k for (name, _), ks in keys.items() if name not in refresh for k in ks)
     for variant in variants:
         window = gateway.context_window(variant.model)
         priced = has_price(variant.model)
         for example in examples:
-            messages = variant.prompt.render(**example.inputs)
-            call = Call(messages)
-            cached_repeats = sum(
-                1 for r in range(repeats)
-                if use_cache and variant.name not in refresh and gateway.cache is not None
-                and gateway.cache.contains(cache_key(variant.model.model, variant.model.params,
-                                                     messages, r, variant.model.api_base)))
+            messages = rendered[(variant.name, example.id)]
+            call = Call(messages, keys=keys[(variant.name, example.id)])
+            cached_repeats = 0 if cache is None or variant.name in refresh else sum(
+                cache.contains(key) for key in call.keys)
             plan.cached += cached_repeats
             uncached = repeats - cached_repeats
             if window is not None or (uncached and priced):
@@ -84,6 +88,7 @@ def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: 
                         overflows.append(f"{variant.name} / example {example.id}: {exc}")
                     else:
                         call = _truncate(variant, example, gateway, truncate_variable, window)
+                        call.keys = _keys(variant, call.messages, repeats)
             plan.to_send += uncached
             if uncached:
                 plan.estimated_cost += (uncached * _call_cost(variant, call.prompt_tokens or 0)
@@ -98,6 +103,12 @@ def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: 
             "run.context_policy: truncate with run.truncate_variable: <field> to cut that "
             "field (each cut is recorded on its row)")
     return plan
+
+
+def _keys(variant: Variant, messages: list[Message], repeats: int) -> list[str]:
+    model = variant.model
+    return [cache_key(model.model, model.params, messages, r, model.api_base)
+            for r in range(repeats)]
 
 
 def _call_cost(variant: Variant, prompt_tokens: int) -> float:

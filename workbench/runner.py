@@ -8,6 +8,7 @@ sends only the calls that had not finished.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import itertools
 import math
@@ -17,14 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .cache import cache_key
 from .errors import GatewayError
 from .evalsets import Example
-from .gateway import Gateway, ModelConfig
+from .gateway import Completion, Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
+from .workers import split_limits
 
 if TYPE_CHECKING:
     from .preflight import Call, Plan
+    from .workers import RemoteGateway
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,15 @@ async def run_matrix(
     progress: Progress | None = None,
     show_progress: bool = True,
     cancel: threading.Event | None = None,
+    remotes: Sequence[RemoteGateway] = (),
 ) -> list[dict[str, Any]]:
     """Run every (example, repeat, variant) call and score it; rows come back in matrix order.
 
     Variants are interleaved per example so that drift during a long run (rate limits,
     provider load) hits every variant alike. ``plan`` (from ``preflight.plan_run``) supplies
     the checked messages; variants in ``refresh`` are called again even when cached.
+    With ``remotes`` (worker processes), each process keeps its share of ``concurrency``
+    calls in flight and its share of each model's rate limits.
     """
     jobs = list(itertools.product(examples, range(repeats), variants))
     state = progress if progress is not None else Progress()
@@ -87,31 +94,53 @@ async def run_matrix(
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
     pending = iter(enumerate(jobs))
 
-    async def worker() -> None:
+    processes = 1 + len(remotes)
+    configs = {v.name: split_limits(v.model, processes) for v in variants}
+    per_process = max(1, math.ceil(concurrency / processes))
+
+    async def worker(via: Any = gateway, remote: RemoteGateway | None = None) -> None:
+        if remote is not None and not await remote.ready():
+            return
         for index, (example, repeat, variant) in pending:
             if cancel is not None and cancel.is_set():
                 state.cancelled = True
                 return
             call = plan.messages(variant.name, example.id) if plan is not None else None
-            row = await _one(variant, example, repeat, scorers, gateway,
-                             use_cache and variant.name not in refresh, call)
+            row = await _one(variant, example, repeat, scorers, via,
+                             use_cache and variant.name not in refresh, call,
+                             configs[variant.name])
             rows[index] = row
             state._update(row)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(errors=state.errors, cached=state.cache_hits,
                                 cost=f"${state.cost:.4f}", refresh=False)
+            if remote is not None and not remote.alive:
+                return  # the other processes take the remaining calls
 
+    # The objects alive before the run (mlflow, pandas, litellm: millions in a notebook)
+    # are left out of the collector's full passes while it runs; those passes took up to
+    # 10% of a 2,000-call run. They are handed back afterwards, so nothing leaks.
+    slots = [worker() for _ in range(max(1, min(per_process, len(jobs))))]
+    for remote in remotes:
+        via = _ViaWorker(remote, gateway)
+        slots += [worker(via, remote) for _ in range(min(per_process, len(jobs)))]
+    gc.freeze()
     try:
-        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+        await asyncio.gather(*slots)
+        if gateway.cache is not None:  # every worker's answers committed, as this one's
+            await asyncio.gather(*(r.flush(str(gateway.cache.path))
+                                   for r in remotes if r.alive), return_exceptions=True)
     finally:
+        gc.unfreeze()
         if bar is not None:
             bar.close()
     return [row for row in rows if row is not None]
 
 
 async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
-               gateway: Gateway, use_cache: bool, call: Call | None = None) -> dict[str, Any]:
+               gateway: Gateway | _ViaWorker, use_cache: bool, call: Call | None = None,
+               config: ModelConfig | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "variant": variant.name,
         "prompt": variant.prompt_name,
@@ -133,8 +162,9 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
     }
     try:
         messages = call.messages if call is not None else variant.prompt.render(**example.inputs)
-        completion = await gateway.complete(variant.model, messages, repeat=repeat,
-                                            use_cache=use_cache)
+        key = call.keys[repeat] if call is not None and call.keys else None
+        completion = await gateway.complete(config or variant.model, messages, repeat=repeat,
+                                            use_cache=use_cache, key=key)
     except GatewayError as exc:
         row["error"] = str(exc)
     except Exception as exc:  # a bug must not sink the other calls of the run
@@ -167,6 +197,25 @@ async def _score(scorer: Scorer, output: str, example: Example) -> Score:
     except Exception as exc:
         return Score(None, error=f"scorer error: {type(exc).__name__}: {exc}")
     return result
+
+
+class _ViaWorker:
+    """A worker process's gateway, behind this process's cache: a hit needs no worker."""
+
+    def __init__(self, remote: RemoteGateway, local: Gateway) -> None:
+        self.remote, self.local = remote, local
+        self.cache_path = str(local.cache.path) if local.cache is not None else None
+
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
+                       repeat: int = 0, use_cache: bool = True, key: str | None = None
+                       ) -> Completion:
+        key = key or cache_key(config.model, config.params, messages, repeat, config.api_base)
+        if use_cache and self.local.cache is not None:
+            hit = self.local.cache.get(key)
+            if hit is not None:
+                return Completion(**hit, cached=True)
+        return await self.remote.complete(config, messages, repeat=repeat, use_cache=False,
+                                          key=key, cache_path=self.cache_path)
 
 
 def _progress_bar(total: int) -> Any:

@@ -33,6 +33,8 @@ class EvalSetSpec(_Strict):
 class RunSpec(_Strict):
     concurrency: int = Field(default=4, ge=1, le=512)
     repeats: int = Field(default=1, ge=1, le=100)
+    # processes making calls (litellm's CPU per call caps one process at a few hundred/s)
+    workers: int = Field(default=1, ge=1, le=64)
     # stop before the first call when the estimate is higher, and mid-run when spent
     max_cost: float | None = Field(default=None, gt=0)
     # what to do when a prompt does not fit the model's context window

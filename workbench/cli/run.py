@@ -16,6 +16,8 @@ def register(commands: Any) -> None:
                      help="call the models again even when a cached answer exists")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at once")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="processes making calls (default: run.workers, 1)")
     run.add_argument("--refresh", action="append", default=[], metavar="VARIANT",
                      help="call this variant again even when cached (repeatable)")
     run.add_argument("--max-cost", type=float, metavar="USD",
@@ -43,7 +45,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     results = experiment.run(limit=args.limit, use_cache=not args.no_cache,
                              track=not args.no_track, concurrency=args.concurrency,
-                             refresh=args.refresh, max_cost=args.max_cost)
+                             refresh=args.refresh, max_cost=args.max_cost,
+                             workers=args.workers)
     report = results.report
     print()
     # the comparison report carries the per-variant summary; print it alone otherwise

@@ -1,0 +1,123 @@
+"""Worker processes: the same results as one process, the same cache, and no orphans."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench import Experiment
+from workbench.cache import ResponseCache
+from workbench.gateway import ModelConfig
+from workbench.workers import can_share, pool, split_limits
+
+ROWS = [{"id": f"e{i:03d}", "ticket": f"message {i}: I want a refund", "label": "negative"}
+        for i in range(40)]
+
+
+def columns(frame):
+    keep = ["variant", "example_id", "repeat", "output", "error", "score.exact_match"]
+    return frame[keep].sort_values(["variant", "example_id"]).reset_index(drop=True)
+
+
+def test_two_processes_give_the_rows_one_process_gives(make_experiment, llm_server, project):
+    folder = make_experiment(rows=ROWS, run={"concurrency": 8})
+    one = Experiment.from_yaml(folder).run(progress=False, track=False, use_cache=False)
+    sent = llm_server.request_count
+    two = Experiment.from_yaml(folder).run(progress=False, use_cache=False, workers=2)
+
+    assert llm_server.request_count - sent == len(one.frame) == len(two.frame) == 80
+    assert not two.frame.duplicated(["variant", "example_id", "repeat"]).any()
+    assert columns(two.frame).equals(columns(one.frame))
+    assert two.run_ids["parent"]  # scored and logged in this process as usual
+    # answers from the worker are committed when the run returns: a re-run sends nothing
+    cache = ResponseCache(Path(project) / ".workbench" / "cache.sqlite")
+    assert len(cache) == 80
+    cache.close()
+    sent = llm_server.request_count
+    again = Experiment.from_yaml(folder).run(progress=False, track=False, workers=2)
+    assert llm_server.request_count == sent and again.frame["cached"].all()
+
+
+def test_a_dead_worker_costs_only_its_calls_in_flight(make_experiment, llm_server):
+    llm_server.latency = 0.05
+    folder = make_experiment(rows=ROWS, run={"concurrency": 8})
+    experiment = Experiment.from_yaml(folder)
+    remote = pool(2).remotes[0]
+    experiment.progress.listeners.append(
+        lambda p: p.done == 20 and remote._process.kill())
+
+    results = experiment.run(progress=False, track=False, use_cache=False, workers=2)
+    frame = results.frame
+    assert not remote.alive
+    assert len(frame) == 80 and not frame.duplicated(["variant", "example_id"]).any()
+    lost = frame[frame["error"].notna()]
+    assert len(lost) <= 4  # at most the dead worker's share of the concurrency
+    assert lost["error"].str.contains("worker process 1 exited").all()
+    # the next run starts a new worker; the lost calls were not cached, so they are sent
+    sent = llm_server.request_count
+    rerun = experiment.run(progress=False, track=False, workers=2)
+    assert llm_server.request_count - sent == len(lost)
+    assert rerun.frame["error"].isna().all()
+
+
+def test_workers_stop_when_the_run_is_killed(make_experiment, llm_server, project):
+    llm_server.latency = 0.05
+    folder = make_experiment(rows=ROWS, run={"concurrency": 4, "workers": 2})
+    command = [sys.executable, "-m", "workbench.cli", "run", str(folder), "--no-track"]
+    child = subprocess.Popen(command, env={**os.environ, "WORKBENCH_HOME": str(project)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while llm_server.request_count < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = children(child.pid)
+    assert workers, "the run started no worker process"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+
+    cache = ResponseCache(Path(project) / ".workbench" / "cache.sqlite")
+    completed = len(cache)
+    cache.close()
+    sent = llm_server.request_count
+    finished = subprocess.run(command, env={**os.environ, "WORKBENCH_HOME": str(project)},
+                              capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert llm_server.request_count - sent == 80 - completed
+
+
+def test_rate_limits_are_shared_out_between_processes():
+    config = ModelConfig(model="openai/x", rpm=100, tpm=9_001,
+                         fallbacks=[ModelConfig(model="openai/y", rpm=3)])
+    shared = split_limits(config, 2)
+    assert (shared.rpm, shared.tpm, shared.fallbacks[0].rpm) == (50, 4500, 1)
+    assert split_limits(config, 1) is config
+
+
+@pytest.mark.parametrize("model, shareable", [("openai/x", True), ("local/smollm2", False)])
+def test_the_embedded_model_is_not_called_from_workers(model, shareable):
+    assert can_share([ModelConfig(model=model)]) is shareable
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    deadline = time.monotonic() + 10
+    while not found and time.monotonic() < deadline:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(p) for p in (task / "children").read_text().split()]
+        time.sleep(0.05)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -1,0 +1,253 @@
+"""Model calls in extra processes, so a run uses more than one core.
+
+litellm spends several milliseconds of CPU on every call (building the request, parsing
+the response, pricing it, logging). One Python process therefore tops out at a few
+hundred calls per second however fast the provider answers. A ``WorkerPool`` starts
+processes that each run a ``Gateway`` of their own: the runner hands them calls, they
+answer with the completion record, and everything else (scoring, statistics, MLflow)
+stays in the calling process, where the user's own scorers live.
+
+Workers write answers to the same response cache (SQLite in WAL mode takes writers from
+several processes), so an interrupted run resumes as it does in one process. A worker
+exits when its parent does, even after ``kill -9``: it reads its requests from a pipe and
+stops at end of file.
+
+Workers are started once per process and reused by later runs (a notebook pays the start,
+about 2 s to import litellm, once). Rate limits are split between the processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import itertools
+import logging
+import math
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import GatewayError
+from .gateway import Completion, ModelConfig
+
+log = logging.getLogger("workbench.workers")
+
+
+class RemoteGateway:
+    """The part of ``Gateway`` the runner uses, answered by one worker process."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve, args=(child,), daemon=True,
+                                        name=f"workbench-worker-{index}")
+        self._process.start()
+        child.close()
+        self._send_lock = threading.Lock()
+        self._ids = itertools.count()
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
+        self._ready = threading.Event()
+        self._dead: str | None = None
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name=f"workbench-worker-{index}-reader")
+        self._reader.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._dead is None
+
+    async def ready(self) -> bool:
+        """Wait until the worker has imported what it needs; False if it died instead."""
+        while not self._ready.is_set() and self._dead is None:
+            await asyncio.sleep(0.05)
+        return self._dead is None
+
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
+                       repeat: int = 0, use_cache: bool = True, key: str | None = None,
+                       cache_path: str | None = None) -> Completion:
+        kind, value = await self._ask("complete", {
+            "config": config, "messages": messages, "repeat": repeat,
+            "use_cache": use_cache, "key": key, "cache": cache_path})
+        if kind == "error":
+            raise GatewayError(value)
+        return Completion(**value)
+
+    async def flush(self, cache_path: str) -> None:
+        """Return once the worker has committed every answer it cached at ``cache_path``."""
+        kind, value = await self._ask("flush", {"cache": cache_path})
+        if kind == "error":
+            raise GatewayError(value)
+
+    async def _ask(self, command: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        if self._dead is not None:
+            raise GatewayError(self._dead)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        number = next(self._ids)
+        self._pending[number] = (loop, future)
+        try:
+            with self._send_lock:
+                self._conn.send((number, command, payload))
+        except (OSError, EOFError) as exc:
+            self._pending.pop(number, None)
+            raise GatewayError(f"worker process {self.index} is gone: {exc}") from exc
+        return await future
+
+    def _read(self) -> None:
+        try:
+            while True:
+                number, kind, value = self._conn.recv()
+                if number == -1:
+                    self._ready.set()
+                    continue
+                entry = self._pending.pop(number, None)
+                if entry is not None:
+                    loop, future = entry
+                    loop.call_soon_threadsafe(_resolve, future, (kind, value))
+        except (EOFError, OSError):
+            pass
+        self._dead = (f"worker process {self.index} exited (code "
+                      f"{self._process.exitcode}); its unfinished calls are error rows "
+                      "and a re-run sends them again")
+        for loop, future in list(self._pending.values()):
+            loop.call_soon_threadsafe(_resolve, future, ("error", self._dead))
+        self._pending.clear()
+
+    def close(self) -> None:
+        try:
+            with self._send_lock:
+                self._conn.send(None)
+        except (OSError, EOFError):
+            pass
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.terminate()
+        self._conn.close()
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+class WorkerPool:
+    """``processes - 1`` worker processes beside this one, which makes calls too."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self.remotes = [RemoteGateway(i + 1) for i in range(processes - 1)]
+
+    def close(self) -> None:
+        for remote in self.remotes:
+            remote.close()
+        self.remotes = []
+
+
+_POOL: WorkerPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool(processes: int) -> WorkerPool:
+    """The process-wide pool with ``processes`` processes in all, started on first use."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is not None and (_POOL.processes != processes
+                                  or not all(r.alive for r in _POOL.remotes)):
+            _POOL.close()
+            _POOL = None
+        if _POOL is None:
+            _POOL = WorkerPool(processes)
+        return _POOL
+
+
+@atexit.register
+def _close_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.close()
+        _POOL = None
+
+
+def split_limits(config: ModelConfig, processes: int) -> ModelConfig:
+    """The same model with its rpm/tpm shared out between ``processes`` pacers."""
+    if processes <= 1:
+        return config
+    update: dict[str, Any] = {
+        "fallbacks": [split_limits(f, processes) for f in config.fallbacks]}
+    for name in ("rpm", "tpm"):
+        value = getattr(config, name)
+        if value is not None:
+            update[name] = max(1, math.floor(value / processes))
+    return config.model_copy(update=update)
+
+
+def can_share(configs: Sequence[ModelConfig]) -> bool:
+    """The embedded model runs in one process: it is not called from workers."""
+    return not any(c.model.startswith("local/")
+                   for config in configs for c in (config, *config.fallbacks))
+
+
+# ---- the worker process -----------------------------------------------------------------
+
+def _serve(conn: Any) -> None:
+    """Answer requests from the parent until the pipe closes."""
+    import litellm  # noqa: F401  (imported before the parent is told it is ready)
+
+    from .cache import ResponseCache
+    from .gateway import Gateway
+
+    loop = asyncio.new_event_loop()
+    caches: dict[str | None, ResponseCache | None] = {None: None}
+    gateways: dict[str | None, Gateway] = {}
+    send_lock = threading.Lock()
+
+    def gateway_for(path: str | None) -> tuple[Gateway, ResponseCache | None]:
+        if path not in caches:
+            caches[path] = ResponseCache(Path(path))  # type: ignore[arg-type]
+        if path not in gateways:
+            gateways[path] = Gateway(caches[path], max_concurrency=512)
+        return gateways[path], caches[path]
+
+    def reply(number: int, kind: str, value: Any) -> None:
+        with send_lock:
+            conn.send((number, kind, value))
+
+    async def handle(number: int, command: str, payload: dict[str, Any]) -> None:
+        try:
+            gateway, cache = gateway_for(payload["cache"])
+            if command == "flush":
+                if cache is not None:
+                    await asyncio.to_thread(cache.flush)
+                reply(number, "ok", None)
+                return
+            completion = await gateway.complete(
+                payload["config"], payload["messages"], repeat=payload["repeat"],
+                use_cache=payload["use_cache"], key=payload["key"])
+            reply(number, "ok", {**completion.record(), "cached": completion.cached})
+        except GatewayError as exc:
+            reply(number, "error", str(exc))
+        except Exception as exc:  # a bug must not hang the parent's call
+            reply(number, "error", f"{type(exc).__name__}: {exc}")
+
+    def read() -> None:
+        try:
+            while True:
+                request = conn.recv()
+                if request is None:
+                    break
+                asyncio.run_coroutine_threadsafe(handle(*request), loop)
+        except (EOFError, OSError):
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+
+    reply(-1, "ready", None)
+    threading.Thread(target=read, daemon=True, name="workbench-worker-requests").start()
+    try:
+        loop.run_forever()
+    finally:
+        for cache in caches.values():
+            if cache is not None:
+                cache.close()
