@@ -13,20 +13,56 @@ from .llm_server import Faults
 FAKE_KEY = "sk-wbtest-7f3a9c1e5b2d4680aa"
 
 
-def test_each_call_is_a_trace_with_tokens_cost_latency_and_prompt_version(make_experiment):
+def _calls(trace):
+    return [span for span in trace.data.spans if span.span_type == "LLM"]
+
+
+def test_each_call_is_a_span_with_tokens_cost_latency_and_prompt_version(make_experiment):
     results = Experiment.from_yaml(make_experiment()).run(progress=False)
     run_id = results.run_ids["guided"]
     experiment_id = client().get_run(run_id).info.experiment_id
     traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id,
                                   return_type="list")
-    assert len(traces) == 20
-    span = traces[0].data.spans[0]
-    assert span.span_type == "LLM"
+    assert len(traces) == 1  # the variant run's calls, one child span each
+    assert traces[0].info.request_metadata["mlflow.sourceRun"] == run_id
+    root = traces[0].data.spans[0]
+    calls = _calls(traces[0])
+    assert len(calls) == 20 and {span.parent_id for span in calls} == {root.span_id}
+    span = min(calls, key=lambda span: span.name)
+    assert span.name == "guided/t000"
     version = results.prompt_versions["guided"]
     assert span.attributes["prompt_version"] == f"prompts:/triage/{version}"
     assert span.attributes["prompt_tokens"] > 0 and span.attributes["latency_s"] > 0
     assert "cost_usd" in span.attributes
-    assert traces[0].info.request_metadata["mlflow.sourceRun"] == run_id
+    assert span.inputs["variables"]["ticket"].startswith("I love this app")
+    assert span.outputs == {"output": "positive"}
+    row = results.frame.query("variant == 'guided' and example_id == 't000'").iloc[0]
+    assert span.start_time_ns == int(row.started_at * 1e9)
+    assert span.end_time_ns - span.start_time_ns == int(row.latency_s * 1e9)
+    # a single call is found by its span, in the API as in the UI's search box
+    found = mlflow.search_traces(locations=[experiment_id], run_id=run_id, return_type="list",
+                                 filter_string="span.name = 'guided/t007'")
+    assert [trace.info.trace_id for trace in found] == [traces[0].info.trace_id]
+
+
+def test_a_failed_call_is_an_error_span_and_the_others_are_not(make_experiment, llm_server):
+    def responder(body):
+        if "(order 3)" in body["messages"][-1]["content"]:
+            raise RuntimeError("the model fell over")
+        return "positive"
+
+    llm_server.responder = responder
+    results = Experiment.from_yaml(make_experiment()).run(progress=False)
+    assert results.frame["error"].notna().sum() == 2  # t003, in each variant
+    run_id = results.run_ids["guided"]
+    experiment_id = client().get_run(run_id).info.experiment_id
+    [trace] = mlflow.search_traces(locations=[experiment_id], run_id=run_id,
+                                   return_type="list")
+    assert trace.info.state == "ERROR"
+    failed = [span for span in _calls(trace) if span.status.status_code == "ERROR"]
+    assert [span.name for span in failed] == ["guided/t003"]
+    assert "fell over" in failed[0].attributes["error"]
+    assert all("error" not in span.attributes for span in _calls(trace) if span not in failed)
 
 
 def test_a_cached_rerun_makes_no_new_traces(make_experiment):
@@ -71,18 +107,18 @@ def test_pii_is_redacted_before_logging_when_asked(make_experiment, llm_server, 
     assert found.stdout == ""
 
 
-def test_traces_are_flushed_in_batches_so_none_is_dropped(make_experiment, monkeypatch):
+def test_a_long_run_is_split_into_several_traces_and_no_call_is_lost(make_experiment,
+                                                                     monkeypatch):
     from workbench import tracking
 
-    flushes = []
-    real_flush = mlflow.flush_trace_async_logging
-    monkeypatch.setattr(tracking, "_TRACE_BATCH", 7)
-    monkeypatch.setattr(mlflow, "flush_trace_async_logging",
-                        lambda *a, **k: (flushes.append(1), real_flush(*a, **k)))
+    monkeypatch.setattr(tracking, "_CALLS_PER_TRACE", 7)
     results = Experiment.from_yaml(make_experiment()).run(progress=False)
-    assert len(flushes) >= 40 // 7
     for variant in ("bare", "guided"):
         run_id = results.run_ids[variant]
         experiment_id = client().get_run(run_id).info.experiment_id
-        assert len(mlflow.search_traces(locations=[experiment_id], run_id=run_id,
-                                        return_type="list")) == 20
+        traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id,
+                                      return_type="list")
+        assert sorted(trace.info.tags["mlflow.traceName"] for trace in traces) == [
+            f"{variant} (1/3)", f"{variant} (2/3)", f"{variant} (3/3)"]
+        names = sorted(span.name for trace in traces for span in _calls(trace))
+        assert names == [f"{variant}/t{i:03d}" for i in range(20)]

@@ -40,7 +40,7 @@ class RunSpec(_Strict):
     # what to do when a prompt does not fit the model's context window
     context_policy: Literal["error", "truncate"] = "error"
     truncate_variable: str | None = None
-    # one MLflow trace per call, linked to its variant's run
+    # an MLflow span per call (tokens, cost, latency, prompt version), linked to the run
     trace: bool = True
     # replace personal data (emails, phones, cards, ...) in what is logged to MLflow
     redact_pii: bool = False
