@@ -133,6 +133,8 @@ async def run_matrix(
                                    for r in remotes if r.alive), return_exceptions=True)
     finally:
         gc.unfreeze()
+        for remote in remotes:
+            remote.detach()
         if bar is not None:
             bar.close()
     return [row for row in rows if row is not None]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import logging
 import math
@@ -36,7 +37,11 @@ log = logging.getLogger("workbench.workers")
 
 
 class RemoteGateway:
-    """The part of ``Gateway`` the runner uses, answered by one worker process."""
+    """The part of ``Gateway`` the runner uses, answered by one worker process.
+
+    Replies are read on the event loop itself (``add_reader`` on the pipe), not by a thread:
+    a reader thread contending for the GIL cost more than a millisecond per call.
+    """
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -46,30 +51,51 @@ class RemoteGateway:
                                         name=f"workbench-worker-{index}")
         self._process.start()
         child.close()
-        self._send_lock = threading.Lock()
         self._ids = itertools.count()
-        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._ready = threading.Event()
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._configs: dict[str, int] = {}  # sent once, then named by number
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = False
         self._dead: str | None = None
-        self._reader = threading.Thread(target=self._read, daemon=True,
-                                        name=f"workbench-worker-{index}-reader")
-        self._reader.start()
 
     @property
     def alive(self) -> bool:
         return self._dead is None
 
+    def _attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop or self._dead is not None:
+            return
+        self.detach()
+        loop.add_reader(self._conn.fileno(), self._read)
+        self._loop = loop
+
+    def detach(self) -> None:
+        """Stop reading on the current loop (a run's loop ends with the run)."""
+        if self._loop is not None:
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._conn.fileno())
+            self._loop = None
+
     async def ready(self) -> bool:
         """Wait until the worker has imported what it needs; False if it died instead."""
-        while not self._ready.is_set() and self._dead is None:
+        self._attach()
+        while not self._ready and self._dead is None:
+            if not self._process.is_alive():
+                self._died()
+                break
             await asyncio.sleep(0.05)
         return self._dead is None
 
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
                        repeat: int = 0, use_cache: bool = True, key: str | None = None,
                        cache_path: str | None = None) -> Completion:
+        number = self._configs.get(config.key)
+        if number is None:
+            number = self._configs[config.key] = len(self._configs)
+            await self._ask("config", {"number": number, "config": config})
         kind, value = await self._ask("complete", {
-            "config": config, "messages": messages, "repeat": repeat,
+            "config": number, "messages": messages, "repeat": repeat,
             "use_cache": use_cache, "key": key, "cache": cache_path})
         if kind == "error":
             raise GatewayError(value)
@@ -82,55 +108,53 @@ class RemoteGateway:
             raise GatewayError(value)
 
     async def _ask(self, command: str, payload: dict[str, Any]) -> tuple[str, Any]:
+        self._attach()
         if self._dead is not None:
             raise GatewayError(self._dead)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         number = next(self._ids)
-        self._pending[number] = (loop, future)
+        self._pending[number] = future
         try:
-            with self._send_lock:
-                self._conn.send((number, command, payload))
-        except (OSError, EOFError) as exc:
+            self._conn.send((number, command, payload))
+        except (OSError, EOFError, ValueError):
             self._pending.pop(number, None)
-            raise GatewayError(f"worker process {self.index} is gone: {exc}") from exc
+            self._died()
+            raise GatewayError(self._dead or "worker process gone") from None
         return await future
 
     def _read(self) -> None:
         try:
-            while True:
+            while self._conn.poll():
                 number, kind, value = self._conn.recv()
                 if number == -1:
-                    self._ready.set()
+                    self._ready = True
                     continue
-                entry = self._pending.pop(number, None)
-                if entry is not None:
-                    loop, future = entry
-                    loop.call_soon_threadsafe(_resolve, future, (kind, value))
-        except (EOFError, OSError):
-            pass
-        self._dead = (f"worker process {self.index} exited (code "
-                      f"{self._process.exitcode}); its unfinished calls are error rows "
-                      "and a re-run sends them again")
-        for loop, future in list(self._pending.values()):
-            loop.call_soon_threadsafe(_resolve, future, ("error", self._dead))
+                future = self._pending.pop(number, None)
+                if future is not None and not future.done():
+                    future.set_result((kind, value))
+        except (EOFError, OSError, ValueError):
+            self._died()
+
+    def _died(self) -> None:
+        if self._dead is None:
+            self._process.join(timeout=1)
+            self._dead = (f"worker process {self.index} exited (code "
+                          f"{self._process.exitcode}); its unfinished calls are error rows "
+                          "and a re-run sends them again")
+        self.detach()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(("error", self._dead))
         self._pending.clear()
 
     def close(self) -> None:
-        try:
-            with self._send_lock:
-                self._conn.send(None)
-        except (OSError, EOFError):
-            pass
+        self.detach()
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            self._conn.send(None)
         self._process.join(timeout=10)
         if self._process.is_alive():
             self._process.terminate()
         self._conn.close()
-
-
-def _resolve(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 class WorkerPool:
@@ -193,16 +217,18 @@ def can_share(configs: Sequence[ModelConfig]) -> bool:
 # ---- the worker process -----------------------------------------------------------------
 
 def _serve(conn: Any) -> None:
-    """Answer requests from the parent until the pipe closes."""
+    """Answer requests from the parent until the pipe closes (the parent exited)."""
     import litellm  # noqa: F401  (imported before the parent is told it is ready)
 
     from .cache import ResponseCache
     from .gateway import Gateway
 
     loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     caches: dict[str | None, ResponseCache | None] = {None: None}
     gateways: dict[str | None, Gateway] = {}
-    send_lock = threading.Lock()
+    configs: dict[int, ModelConfig] = {}
+    tasks: set[asyncio.Task[None]] = set()
 
     def gateway_for(path: str | None) -> tuple[Gateway, ResponseCache | None]:
         if path not in caches:
@@ -212,11 +238,15 @@ def _serve(conn: Any) -> None:
         return gateways[path], caches[path]
 
     def reply(number: int, kind: str, value: Any) -> None:
-        with send_lock:
+        with contextlib.suppress(OSError, ValueError):
             conn.send((number, kind, value))
 
     async def handle(number: int, command: str, payload: dict[str, Any]) -> None:
         try:
+            if command == "config":
+                configs[payload["number"]] = payload["config"]
+                reply(number, "ok", None)
+                return
             gateway, cache = gateway_for(payload["cache"])
             if command == "flush":
                 if cache is not None:
@@ -224,7 +254,7 @@ def _serve(conn: Any) -> None:
                 reply(number, "ok", None)
                 return
             completion = await gateway.complete(
-                payload["config"], payload["messages"], repeat=payload["repeat"],
+                configs[payload["config"]], payload["messages"], repeat=payload["repeat"],
                 use_cache=payload["use_cache"], key=payload["key"])
             reply(number, "ok", {**completion.record(), "cached": completion.cached})
         except GatewayError as exc:
@@ -234,17 +264,19 @@ def _serve(conn: Any) -> None:
 
     def read() -> None:
         try:
-            while True:
+            while conn.poll():
                 request = conn.recv()
                 if request is None:
-                    break
-                asyncio.run_coroutine_threadsafe(handle(*request), loop)
+                    loop.stop()
+                    return
+                task = loop.create_task(handle(*request))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
         except (EOFError, OSError):
-            pass
-        loop.call_soon_threadsafe(loop.stop)
+            loop.stop()
 
+    loop.add_reader(conn.fileno(), read)
     reply(-1, "ready", None)
-    threading.Thread(target=read, daemon=True, name="workbench-worker-requests").start()
     try:
         loop.run_forever()
     finally:
