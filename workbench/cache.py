@@ -6,8 +6,11 @@ mode survives ``kill -9`` of the writer; readers in other processes see committe
 
 The event loop never waits on SQLite: a run reads the keys it will need in one query
 before it starts (``prefetch``), and answers are committed by a writer thread of their
-own. SQLite releases the GIL while it works, and getting it back behind litellm's
-threads made each direct query block the loop for about a millisecond.
+own, every ``COMMIT_INTERVAL_S``. SQLite releases the GIL while it works, and getting it
+back behind litellm's threads made each direct query block the loop for about a
+millisecond; a writer woken by every answer cost the loop as much again in GIL hand-offs.
+So an answer is on disk at most that interval after it arrived: a ``kill -9`` within it
+costs that call being sent again on resume, never a wrong or duplicate row.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import atexit
 import contextlib
 import hashlib
 import json
-import queue
 import sqlite3
 import threading
 import time
@@ -39,6 +41,7 @@ _MIGRATIONS = [
 ]
 
 _CHUNK = 500  # keys per SELECT (SQLite allows 32,766 parameters)
+COMMIT_INTERVAL_S = 0.05
 _open: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
@@ -66,7 +69,13 @@ class ResponseCache:
         self.misses = 0
         # answers known in memory: prefetched (None = known absent) or written by this object
         self._known: dict[str, str | None] = {}
-        self._writes: queue.Queue[tuple[str, str, str, float] | None] = queue.Queue()
+        self._pending: list[tuple[str, str, str, float]] = []
+        self._pending_lock = threading.Lock()
+        self._queued = 0  # answers given to put, ever
+        self._committed = 0  # ... of which written (or failed)
+        self._committed_changed = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = False
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
         _open.add(self)
@@ -116,30 +125,30 @@ class ResponseCache:
 
     # ---- writing ------------------------------------------------------------------------
     def put(self, key: str, model: str, record: Mapping[str, Any]) -> None:
-        """Queue the answer for the writer thread; visible to this object at once."""
+        """Hand the answer to the writer thread; visible to this object at once."""
         if self._failure is not None:
             raise RuntimeError(f"the response cache {self.path} cannot be written: "
                                f"{self._failure}") from self._failure
         text = json.dumps(record, ensure_ascii=False)
         self._known[key] = text
-        if self._writer is None:
-            self._writer = threading.Thread(target=self._write_loop, daemon=True,
-                                            name="workbench-cache-writer")
-            self._writer.start()
-        self._writes.put((key, model, text, time.time()))
+        with self._pending_lock:
+            self._pending.append((key, model, text, time.time()))
+            self._queued += 1
+            if self._writer is None:
+                self._stopping = False
+                self._writer = threading.Thread(target=self._write_loop, daemon=True,
+                                                name="workbench-cache-writer")
+                self._writer.start()
 
     def _write_loop(self) -> None:
         while True:
-            item = self._writes.get()
-            batch = [item]
-            while True:  # everything already waiting goes into the same transaction
-                try:
-                    batch.append(self._writes.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [row for row in batch if row is not None]
+            self._wake.wait(COMMIT_INTERVAL_S)
+            self._wake.clear()
+            with self._pending_lock:
+                rows, self._pending = self._pending, []
+                stopping = self._stopping
             try:
-                if rows:
+                if rows:  # one transaction for everything that arrived meanwhile
                     with self._lock:
                         self._db.execute("BEGIN")
                         self._db.executemany(
@@ -152,15 +161,21 @@ class ResponseCache:
             except BaseException as exc:  # noqa: BLE001  (reported by the next put/flush)
                 self._failure = exc
             finally:
-                for _ in batch:
-                    self._writes.task_done()
-            if None in batch:
+                with self._committed_changed:
+                    self._committed += len(rows)
+                    self._committed_changed.notify_all()
+            if stopping:
                 return
 
     def flush(self) -> None:
         """Wait until every answer given to ``put`` is committed."""
         if self._writer is not None:
-            self._writes.join()
+            target = self._queued
+            self._wake.set()
+            with self._committed_changed:
+                while self._committed < target and self._writer.is_alive():
+                    self._committed_changed.wait(1.0)
+                    self._wake.set()
         if self._failure is not None:
             raise RuntimeError(f"the response cache {self.path} could not be written: "
                                f"{self._failure}") from self._failure
@@ -175,7 +190,9 @@ class ResponseCache:
             self.flush()
         finally:
             if self._writer is not None:
-                self._writes.put(None)
+                with self._pending_lock:
+                    self._stopping = True
+                self._wake.set()
                 self._writer.join()
                 self._writer = None
             with self._lock:
