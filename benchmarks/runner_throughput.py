@@ -908,10 +908,11 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             "alone (runner + gateway + scoring, without preflight, statistics and MLflow) "
             f"reaches {calls_only:.2f} of plain litellm in a fresh process.",
             f"- Plain litellm itself runs at {here / plain:.2f} of its fresh-process speed in "
-            "this process: the same code costs more CPU per call once mlflow, pandas and "
-            "datasets are loaded (a larger heap for the collector to scan, and everything "
-            "slower in the profile by the same 10-25 %, which points at memory rather than "
-            "at extra work).",
+            "this process. The workbench's own code is about 0.03 ms per call in the runner "
+            "and 0.1-0.2 ms in the gateway (item 3); the rest of the gap did not show in "
+            "profiles as extra work (the same litellm functions, the same call counts, each "
+            "10-25 % slower in the workbench's runs), and runs of the same arm vary by 10-20 % "
+            "on this machine.",
         ]
         lines.append(
             f"- With `run.trace: true` each call is an LLM span ({traced:.0f} of {calls} "
