@@ -1012,6 +1012,8 @@ def section_overhead(data: dict[str, Any]) -> list[str]:
     for arm, values in cpu.items():
         lines.append(f"| {arm} | {median(values):.2f} | {median(values) - base:+.2f} | "
                      f"{', '.join(f'{v:.2f}' for v in values)} | {median(wall[arm]):.2f} |")
+    paired = [g - b for g, b in zip(cpu["Gateway.complete"], cpu["litellm.acompletion"],
+                                    strict=True)]
     gateway = median(cpu["Gateway.complete"]) - base
     router = median(cpu["Router.acompletion"]) - base
     later = median(cpu["Gateway.complete, later run"]) - base
@@ -1024,7 +1026,9 @@ def section_overhead(data: dict[str, Any]) -> list[str]:
         f"{verdict(later <= 0.5)}. litellm's Router would add {router:+.2f} ms (rounds "
         "vary by a few tenths of a millisecond on a shared machine, so read the split from "
         "the step timings and the profile below: the workbench's own code takes "
-        f"{own:.2f} ms per call, profiled, as self time).",
+        f"{own:.2f} ms per call, profiled, as self time). Round by round, Gateway.complete "
+        "minus litellm.acompletion: "
+        f"{', '.join(f'{d:+.2f}' for d in paired)} ms.",
         "",
     ]
     tail = [
