@@ -274,60 +274,48 @@ def reply(payload: dict[str, Any]) -> None:
     print("@@" + json.dumps(payload), flush=True)
 
 
-def plain_here(base_url: str, calls: list[list[dict[str, str]]], concurrency: int
-               ) -> dict[str, Any]:
-    """The plain-litellm loop of ``worker_plain``, run in this (the workbench's) process."""
+async def plain_calls(base_url: str, jobs: list[list[dict[str, str]]], concurrency: int
+                      ) -> int:
+    """Plain litellm.acompletion under an asyncio semaphore; returns the errors."""
     import litellm
 
-    async def run() -> int:
-        semaphore = asyncio.Semaphore(concurrency)
-        errors = 0
+    semaphore = asyncio.Semaphore(concurrency)
+    errors = 0
 
-        async def one(messages: list[dict[str, str]]) -> None:
-            nonlocal errors
-            async with semaphore:
-                try:
-                    response = await litellm.acompletion(
-                        model="openai/test-model", api_base=base_url, api_key="none",
-                        messages=messages, timeout=120, max_retries=0, **MODEL_PARAMS)
-                    response.choices[0].message.content  # noqa: B018
-                except Exception:
-                    errors += 1
+    async def one(messages: list[dict[str, str]]) -> None:
+        nonlocal errors
+        async with semaphore:
+            try:
+                response = await litellm.acompletion(
+                    model="openai/test-model", api_base=base_url, api_key="none",
+                    messages=messages, timeout=120, max_retries=0, **MODEL_PARAMS)
+                response.choices[0].message.content  # noqa: B018
+            except Exception:
+                errors += 1
 
-        await asyncio.gather(*(one(m) for m in calls))
-        return errors
+    await asyncio.gather(*(one(m) for m in jobs))
+    return errors
 
+
+def plain_here(base_url: str, calls: list[list[dict[str, str]]], concurrency: int
+               ) -> dict[str, Any]:
+    """``plain_calls`` in this (the workbench's) process."""
     started, cpu = time.perf_counter(), time.process_time()
-    errors = asyncio.run(run())
+    errors = asyncio.run(plain_calls(base_url, calls, concurrency))
     return {"wall": time.perf_counter() - started, "cpu": time.process_time() - cpu,
             "errors": errors}
 
 
 def worker_plain(base_url: str, calls_file: str) -> int:
-    """Plain litellm.acompletion under an asyncio semaphore; never builds a Router."""
+    """``plain_calls`` in a process of its own (only litellm imported); never a Router."""
     import litellm
 
     litellm.suppress_debug_info = True
     calls = json.loads(Path(calls_file).read_text())
     loop = asyncio.new_event_loop()
 
-    async def run(jobs: list[list[dict[str, str]]], concurrency: int) -> int:
-        semaphore = asyncio.Semaphore(concurrency)
-        errors = 0
-
-        async def one(messages: list[dict[str, str]]) -> None:
-            nonlocal errors
-            async with semaphore:
-                try:
-                    response = await litellm.acompletion(
-                        model="openai/test-model", api_base=base_url, api_key="none",
-                        messages=messages, timeout=120, max_retries=0, **MODEL_PARAMS)
-                    response.choices[0].message.content  # noqa: B018
-                except Exception:
-                    errors += 1
-
-        await asyncio.gather(*(one(m) for m in jobs))
-        return errors
+    def run(jobs: list[list[dict[str, str]]], concurrency: int) -> Any:
+        return plain_calls(base_url, jobs, concurrency)
 
     loop.run_until_complete(run(calls[:20], 10))  # imports, HTTP session, first-call caches
     reply({"ready": True})
