@@ -7,10 +7,10 @@ processes that each run a ``Gateway`` of their own: the runner hands them calls,
 answer with the completion record, and everything else (scoring, statistics, MLflow)
 stays in the calling process, where the user's own scorers live.
 
-Workers write answers to the same response cache (SQLite in WAL mode takes writers from
-several processes), so an interrupted run resumes as it does in one process. A worker
-exits when its parent does, even after ``kill -9``: it reads its requests from a pipe and
-stops at end of file.
+Workers make calls only: the calling process caches each answer as it arrives, so the
+run has one cache writer and an interrupted run resumes as it does in one process. A
+worker exits when its parent does, even after ``kill -9``: it reads its requests from a
+pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
 about 2 s to import litellm, once). Rate limits are split between the processes.
@@ -27,7 +27,6 @@ import math
 import multiprocessing
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from .errors import GatewayError
@@ -88,24 +87,18 @@ class RemoteGateway:
         return self._dead is None
 
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
-                       repeat: int = 0, use_cache: bool = True, key: str | None = None,
-                       cache_path: str | None = None) -> Completion:
+                       repeat: int = 0, use_cache: bool = False, key: str | None = None
+                       ) -> Completion:
+        """The model's answer, never from a cache (the caller has looked already)."""
         number = self._configs.get(config.key)
         if number is None:
             number = self._configs[config.key] = len(self._configs)
             await self._ask("config", {"number": number, "config": config})
         kind, value = await self._ask("complete", {
-            "config": number, "messages": messages, "repeat": repeat,
-            "use_cache": use_cache, "key": key, "cache": cache_path})
+            "config": number, "messages": messages, "repeat": repeat, "key": key})
         if kind == "error":
             raise GatewayError(value)
         return Completion(**value)
-
-    async def flush(self, cache_path: str) -> None:
-        """Return once the worker has committed every answer it cached at ``cache_path``."""
-        kind, value = await self._ask("flush", {"cache": cache_path})
-        if kind == "error":
-            raise GatewayError(value)
 
     async def _ask(self, command: str, payload: dict[str, Any]) -> tuple[str, Any]:
         self._attach()
@@ -220,22 +213,13 @@ def _serve(conn: Any) -> None:
     """Answer requests from the parent until the pipe closes (the parent exited)."""
     import litellm  # noqa: F401  (imported before the parent is told it is ready)
 
-    from .cache import ResponseCache
     from .gateway import Gateway
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    caches: dict[str | None, ResponseCache | None] = {None: None}
-    gateways: dict[str | None, Gateway] = {}
+    gateway = Gateway(None, max_concurrency=512)
     configs: dict[int, ModelConfig] = {}
     tasks: set[asyncio.Task[None]] = set()
-
-    def gateway_for(path: str | None) -> tuple[Gateway, ResponseCache | None]:
-        if path not in caches:
-            caches[path] = ResponseCache(Path(path))  # type: ignore[arg-type]
-        if path not in gateways:
-            gateways[path] = Gateway(caches[path], max_concurrency=512)
-        return gateways[path], caches[path]
 
     def reply(number: int, kind: str, value: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -247,16 +231,10 @@ def _serve(conn: Any) -> None:
                 configs[payload["number"]] = payload["config"]
                 reply(number, "ok", None)
                 return
-            gateway, cache = gateway_for(payload["cache"])
-            if command == "flush":
-                if cache is not None:
-                    await asyncio.to_thread(cache.flush)
-                reply(number, "ok", None)
-                return
             completion = await gateway.complete(
                 configs[payload["config"]], payload["messages"], repeat=payload["repeat"],
-                use_cache=payload["use_cache"], key=payload["key"])
-            reply(number, "ok", {**completion.record(), "cached": completion.cached})
+                use_cache=False, key=payload["key"])
+            reply(number, "ok", completion.record())
         except GatewayError as exc:
             reply(number, "error", str(exc))
         except Exception as exc:  # a bug must not hang the parent's call
@@ -277,9 +255,4 @@ def _serve(conn: Any) -> None:
 
     loop.add_reader(conn.fileno(), read)
     reply(-1, "ready", None)
-    try:
-        loop.run_forever()
-    finally:
-        for cache in caches.values():
-            if cache is not None:
-                cache.close()
+    loop.run_forever()
