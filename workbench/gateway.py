@@ -156,14 +156,15 @@ class Gateway:
 
         ``key`` is the request's ``cache_key`` when the caller has it already.
         """
+        if self.cache is None:
+            return await self._paced_call(config, messages)
         key = key or cache_key(config.model, config.params, messages, repeat, config.api_base)
-        if self.cache is not None and use_cache:
+        if use_cache:
             hit = self.cache.get(key)
             if hit is not None:
                 return Completion(**hit, cached=True)
         completion = await self._paced_call(config, messages)
-        if self.cache is not None:
-            self.cache.put(key, config.model, completion.record())
+        self.cache.put(key, config.model, completion.record())
         return completion
 
     # ---- pacing -------------------------------------------------------------------------
@@ -223,27 +224,15 @@ class Gateway:
     async def _call(self, config: ModelConfig, messages: list[dict[str, str]]) -> Completion:
         litellm = _litellm(config)
         started = time.perf_counter()
-        retries = 0
-        try:
-            if config.fallbacks:
+        if config.fallbacks:
+            try:
                 response = await self._router(config).acompletion(
                     model="m0", messages=messages, **config.params)
-            else:
-                request = {**_litellm_params(config), **config.params, "messages": messages}
-                while True:
-                    try:
-                        response = await litellm.acompletion(**request)
-                        break
-                    except Exception as exc:
-                        if retries >= config.num_retries or not _retryable(exc):
-                            raise
-                        await asyncio.sleep(litellm.utils.calculate_retry_after(
-                            config.num_retries - retries, config.num_retries,
-                            _headers(exc), min_timeout=0))
-                        retries += 1
-        except Exception as exc:
-            raise GatewayError(_describe(exc, config)
-                               + (f" (after {retries} retries)" if retries else "")) from exc
+            except Exception as exc:
+                raise GatewayError(_describe(exc, config)) from exc
+            retries = 0  # the Router's own count is read from the response below
+        else:
+            response, retries = await _acompletion_with_retries(litellm, config, messages)
         latency = time.perf_counter() - started
         try:
             text = response.choices[0].message.content or ""
@@ -325,6 +314,25 @@ def connection_params(config: ModelConfig) -> dict[str, Any]:
 def _litellm_params(config: ModelConfig) -> dict[str, Any]:
     # the gateway (or the Router) retries; the SDK underneath must not retry too
     return {**connection_params(config), "max_retries": 0}
+
+
+async def _acompletion_with_retries(litellm: Any, config: ModelConfig,
+                                    messages: list[dict[str, str]]) -> tuple[Any, int]:
+    """``litellm.acompletion`` and the retries it took, waiting as litellm's Router would."""
+    request = {**_litellm_params(config), **config.params, "messages": messages}
+    retries = 0
+    while True:
+        try:
+            return await litellm.acompletion(**request), retries
+        except Exception as exc:
+            if retries >= config.num_retries or not _retryable(exc):
+                after = f" (after {retries} retries)" if retries else ""
+                raise GatewayError(_describe(exc, config) + after) from exc
+            wait = litellm.utils.calculate_retry_after(
+                config.num_retries - retries, config.num_retries, _headers(exc),
+                min_timeout=0)
+        await asyncio.sleep(wait)
+        retries += 1
 
 
 def _retryable(exc: Exception) -> bool:

@@ -235,8 +235,7 @@ class _ViaWorker:
             hit = cache.get(key)
             if hit is not None:
                 return Completion(**hit, cached=True)
-        completion = await self.remote.complete(config, messages, repeat=repeat,
-                                                use_cache=False, key=key)
+        completion = await self.remote.complete(config, messages)
         if cache is not None:
             cache.put(key, config.model, completion.record())
         return completion

@@ -101,8 +101,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             prompt_uri = f"prompts:/{registry_name}/{version}"
             c.link_prompt_version_to_run(run_id, prompt_uri)
             if trace:
-                _log_traces(mlflow, experiment_id, run_id, frame, prompt_uri, evalset,
-                            redact, uri=uri)
+                _log_traces(uri, experiment_id, run_id, frame, prompt_uri, evalset, redact)
             c.set_terminated(run_id, "FINISHED")
 
         parent_metrics: dict[str, float] = {}
@@ -134,9 +133,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
 _CALLS_PER_TRACE = 500  # bounds a trace: the store's request and the UI's span tree
 
 
-def _log_traces(mlflow: Any, experiment_id: str, run_id: str, frame: Any, prompt_uri: str,
-                evalset: EvalSet, redact: Callable[[str], str] | None, *,
-                uri: str | None = None) -> int:
+def _log_traces(uri: str, experiment_id: str, run_id: str, frame: Any, prompt_uri: str,
+                evalset: EvalSet, redact: Callable[[str], str] | None) -> int:
     """One LLM span per call, with its real start and end, written after the run.
 
     The calls of a variant run are the child spans of one trace linked to the run (one trace
@@ -160,7 +158,7 @@ def _log_traces(mlflow: Any, experiment_id: str, run_id: str, frame: Any, prompt
     calls = frame[~frame["cached"].astype(bool)]
     if calls.empty:
         return 0
-    tracing = TracingClient(uri or mlflow.get_tracking_uri())
+    tracing = TracingClient(uri)
     # spans from a tracer of our own, not MLflow's: nothing exports them one by one
     tracer = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(),
                             shutdown_on_exit=False).get_tracer("workbench")

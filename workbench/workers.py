@@ -22,7 +22,6 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import logging
 import math
 import multiprocessing
 import threading
@@ -31,8 +30,6 @@ from typing import Any
 
 from .errors import GatewayError
 from .gateway import Completion, ModelConfig
-
-log = logging.getLogger("workbench.workers")
 
 
 class RemoteGateway:
@@ -86,16 +83,14 @@ class RemoteGateway:
             await asyncio.sleep(0.05)
         return self._dead is None
 
-    async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
-                       repeat: int = 0, use_cache: bool = False, key: str | None = None
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]]
                        ) -> Completion:
-        """The model's answer, never from a cache (the caller has looked already)."""
+        """The model's answer, never from a cache (the caller looks, and stores it)."""
         number = self._configs.get(config.key)
         if number is None:
             number = self._configs[config.key] = len(self._configs)
             await self._ask("config", {"number": number, "config": config})
-        kind, value = await self._ask("complete", {
-            "config": number, "messages": messages, "repeat": repeat, "key": key})
+        kind, value = await self._ask("complete", {"config": number, "messages": messages})
         if kind == "error":
             raise GatewayError(value)
         return Completion(**value)
@@ -231,9 +226,8 @@ def _serve(conn: Any) -> None:
                 configs[payload["number"]] = payload["config"]
                 reply(number, "ok", None)
                 return
-            completion = await gateway.complete(
-                configs[payload["config"]], payload["messages"], repeat=payload["repeat"],
-                use_cache=False, key=payload["key"])
+            completion = await gateway.complete(configs[payload["config"]],
+                                                payload["messages"])
             reply(number, "ok", completion.record())
         except GatewayError as exc:
             reply(number, "error", str(exc))
