@@ -6,9 +6,11 @@ store's connection pool is small and per-call writes from many workers starve it
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
+import secrets
 import subprocess
 import time
 import warnings
@@ -185,8 +187,13 @@ def _log_traces(uri: str, experiment_id: str, run_id: str, frame: Any, prompt_ur
 def _calls_trace(tracer: Any, name: str, experiment_id: str, run_id: str, chunk: Any,
                  prompt_uri: str, inputs_by_id: Mapping[str, Mapping[str, Any]],
                  clean: Callable[[str], str]) -> tuple[Any, list[Any]]:
-    """The trace info and the finished spans: a root, then one LLM span per call."""
-    from mlflow.entities import LiveSpan, SpanType, TraceInfo, TraceLocation, TraceState
+    """The trace info and the finished spans: a root, then one LLM span per call.
+
+    MLflow's ``LiveSpan`` makes the root and one template LLM span; each call's span is
+    that template's stored form with the call's own ids, times and values, read back with
+    ``Span.from_dict`` (0.02-0.03 ms a span, against 0.2-0.35 ms for a ``LiveSpan`` each).
+    """
+    from mlflow.entities import LiveSpan, Span, SpanType, TraceInfo, TraceLocation, TraceState
     from mlflow.tracing.constant import (
         TRACE_SCHEMA_VERSION,
         TRACE_SCHEMA_VERSION_KEY,
@@ -194,43 +201,59 @@ def _calls_trace(tracer: Any, name: str, experiment_id: str, run_id: str, chunk:
         TraceMetadataKey,
         TraceTagKey,
     )
+    from mlflow.tracing.utils import dump_span_attribute_value as dump
     from opentelemetry.trace import set_span_in_context
 
     otel_root = tracer.start_span(name, start_time=int(chunk["started_at"].min() * 1e9))
     trace_id = f"tr-{otel_root.get_span_context().trace_id:032x}"  # MLflow's id of the trace
     parent = set_span_in_context(otel_root)
+    template = LiveSpan(tracer.start_span("call", context=parent, start_time=0), trace_id,
+                        SpanType.LLM)
+    template.end(end_time_ns=0)
+    stored = template.to_immutable_span().to_dict()  # MLflow's own keys: id, type, level
+    constant = {k: v for k, v in stored["attributes"].items()
+                if k not in (SpanAttributeKey.INPUTS, SpanAttributeKey.OUTPUTS)}
+    constant["prompt_version"] = dump(prompt_uri)
     spans, errors, end = [], 0, 0
     for row in chunk.itertuples(index=False):
         start = int(row.started_at * 1e9)
         latency = 0.0 if math.isnan(row.latency_s) else row.latency_s
-        end = max(end, start + int(latency * 1e9))
+        finish = start + int(latency * 1e9)
+        end = max(end, finish)
         variables = {k: clean(v) if isinstance(v, str) else v
                      for k, v in inputs_by_id.get(row.example_id, {}).items()}
-        span = LiveSpan(tracer.start_span(f"{row.variant}/{row.example_id}", context=parent,
-                                          start_time=start), trace_id, SpanType.LLM)
-        span.set_inputs({"example_id": row.example_id, "variables": variables,
-                         "repeat": row.repeat})
         tokens = int(row.prompt_tokens), int(row.completion_tokens)
-        span.set_attributes({
-            "model": row.model, "answered_by": _text(row.answered_by) or "",
-            "prompt_version": prompt_uri,
-            "prompt_tokens": tokens[0], "completion_tokens": tokens[1],
-            "cost_usd": float(row.cost), "latency_s": latency,
-            "retries": int(row.retries), "fallback": bool(row.fallback),
+        cost = float(row.cost)
+        output = _text(row.output)
+        attributes = {
+            **constant,
+            SpanAttributeKey.INPUTS: dump({"example_id": row.example_id,
+                                           "variables": variables, "repeat": row.repeat}),
+            SpanAttributeKey.OUTPUTS: dump({"output": clean(output) if output else None}),
+            "model": dump(row.model), "answered_by": dump(_text(row.answered_by) or ""),
+            "prompt_tokens": dump(tokens[0]), "completion_tokens": dump(tokens[1]),
+            "cost_usd": dump(cost), "latency_s": dump(latency),
+            "retries": dump(int(row.retries)), "fallback": dump(bool(row.fallback)),
             # MLflow's keys too: its UI shows them and the store sums them over the trace
-            SpanAttributeKey.CHAT_USAGE: {"input_tokens": tokens[0], "output_tokens": tokens[1],
-                                          "total_tokens": sum(tokens)},
-            SpanAttributeKey.LLM_COST: {"total_cost": float(row.cost)},
-        })
+            SpanAttributeKey.CHAT_USAGE: dump({"input_tokens": tokens[0],
+                                               "output_tokens": tokens[1],
+                                               "total_tokens": sum(tokens)}),
+            SpanAttributeKey.LLM_COST: dump({"total_cost": cost}),
+        }
         error = _text(row.error)  # pandas makes a missing text NaN, not None
         if error is not None:
             errors += 1
-            span.set_status("ERROR")
-            span.set_attribute("error", clean(error))
-        output = _text(row.output)
-        span.end(outputs={"output": clean(output) if output else None},
-                 end_time_ns=start + int(latency * 1e9))
-        spans.append(span.to_immutable_span())
+            attributes["error"] = dump(clean(error))
+        spans.append(Span.from_dict({
+            **stored,
+            "span_id": base64.b64encode(secrets.token_bytes(8)).decode(),
+            "name": f"{row.variant}/{row.example_id}",
+            "start_time_unix_nano": start,
+            "end_time_unix_nano": finish,
+            "status": {"code": "STATUS_CODE_ERROR" if error is not None else "STATUS_CODE_OK",
+                       "message": ""},
+            "attributes": attributes,
+        }))
     root = LiveSpan(otel_root, trace_id, SpanType.CHAIN)
     root.set_inputs({"variant": str(chunk["variant"].iloc[0]), "prompt_version": prompt_uri,
                      "calls": len(spans)})
