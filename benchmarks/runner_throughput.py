@@ -1,8 +1,9 @@
 """Gateway and runner throughput: the workbench against plain litellm, MLflow and llama.cpp.
 
 Every figure is a ratio measured side by side in one run of this script; arms are
-interleaved (A B A B ...) ``--rounds`` times and medians are reported, because absolute
-numbers on a shared 2-core machine drift. Everything talks to 127.0.0.1 only: the model
+interleaved ``--rounds`` times, in reverse order every other round (A B C, C B A, ...) so
+that a drift over the run weighs on every arm alike, and medians are reported, because
+absolute numbers on a shared 2-core machine drift. Everything talks to 127.0.0.1 only: the model
 server is the project's loopback server (tests/llm_server.py) in its own process.
 
     .venv/bin/python benchmarks/runner_throughput.py            # all items, prints tables
@@ -60,6 +61,10 @@ SECTION = "## Gateway and runner"
 LATENCY = 0.1
 CONCURRENCY = 50
 MODEL_PARAMS = {"temperature": 0, "max_tokens": 8}
+TABLE_MODEL = "openai/gpt-4o-mini"  # in litellm's price table
+TABLE_PLAIN = "litellm.acompletion, model in litellm's table"
+TABLE_GATEWAY = "Gateway.complete, model in litellm's table"
+DOUBLED = "plain litellm, 2 processes, 2x calls in flight (not a target arm)"
 TARGETS = {
     "single": 0.90,      # workbench calls/s >= 90% of plain litellm
     "cached_s": 2.0,     # fully cached run <= 2 s, 0 requests
@@ -380,11 +385,23 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
         call.config = cfg  # type: ignore[attr-defined]
         return call
 
+    # A model litellm has a price for: the gateway registers none, so these two arms take
+    # the same path through litellm (the bench-* models are not in litellm's table).
+    table_cfg = ModelConfig(model=TABLE_MODEL, api_base=base_url, params=MODEL_PARAMS,
+                            num_retries=0)
+
+    def plain_table(messages: list[dict[str, str]]) -> Any:
+        return litellm.acompletion(model=TABLE_MODEL, api_base=base_url, api_key="none",
+                                   messages=messages, timeout=table_cfg.timeout,
+                                   max_retries=0, **MODEL_PARAMS)
+
     arms: dict[str, Callable[..., Any]] = {
         "litellm.acompletion": plain,
         "Router.acompletion": lambda m, key=None: router.acompletion(
             model="m0", messages=m, **MODEL_PARAMS),
         "Gateway.complete": via_gateway(gateway, gateway_cfg),
+        TABLE_PLAIN: plain_table,
+        TABLE_GATEWAY: via_gateway(gateway, table_cfg),
     }
 
     def fresh_rerun() -> None:
@@ -424,7 +441,7 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
     wall: dict[str, list[float]] = {arm: [] for arm in arms}
     for r in range(rounds):
         fresh_rerun()
-        for arm in arms:
+        for arm in list(arms)[::1 if r % 2 == 0 else -1]:
             c, w = loop.run_until_complete(run(arm, f"r{r}-{arm}", calls))
             cpu[arm].append(c)
             wall[arm].append(w)
@@ -671,10 +688,10 @@ class Bench:
                 arms += ["plain litellm, in this process", "workbench, trace off",
                          "workbench, trace on"]
             if multi:
-                arms += ["plain litellm, 2 processes", "workbench, 2 processes"]
+                arms += ["plain litellm, 2 processes", "workbench, 2 processes", DOUBLED]
             runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
             for r in range(self.args.rounds):
-                for arm in arms:
+                for arm in arms[::1 if r % 2 == 0 else -1]:
                     before, traces_before = self.count(), trace_count(self.home)
                     server_cpu = self.server.cpu_seconds()
                     if arm == "plain litellm, 1 process":
@@ -682,11 +699,12 @@ class Bench:
                                                 "concurrency": CONCURRENCY})]
                         run = {"wall": done[0]["end"] - done[0]["start"],
                                "cpu": done[0]["cpu"], "errors": done[0]["errors"]}
-                    elif arm == "plain litellm, 2 processes":
+                    elif arm in ("plain litellm, 2 processes", DOUBLED):
                         half = total // 2
+                        each = CONCURRENCY if arm == DOUBLED else CONCURRENCY // 2
                         for i, worker in enumerate(workers):
                             worker.send({"start": i * half, "stop": total if i else half,
-                                         "concurrency": CONCURRENCY // 2, "barrier": True})
+                                         "concurrency": each, "barrier": True})
                         for worker in workers:
                             worker.read()
                         for worker in workers:
@@ -698,8 +716,9 @@ class Bench:
                                "errors": sum(d["errors"] for d in done)}
                     elif arm == "plain litellm, in this process":
                         run = plain_here(self.server.base_url, calls, CONCURRENCY)
-                    elif arm == "workbench, 2 processes":
-                        run = timed_run(off, self.phases, use_cache=False, workers=2)
+                    elif arm.startswith("workbench, ") and arm.endswith(" processes"):
+                        run = timed_run(off, self.phases, use_cache=False,
+                                        workers=int(arm.split()[1]))
                     else:
                         run = timed_run(on if arm.endswith("on") else off, self.phases,
                                         use_cache=False)
@@ -786,7 +805,7 @@ class Bench:
         mlflow.set_experiment("vs-mlflow-genai-evaluate")
         runs: dict[str, list[dict[str, Any]]] = {"workbench": [], "mlflow.genai.evaluate": []}
         for r in range(self.args.rounds):
-            for arm in runs:
+            for arm in list(runs)[::1 if r % 2 == 0 else -1]:
                 before, traces_before = self.count(), trace_count(self.home)
                 if arm == "workbench":
                     run = timed_run(experiment, self.phases, use_cache=False)
@@ -879,6 +898,11 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
                 f"{median([r['traces'] for r in rs]):.0f} / "
                 f"{median([r['spans'] for r in rs]):.0f} | "
                 f"{fmt_phases(rs) or '-'} |")
+        def paired(arm: str) -> str:
+            ratios = [r["calls_per_s"] / p["calls_per_s"]
+                      for r, p in zip(runs[arm], runs["plain litellm, 1 process"], strict=True)]
+            return ", ".join(f"{x:.2f}" for x in ratios) + f" (median {median(ratios):.2f})"
+
         off = median([r["calls_per_s"] for r in runs["workbench, trace off"]]) / plain
         on = median([r["calls_per_s"] for r in runs["workbench, trace on"]]) / plain
         calls_only = median([calls / r["phases"]["calls"] for r in runs["workbench, trace off"]
@@ -897,16 +921,20 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"reaches {calls_only:.2f} of plain litellm in a fresh process.",
             f"- Plain litellm itself runs at {here / plain:.2f} of its fresh-process speed in "
             "this process. The workbench's own code is about 0.03 ms per call in the runner "
-            "and 0.1-0.2 ms in the gateway (item 3); the rest of the gap did not show in "
-            "profiles as extra work (the same litellm functions, the same call counts, each "
-            "10-25 % slower in the workbench's runs), and runs of the same arm vary by 10-20 % "
-            "on this machine.",
+            "and 0.1-0.2 ms in the gateway (item 3). Round by round (each ratio against plain "
+            "litellm in a fresh process in the same round): trace off "
+            f"{paired('workbench, trace off')}; trace on {paired('workbench, trace on')}; "
+            f"plain litellm in this process {paired('plain litellm, in this process')}.",
         ]
+        spans_s = median([r["phases"].get("mlflow.spans", 0.0)
+                          for r in runs["workbench, trace on"]])
         lines.append(
             f"- With `run.trace: true` each call is an LLM span ({traced:.0f} of {calls} "
-            "stored, median) in one trace per variant run and 500 calls, linked to the run: "
-            "a trace per call cost 30-40 ms of MLflow store work per call (`start_trace` "
-            "alone ~10 ms), 60-77 s for 2,000 calls.")
+            "stored, median) in one trace per variant run and 500 calls, linked to the run; "
+            f"writing them took {spans_s:.2f} s ({spans_s / calls * 1e3:.2f} ms a call, "
+            "most of it MLflow's store inserting the span rows). A trace per call cost 30-40 "
+            "ms of MLflow store work per call (`start_trace` alone ~10 ms), 60-77 s for "
+            "2,000 calls.")
         out["1"] = lines
     if data["multi"]:
         two = median([r["calls_per_s"] for r in runs["plain litellm, 2 processes"]])
@@ -927,7 +955,7 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             "|---|---|---|---|---|---|---|",
         ]
         for arm in ("plain litellm, 1 process", "plain litellm, 2 processes",
-                    "workbench, 2 processes"):
+                    "workbench, 2 processes", DOUBLED):
             rs = runs[arm]
             rate = median([r["calls_per_s"] for r in rs])
             lines.append(f"| {arm} | {median([r['wall'] for r in rs]):.2f} | {rate:.0f} | "
@@ -943,14 +971,16 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"{two / plain:.2f}x in the same run).",
         ]
         busy = median([r["cpu"] / r["wall"] for r in runs["plain litellm, 2 processes"]])
-        one = median([r["cpu"] / r["wall"] for r in runs["plain litellm, 1 process"]])
-        if one >= 0.8 and busy < 1.5:  # one process was CPU-bound, two found no second core
-            lines.append(
-                f"- \"Client cores busy\" is client CPU seconds per wall second: the two "
-                f"processes together kept only {busy:.2f} of 2 cores busy; the rest went to "
-                "other work on the machine and to the server (its share is in the table), so "
-                "this run cannot show what two free cores give. Rerun `--only 6` on an idle "
-                "machine for the reference.")
+        doubled = median([r["calls_per_s"] for r in runs[DOUBLED]])
+        why = ("a process waits for answers part of the time" if doubled > two * 1.1
+               else "the limit is CPU, not calls in flight")
+        lines.append(
+            f"- \"Client cores busy\" is client CPU seconds per wall second: two plain "
+            f"processes kept {busy:.2f} of the 2 cores busy. The last row is not a target "
+            f"arm: with {CONCURRENCY} calls in flight in each process ({2 * CONCURRENCY} in "
+            f"all) two plain processes reach {doubled / plain:.2f}x, so at the target's "
+            f"{CONCURRENCY} in flight {why}"
+            " (the server shares the same 2 cores; its CPU is in the table).")
         out["6"] = lines
     return out
 
@@ -1003,6 +1033,8 @@ def section_overhead(data: dict[str, Any]) -> list[str]:
     paired = [g - b for g, b in zip(cpu["Gateway.complete"], cpu["litellm.acompletion"],
                                     strict=True)]
     gateway = median(cpu["Gateway.complete"]) - base
+    table = median(cpu[TABLE_GATEWAY]) - median(cpu[TABLE_PLAIN])
+    table_paired = [g - b for g, b in zip(cpu[TABLE_GATEWAY], cpu[TABLE_PLAIN], strict=True)]
     router = median(cpu["Router.acompletion"]) - base
     later = median(cpu["Gateway.complete, later run"]) - base
     own = data["profiles"]["Gateway.complete"]["workbench_self_ms_per_call"]
@@ -1017,6 +1049,13 @@ def section_overhead(data: dict[str, Any]) -> list[str]:
         f"{own:.2f} ms per call, profiled, as self time). Round by round, Gateway.complete "
         "minus litellm.acompletion: "
         f"{', '.join(f'{d:+.2f}' for d in paired)} ms.",
+        f"- With {TABLE_MODEL}, a model in litellm's price table, both take the same path "
+        f"through litellm: Gateway.complete costs {table:+.2f} ms beyond litellm.acompletion "
+        f"{verdict(table <= 0.5)} (round by round "
+        f"{', '.join(f'{d:+.2f}' for d in table_paired)} ms). The benchmark's own model is "
+        "in no price table: litellm then searches its table for a near match on every call; "
+        "the gateway registers a price for such a model once (the config's, else zero, "
+        "still reported as unknown), which is why it can cost less than litellm alone.",
         "",
     ]
     tail = [

@@ -1,6 +1,7 @@
 """The gateway under real traffic: retries, fallbacks, pacing, context windows, cost."""
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from workbench import Experiment
 from workbench.errors import SpecError
-from workbench.gateway import ContextWindowError, Gateway, ModelConfig
+from workbench.gateway import ContextWindowError, Gateway, ModelConfig, has_price, price
 from workbench.limits import AdaptiveConcurrency, MinuteWindow
 from workbench.preflight import CostLimitError
 
@@ -81,6 +82,34 @@ def test_known_models_are_priced_from_litellms_table(llm_server):
                          api_key_env=None)
     completion = complete(config)
     assert completion.cost > 0
+
+
+def test_a_model_without_a_price_is_still_unpriced_after_litellm_is_given_zero(
+        llm_server, caplog):
+    # litellm searches its price table for a near match on every call to a model it lacks,
+    # so the gateway registers one; the cost must still read as unknown, not as free
+    import litellm
+
+    config = model(llm_server, name="model-nobody-prices")
+    assert complete(config).cost == 0.0
+    assert litellm.get_model_info(config.model)["input_cost_per_token"] == 0.0
+    assert not has_price(config)
+    assert math.isnan(price(config, 10, 10, unknown=math.nan))
+    assert "no price known for openai/model-nobody-prices" in caplog.text
+
+
+def test_litellm_is_given_the_configs_own_prices_and_keeps_its_own_table(llm_server):
+    import litellm
+
+    custom = model(llm_server, name="model-priced-here", input_cost_per_token=1e-6,
+                   output_cost_per_token=2e-6)
+    complete(custom)
+    assert litellm.get_model_info(custom.model)["output_cost_per_token"] == 2e-6
+    known = ModelConfig(model="openai/gpt-4o-mini", api_base=llm_server.base_url,
+                        input_cost_per_token=1.0, output_cost_per_token=1.0)
+    before = litellm.get_model_info(known.model)["input_cost_per_token"]
+    assert complete(known).cost >= 1.0  # the config's price for the workbench
+    assert litellm.get_model_info(known.model)["input_cost_per_token"] == before
 
 
 def test_the_minute_window_paces_instead_of_failing():

@@ -46,7 +46,7 @@ def test_a_dead_worker_costs_only_its_calls_in_flight(make_experiment, llm_serve
     llm_server.latency = 0.05
     folder = make_experiment(rows=ROWS, run={"concurrency": 8})
     experiment = Experiment.from_yaml(folder)
-    remote = pool(2).remotes[0]
+    remote = pool(2)[0]
     experiment.progress.listeners.append(
         lambda p: p.done == 20 and remote._process.kill())
 
@@ -90,6 +90,14 @@ def test_workers_stop_when_the_run_is_killed(make_experiment, llm_server, projec
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert llm_server.request_count - sent == 80 - completed
+
+
+def test_asking_for_more_workers_keeps_the_running_ones():
+    two = pool(2)
+    three = pool(3)
+    assert len(two) == 1 and len(three) == 2
+    assert three[0] is two[0]  # not restarted: a worker costs ~2 s to start
+    assert pool(2) == two and all(remote.alive for remote in three)
 
 
 def test_rate_limits_are_shared_out_between_processes():

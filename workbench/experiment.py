@@ -175,7 +175,7 @@ class Experiment:
         if not can_share([v.model for v in self.variants]):
             return [], [f"workers: {processes} ignored: the embedded model runs in this "
                         "process only"]
-        return list(pool(processes).remotes), []
+        return pool(processes), []
 
     def _warnings(self, results: Results, repeats: int) -> list[str]:
         notes: list[str] = []

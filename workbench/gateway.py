@@ -20,6 +20,7 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass
@@ -223,6 +224,7 @@ class Gateway:
 
     async def _call(self, config: ModelConfig, messages: list[dict[str, str]]) -> Completion:
         litellm = _litellm(config)
+        _price_for_litellm(litellm, config)
         started = time.perf_counter()
         if config.fallbacks:
             try:
@@ -379,12 +381,42 @@ def _model_table_entry(model: str) -> dict[str, Any]:
 
 
 _unpriced: set[str] = set()
+# model -> whether litellm's own table priced it before the gateway first called it
+_in_litellm_table: dict[str, bool] = {}
+_price_lock = threading.Lock()
+
+
+def _price_for_litellm(litellm: Any, config: ModelConfig) -> None:
+    """Give litellm a price for each model its table lacks, once per process.
+
+    litellm prices every response it returns. For a model missing from its table it first
+    searches the table for a near match, on every call: 0.86 ms of CPU per call measured
+    (7.55 against 6.96 ms), a tenth of the call. Self-hosted and OpenAI-compatible local
+    models are all missing. The entry registered is the config's own prices, else zero; a
+    zero entry does not make the model priced for the workbench (``has_price`` stays false,
+    the cost is still reported as unknown).
+    """
+    for c in (config, *config.fallbacks):
+        if c.model in _in_litellm_table or c.model.startswith("local/"):
+            continue
+        with _price_lock:
+            if c.model in _in_litellm_table:
+                continue
+            known = _model_table_entry(c.model).get("input_cost_per_token") is not None
+            if not known:
+                entry = {"input_cost_per_token": c.input_cost_per_token or 0.0,
+                         "output_cost_per_token": c.output_cost_per_token or 0.0,
+                         "litellm_provider": c.provider, "mode": "chat"}
+                litellm.register_model({c.model: entry})
+            _in_litellm_table[c.model] = known
 
 
 def has_price(config: ModelConfig) -> bool:
     """Whether a cost can be computed for this model (its own prices or litellm's table)."""
     if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
         return True
+    if _in_litellm_table.get(config.model) is False:  # the entry above is not a price
+        return False
     return bool(_model_info(config).get("input_cost_per_token") is not None)
 
 

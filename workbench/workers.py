@@ -13,7 +13,7 @@ worker exits when its parent does, even after ``kill -9``: it reads its requests
 pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
-about 2 s to import litellm, once). Rate limits are split between the processes.
+about 2 s to import litellm, once per worker). Rate limits are split between the processes.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class RemoteGateway:
 
     @property
     def alive(self) -> bool:
-        return self._dead is None
+        return self._dead is None and self._process.is_alive()
 
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,41 +146,43 @@ class RemoteGateway:
 
 
 class WorkerPool:
-    """``processes - 1`` worker processes beside this one, which makes calls too."""
+    """The worker processes of this process: started on first use, reused by later runs.
 
-    def __init__(self, processes: int) -> None:
-        self.processes = processes
-        self.remotes = [RemoteGateway(i + 1) for i in range(processes - 1)]
+    A run with ``processes`` in all uses the first ``processes - 1`` workers; asking for more
+    starts the missing ones and keeps the others, so switching between ``workers=2`` and
+    ``workers=3`` does not restart anything. A worker that died is replaced.
+    """
+
+    def __init__(self) -> None:
+        self._remotes: list[RemoteGateway] = []
+        self._lock = threading.Lock()
+
+    def remotes(self, processes: int) -> list[RemoteGateway]:
+        with self._lock:
+            for i, remote in enumerate(self._remotes):
+                if not remote.alive:
+                    remote.close()
+                    self._remotes[i] = RemoteGateway(i + 1)
+            while len(self._remotes) < processes - 1:
+                self._remotes.append(RemoteGateway(len(self._remotes) + 1))
+            return self._remotes[:max(0, processes - 1)]
 
     def close(self) -> None:
-        for remote in self.remotes:
-            remote.close()
-        self.remotes = []
+        with self._lock:
+            for remote in self._remotes:
+                remote.close()
+            self._remotes = []
 
 
-_POOL: WorkerPool | None = None
-_POOL_LOCK = threading.Lock()
+_POOL = WorkerPool()
 
 
-def pool(processes: int) -> WorkerPool:
-    """The process-wide pool with ``processes`` processes in all, started on first use."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is not None and (_POOL.processes != processes
-                                  or not all(r.alive for r in _POOL.remotes)):
-            _POOL.close()
-            _POOL = None
-        if _POOL is None:
-            _POOL = WorkerPool(processes)
-        return _POOL
+def pool(processes: int) -> list[RemoteGateway]:
+    """Workers for a run with ``processes`` processes in all (this one included)."""
+    return _POOL.remotes(processes)
 
 
-@atexit.register
-def _close_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL.close()
-        _POOL = None
+atexit.register(_POOL.close)
 
 
 def split_limits(config: ModelConfig, processes: int) -> ModelConfig:
