@@ -57,6 +57,7 @@ def test_a_dead_worker_costs_only_its_calls_in_flight(make_experiment, llm_serve
     lost = frame[frame["error"].notna()]
     assert len(lost) <= 4  # at most the dead worker's share of the concurrency
     assert lost["error"].str.contains("worker process 1 exited").all()
+    assert any("worker process 1 exited" in note for note in results.warnings)
     # the next run starts a new worker; the lost calls were not cached, so they are sent
     sent = llm_server.request_count
     rerun = experiment.run(progress=False, track=False, workers=2)

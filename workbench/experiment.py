@@ -155,6 +155,8 @@ class Experiment:
         results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
                                     experiment=self.name, baseline=self.spec.baseline)
         results.registry_name = self.spec.prompt_registry_name
+        notes += [f"workers: {remote.failure}" for remote in remotes
+                  if not remote.alive and remote.failure]
         results.warnings = notes + self._warnings(results, repeats)
         if max_cost is not None and self.progress.cost >= max_cost:
             results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "

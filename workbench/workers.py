@@ -55,6 +55,11 @@ class RemoteGateway:
         self._dead: str | None = None
 
     @property
+    def failure(self) -> str | None:
+        """Why the worker stopped, once this process has noticed."""
+        return self._dead
+
+    @property
     def alive(self) -> bool:
         return self._dead is None and self._process.is_alive()
 
@@ -126,9 +131,13 @@ class RemoteGateway:
     def _died(self) -> None:
         if self._dead is None:
             self._process.join(timeout=1)
-            self._dead = (f"worker process {self.index} exited (code "
-                          f"{self._process.exitcode}); its unfinished calls are error rows "
-                          "and a re-run sends them again")
+            code = self._process.exitcode
+            self._dead = (
+                f"worker process {self.index} exited (code {code}); its unfinished calls are "
+                "error rows and a re-run sends them again" if self._ready else
+                f"worker process {self.index} exited while starting (code {code}), so this "
+                "process made its calls; in a script, start the run under "
+                "`if __name__ == \"__main__\":` (worker processes import the script)")
         self.detach()
         for future in self._pending.values():
             if not future.done():
