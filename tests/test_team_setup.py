@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 
 import workbench as wb
@@ -189,6 +190,11 @@ def test_run_request_approve_and_serve_through_the_server(team, make_experiment)
     assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
     stored = {p.name for p in team.artifacts.rglob("*") if p.is_file()}
     assert {"ab_report.json", "results.json"} <= stored  # in the shared artifact folder
+    run_id = results.run_ids["guided"]
+    traces = mlflow.search_traces(locations=[parent.info.experiment_id], run_id=run_id,
+                                  return_type="list")
+    spans = [span for span in traces[0].data.spans if span.span_type == "LLM"]
+    assert len(traces) == 1 and len(spans) == 20  # each call a span, through the server
 
     request = wb.promote(results.report, alias="production", approver="alice")
     assert not request.promoted and alias_version("team-triage", "production") is None
