@@ -23,6 +23,7 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -140,6 +141,9 @@ class ContextWindowError(GatewayError):
     """The prompt does not fit the model's context window."""
 
 
+Send = Callable[[ModelConfig, list[dict[str, str]]], Awaitable[Completion]]
+
+
 class Gateway:
     """Calls models through litellm, with an optional on-disk cache in front."""
 
@@ -151,20 +155,23 @@ class Gateway:
             weakref.WeakKeyDictionary())
 
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
-                       repeat: int = 0, use_cache: bool = True, key: str | None = None
-                       ) -> Completion:
+                       repeat: int = 0, use_cache: bool = True, key: str | None = None,
+                       send: Send | None = None) -> Completion:
         """One answer: from the cache when allowed, else from the model (then cached).
 
-        ``key`` is the request's ``cache_key`` when the caller has it already.
+        ``key`` is the request's ``cache_key`` when the caller has it already. ``send``
+        makes the call in place of this gateway (a worker process's gateway): the answer is
+        still looked up and cached here.
         """
+        send = send or self._paced_call
         if self.cache is None:
-            return await self._paced_call(config, messages)
+            return await send(config, messages)
         key = key or cache_key(config.model, config.params, messages, repeat, config.api_base)
         if use_cache:
             hit = self.cache.get(key)
             if hit is not None:
                 return Completion(**hit, cached=True)
-        completion = await self._paced_call(config, messages)
+        completion = await send(config, messages)
         self.cache.put(key, config.model, completion.record())
         return completion
 

@@ -14,11 +14,10 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .cache import cache_key
 from .errors import GatewayError
 from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
@@ -232,19 +231,9 @@ class _ViaWorker:
     def __init__(self, remote: RemoteGateway, local: Gateway) -> None:
         self.remote, self.local = remote, local
 
-    async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
-                       repeat: int = 0, use_cache: bool = True, key: str | None = None
-                       ) -> Completion:
-        cache = self.local.cache
-        key = key or cache_key(config.model, config.params, messages, repeat, config.api_base)
-        if use_cache and cache is not None:
-            hit = cache.get(key)
-            if hit is not None:
-                return Completion(**hit, cached=True)
-        completion = await self.remote.complete(config, messages)
-        if cache is not None:
-            cache.put(key, config.model, completion.record())
-        return completion
+    def complete(self, config: ModelConfig, messages: list[dict[str, str]],
+                 **options: Any) -> Awaitable[Completion]:
+        return self.local.complete(config, messages, send=self.remote.complete, **options)
 
 
 def _progress_bar(total: int) -> Any:
