@@ -26,6 +26,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time process ``pid`` has used so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def label_for(text: str) -> str:
     """What the benchmark 'model' answers: deterministic, right on most tickets."""
     lowered = text.lower()
@@ -98,11 +107,7 @@ class LoopbackServer:
     def cpu_seconds(self) -> float:
         """CPU time the server process has used so far (Linux /proc; NaN elsewhere)."""
         assert self.process is not None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

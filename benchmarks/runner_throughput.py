@@ -52,7 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loopback import LoopbackServer  # noqa: E402
+from loopback import LoopbackServer, cpu_seconds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
@@ -212,12 +212,18 @@ def timed_run(experiment: Any, phases: Phases | None = None, **options: Any
               ) -> dict[str, Any]:
     if phases is not None:
         phases.seconds.clear()
+    from workbench.workers import pool
+
+    workers = pool(options["workers"]) if options.get("workers", 1) > 1 else []
     started, cpu = time.perf_counter(), time.process_time()
+    workers_cpu = sum(cpu_seconds(w.pid) for w in workers)
     results = experiment.run(progress=False, **options)
     wall = time.perf_counter() - started
+    workers_cpu = sum(cpu_seconds(w.pid) for w in workers) - workers_cpu
     frame = results.frame
     score = float(frame[f"score.{results.primary}"].mean()) if len(frame) else None
-    return {"wall": wall, "cpu": time.process_time() - cpu, "rows": len(frame),
+    return {"wall": wall, "cpu": time.process_time() - cpu + workers_cpu,
+            "workers_cpu": workers_cpu, "rows": len(frame),
             "errors": len(results.errors), "phases": dict(phases.seconds) if phases else {},
             "score": score}
 
@@ -959,10 +965,11 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"The same {calls} calls at total concurrency {CONCURRENCY}. Plain litellm: one "
             f"process, or two processes with {calls // 2} calls and concurrency "
             f"{CONCURRENCY // 2} each, started together (wall = first start to last end). "
-            "Workbench: `Experiment.run(workers=2)` with trace off: this process and one "
-            f"worker process, {CONCURRENCY // 2} calls in flight each, taking calls as they "
-            "free up; scoring, statistics and MLflow logging in this process, included. "
-            "Client CPU counts this process only (the worker's CPU is not measured).",
+            "Workbench: `Experiment.run(workers=2)` with trace off: two worker processes "
+            f"make the calls, {CONCURRENCY // 2} in flight each (and a few queued), taking "
+            "calls as they free up; caching, scoring, statistics and MLflow logging in this "
+            "process, included. Client CPU counts every client process (for the workbench: "
+            "this one and its two workers).",
             "",
             "| arm | wall s | calls/s | vs 1 process | client CPU ms/call | server CPU ms/call "
             "| client cores busy |",

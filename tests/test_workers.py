@@ -1,5 +1,6 @@
 """Worker processes: the same results as one process, the same cache, and no orphans."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,7 +13,8 @@ import pytest
 from workbench import Experiment
 from workbench.cache import ResponseCache
 from workbench.gateway import ModelConfig
-from workbench.workers import can_share, pool, split_limits
+from workbench.runner import queued
+from workbench.workers import CallDropped, can_share, pool, split_limits
 
 ROWS = [{"id": f"e{i:03d}", "ticket": f"message {i}: I want a refund", "label": "negative"}
         for i in range(40)]
@@ -55,7 +57,7 @@ def test_a_dead_worker_costs_only_its_calls_in_flight(make_experiment, llm_serve
     assert not remote.alive
     assert len(frame) == 80 and not frame.duplicated(["variant", "example_id"]).any()
     lost = frame[frame["error"].notna()]
-    assert len(lost) <= 4  # at most the dead worker's share of the concurrency
+    assert len(lost) <= 4 + queued(4)  # at most the calls handed to the dead worker
     assert lost["error"].str.contains("worker process 1 exited").all()
     assert any("worker process 1 exited" in note for note in results.warnings)
     # the next run starts a new worker; the lost calls were not cached, so they are sent
@@ -63,6 +65,81 @@ def test_a_dead_worker_costs_only_its_calls_in_flight(make_experiment, llm_serve
     rerun = experiment.run(progress=False, track=False, workers=2)
     assert llm_server.request_count - sent == len(lost)
     assert rerun.frame["error"].isna().all()
+
+
+def test_when_every_worker_dies_this_process_makes_the_remaining_calls(make_experiment,
+                                                                      llm_server):
+    llm_server.latency = 0.05
+    folder = make_experiment(rows=ROWS, run={"concurrency": 8})
+    experiment = Experiment.from_yaml(folder)
+    remotes = pool(2)
+    experiment.progress.listeners.append(
+        lambda p: p.done == 20 and [r._process.kill() for r in remotes])
+
+    results = experiment.run(progress=False, track=False, use_cache=False, workers=2)
+    frame = results.frame
+    assert not any(r.alive for r in remotes)
+    assert len(frame) == 80 and not frame.duplicated(["variant", "example_id"]).any()
+    lost = frame[frame["error"].notna()]
+    assert len(lost) <= 2 * (4 + queued(4))
+    assert frame.loc[frame["error"].isna(), "output"].notna().all()  # the rest made here
+    assert sum("exited" in note for note in results.warnings) == 2
+
+
+def test_a_cancelled_run_with_workers_resumes_without_repeating_a_call(make_experiment,
+                                                                     llm_server):
+    llm_server.latency = 0.02
+    folder = make_experiment(rows=ROWS, run={"concurrency": 8, "workers": 2})
+    experiment = Experiment.from_yaml(folder)
+    experiment.progress.listeners.append(lambda p: p.done == 20 and experiment.cancel())
+
+    partial = experiment.run(progress=False, track=False)
+    sent = llm_server.request_count
+    assert 20 <= len(partial.frame) < 80 and sent == len(partial.frame)
+    resumed = Experiment.from_yaml(folder).run(progress=False, track=False)
+    assert llm_server.request_count - sent == 80 - sent
+    assert len(resumed.frame) == 80 and resumed.frame["error"].isna().all()
+
+
+def test_cancelling_one_of_two_runs_on_the_same_workers_leaves_the_other_whole(
+        make_experiment, llm_server):
+    llm_server.latency = 0.02
+    stopped = Experiment.from_yaml(make_experiment("a", rows=ROWS, run={"concurrency": 4}))
+    other = Experiment.from_yaml(make_experiment("b", rows=ROWS, run={"concurrency": 4}))
+    stopped.progress.listeners.append(lambda p: p.done == 10 and stopped.cancel())
+
+    async def both():
+        return await asyncio.gather(
+            stopped.arun(progress=False, track=False, use_cache=False, workers=2),
+            other.arun(progress=False, track=False, use_cache=False, workers=2))
+
+    partial, whole = asyncio.run(both())
+    assert len(partial.frame) < 80
+    assert len(whole.frame) == 80 and whole.frame["error"].isna().all()
+    assert llm_server.request_count == len(partial.frame) + 80
+
+
+def test_calls_a_worker_has_not_started_are_dropped_when_the_run_stops(llm_server):
+    llm_server.latency = 0.3
+    remote = pool(1)[0]
+    config = ModelConfig(model="openai/test-model", api_base=llm_server.base_url)
+    messages = [{"role": "user", "content": "I want a refund"}]
+
+    async def stopped_run() -> list[object]:
+        assert await remote.ready()
+        share = await remote.share(1)
+        calls = [asyncio.ensure_future(remote.complete(config, messages, share=share))
+                 for _ in range(3)]
+        while llm_server.request_count < 1:
+            await asyncio.sleep(0.01)
+        await remote.drop(share)
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    outcomes = asyncio.run(stopped_run())
+    remote.detach()
+    made = [o for o in outcomes if not isinstance(o, CallDropped)]
+    assert [o.text for o in made] == ["negative"]  # the one in flight finished
+    assert llm_server.request_count == 1
 
 
 def test_workers_stop_when_the_run_is_killed(make_experiment, llm_server, project):
@@ -96,7 +173,7 @@ def test_workers_stop_when_the_run_is_killed(make_experiment, llm_server, projec
 def test_asking_for_more_workers_keeps_the_running_ones():
     two = pool(2)
     three = pool(3)
-    assert len(two) == 1 and len(three) == 2
+    assert len(two) == 2 and len(three) == 3
     assert three[0] is two[0]  # not restarted: a worker costs ~2 s to start
     assert pool(2) == two and all(remote.alive for remote in three)
 

@@ -121,7 +121,8 @@ class Experiment:
         Nothing is sent unless every call fits its context window and the estimated cost is
         within ``max_cost`` (argument or ``run.max_cost``). The run also stops sending once
         the cost actually spent reaches it. ``workers`` (or ``run.workers``) > 1 makes the
-        calls from that many processes, which share the cache and the rate limits.
+        calls from that many worker processes, which share the rate limits; this process
+        caches, scores and logs.
         """
         from .preflight import CostLimitError
         from .results import Results
@@ -168,16 +169,16 @@ class Experiment:
         self.last_results = results
         return results
 
-    def _workers(self, processes: int) -> tuple[list[Any], list[str]]:
+    def _workers(self, count: int) -> tuple[list[Any], list[str]]:
         """Worker processes for this run (started once per process, then reused)."""
-        if processes <= 1:
+        if count <= 1:
             return [], []
         from .workers import can_share, pool
 
         if not can_share([v.model for v in self.variants]):
-            return [], [f"workers: {processes} ignored: the embedded model runs in this "
+            return [], [f"workers: {count} ignored: the embedded model runs in this "
                         "process only"]
-        return pool(processes), []
+        return pool(count), []
 
     def _warnings(self, results: Results, repeats: int) -> list[str]:
         notes: list[str] = []

@@ -8,6 +8,7 @@ sends only the calls that had not finished.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import itertools
@@ -23,7 +24,7 @@ from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
-from .workers import split_limits
+from .workers import CallDropped, split_limits
 
 if TYPE_CHECKING:
     from .preflight import Call, Plan
@@ -93,21 +94,20 @@ async def run_matrix(
     rows: list[dict[str, Any] | None] = [None] * len(jobs)
     pending = iter(enumerate(jobs))
 
-    remotes = remotes[:max(0, concurrency - 1)]  # each process keeps a call in flight
-    processes = 1 + len(remotes)
-    configs = {v.name: split_limits(v.model, processes) for v in variants}
-    # ``concurrency`` in all: workers first take the remainder (this process also scores)
-    shares = [concurrency // processes + (1 if i < concurrency % processes else 0)
-              for i in range(processes)][::-1]  # this process's share first
+    remotes = remotes[:concurrency]  # each worker keeps at least one call in flight
+    configs = {v.name: split_limits(v.model, max(1, len(remotes))) for v in variants}
 
     async def run_job(index: int, job: tuple[Example, int, Variant], via: Any,
                       slots: asyncio.Semaphore) -> None:
         example, repeat, variant = job
         try:
             call = plan.messages(variant.name, example.id) if plan is not None else None
-            row = await _one(variant, example, repeat, scorers, via,
-                             use_cache and variant.name not in refresh, call,
-                             configs[variant.name])
+            try:
+                row = await _one(variant, example, repeat, scorers, via,
+                                 use_cache and variant.name not in refresh, call,
+                                 configs[variant.name])
+            except CallDropped:
+                return  # never sent: no row, as for a call the run had not reached
             rows[index] = row
             state._update(row)
             if bar is not None:
@@ -120,19 +120,24 @@ async def run_matrix(
     async def process(share: int, via: Any = gateway, remote: RemoteGateway | None = None
                       ) -> None:
         """Keep up to ``share`` calls in flight, each in a task of its own (measured:
-        7-12 % less CPU per call than long-lived worker coroutines making calls in turn)."""
+        7-12 % less CPU per call than long-lived worker coroutines making calls in turn).
+        A worker is sent a few more than its share, so it never waits for this process."""
         if share < 1 or (remote is not None and not await remote.ready()):
             return
-        slots = asyncio.Semaphore(share)
+        if remote is not None:
+            via = _ViaWorker(remote, gateway, await remote.share(share))
+        slots = asyncio.Semaphore(share if remote is None else share + queued(share))
         running: set[asyncio.Task[None]] = set()
         try:
             while True:
                 await slots.acquire()
                 if cancel is not None and cancel.is_set():
                     state.cancelled = True
+                    if isinstance(via, _ViaWorker):
+                        await via.remote.drop(via.share)
                     break
                 if remote is not None and not remote.alive:
-                    break  # the other processes take the remaining calls
+                    break  # the other workers take the remaining calls
                 job = next(pending, None)
                 if job is None:
                     break
@@ -148,16 +153,20 @@ async def run_matrix(
     # The objects alive before the run (mlflow, pandas, litellm: millions in a notebook)
     # are left out of the collector's full passes while it runs; those passes took up to
     # 10% of a 2,000-call run. They are handed back afterwards, so nothing leaks.
-    callers = [process(shares[0]),
-               *(process(share, _ViaWorker(r, gateway), r)
-                 for share, r in zip(shares[1:], remotes, strict=True))]
+    for remote in remotes:
+        remote.hold()
     gc.freeze()
     try:
-        await asyncio.gather(*callers)
+        if remotes:  # the workers make the calls; this process caches, scores and counts
+            shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
+                      for i in range(len(remotes))]
+            await asyncio.gather(*(process(share, remote=r)
+                                   for share, r in zip(shares, remotes, strict=True)))
+        await process(concurrency)  # everything, or what workers that died left over
     finally:
         gc.unfreeze()
         for remote in remotes:
-            remote.detach()
+            remote.release()
         if bar is not None:
             bar.close()
     return [row for row in rows if row is not None]
@@ -190,6 +199,8 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         key = call.keys[repeat] if call is not None and call.keys else None
         completion = await gateway.complete(config or variant.model, messages, repeat=repeat,
                                             use_cache=use_cache, key=key)
+    except CallDropped:
+        raise
     except GatewayError as exc:
         row["error"] = str(exc)
     except Exception as exc:  # a bug must not sink the other calls of the run
@@ -228,12 +239,19 @@ class _ViaWorker:
     """A worker process's gateway behind this process's cache: a hit needs no worker, and
     the answer is cached here, by the one writer of the run, the moment it arrives."""
 
-    def __init__(self, remote: RemoteGateway, local: Gateway) -> None:
-        self.remote, self.local = remote, local
+    def __init__(self, remote: RemoteGateway, local: Gateway, share: int) -> None:
+        self.remote, self.local, self.share = remote, local, share
+        self.send = functools.partial(remote.complete, share=share)
 
     def complete(self, config: ModelConfig, messages: list[dict[str, str]],
                  **options: Any) -> Awaitable[Completion]:
-        return self.local.complete(config, messages, send=self.remote.complete, **options)
+        return self.local.complete(config, messages, send=self.send, **options)
+
+
+def queued(share: int) -> int:
+    """Calls sent to a worker beyond its share: enough to cover this process's event-loop
+    delay (a few ms on busy cores) at a few hundred calls per second."""
+    return max(2, share // 4)
 
 
 def _progress_bar(total: int) -> Any:

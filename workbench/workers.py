@@ -3,17 +3,19 @@
 litellm spends several milliseconds of CPU on every call (building the request, parsing
 the response, pricing it, logging). One Python process therefore tops out at a few
 hundred calls per second however fast the provider answers. A ``WorkerPool`` starts
-processes that each run a ``Gateway`` of their own: the runner hands them calls, they
-answer with the completion record, and everything else (scoring, statistics, MLflow)
-stays in the calling process, where the user's own scorers live.
+processes that each run a ``Gateway`` of their own. With workers, they make all of a run's
+calls and the calling process does the rest (cache, scoring, statistics, MLflow), where the
+user's own scorers live; its event loop stays free, so a notebook stays responsive.
 
-Workers make calls only: the calling process caches each answer as it arrives, so the
-run has one cache writer and an interrupted run resumes as it does in one process. A
-worker exits when its parent does, even after ``kill -9``: it reads its requests from a
+Each worker keeps its share of the run's concurrency in flight by itself, with a few calls
+queued beyond it: an answer waiting for the calling process's event loop does not hold a
+call slot. Workers make calls only: the calling process caches each answer as it arrives,
+so the run has one cache writer and an interrupted run resumes as it does in one process.
+A worker exits when its parent does, even after ``kill -9``: it reads its requests from a
 pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
-about 2 s to import litellm, once per worker). Rate limits are split between the processes.
+about 2 s to import litellm, once per worker). Rate limits are split between the workers.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from .errors import GatewayError
 from .gateway import Completion, ModelConfig
 
 
+class CallDropped(GatewayError):
+    """A call sent to a worker was dropped before the worker sent it: the run was stopped."""
+
+
 class RemoteGateway:
     """The part of ``Gateway`` the runner uses, answered by one worker process.
 
@@ -48,16 +54,22 @@ class RemoteGateway:
         self._process.start()
         child.close()
         self._ids = itertools.count()
+        self._shares = itertools.count()
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._configs: dict[str, int] = {}  # sent once, then named by number
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = False
         self._dead: str | None = None
+        self._users = 0
 
     @property
     def failure(self) -> str | None:
         """Why the worker stopped, once this process has noticed."""
         return self._dead
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
 
     @property
     def alive(self) -> bool:
@@ -70,6 +82,16 @@ class RemoteGateway:
         self.detach()
         loop.add_reader(self._conn.fileno(), self._read)
         self._loop = loop
+
+    def hold(self) -> None:
+        """A run uses this worker until ``release()``; runs may overlap on one loop."""
+        self._users += 1
+
+    def release(self) -> None:
+        """The run is over: stop reading replies once no other run is using the worker."""
+        self._users = max(0, self._users - 1)
+        if self._users == 0:
+            self.detach()
 
     def detach(self) -> None:
         """Stop reading on the current loop (a run's loop ends with the run)."""
@@ -88,17 +110,35 @@ class RemoteGateway:
             await asyncio.sleep(0.05)
         return self._dead is None
 
-    async def complete(self, config: ModelConfig, messages: list[dict[str, str]]
-                       ) -> Completion:
-        """The model's answer, never from a cache (the caller looks, and stores it)."""
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
+                       share: int | None = None) -> Completion:
+        """The model's answer, never from a cache (the caller looks, and stores it).
+
+        ``share`` is what ``share()`` returned: the call waits for a slot of that run's.
+        """
         number = self._configs.get(config.key)
         if number is None:
             number = self._configs[config.key] = len(self._configs)
             await self._ask("config", {"number": number, "config": config})
-        kind, value = await self._ask("complete", {"config": number, "messages": messages})
+        kind, value = await self._ask("complete", {"config": number, "messages": messages,
+                                                   "share": share})
         if kind == "error":
             raise GatewayError(value)
+        if kind == "dropped":
+            raise CallDropped(f"worker process {self.index}: dropped before it was sent")
         return Completion(**value)
+
+    async def share(self, calls: int) -> int:
+        """A run's share of the worker: ``calls`` of its calls at a time, the rest waiting.
+        Concurrent runs (several experiments in one notebook) each get their own."""
+        number = next(self._shares)
+        await self._ask("share", {"number": number, "calls": calls})
+        return number
+
+    async def drop(self, share: int) -> None:
+        """Forget the run's calls that have not started (the run stops)."""
+        with contextlib.suppress(GatewayError):
+            await self._ask("drop", {"share": share})
 
     async def _ask(self, command: str, payload: dict[str, Any]) -> tuple[str, Any]:
         self._attach()
@@ -157,24 +197,24 @@ class RemoteGateway:
 class WorkerPool:
     """The worker processes of this process: started on first use, reused by later runs.
 
-    A run with ``processes`` in all uses the first ``processes - 1`` workers; asking for more
-    starts the missing ones and keeps the others, so switching between ``workers=2`` and
-    ``workers=3`` does not restart anything. A worker that died is replaced.
+    A run with ``count`` workers uses the first ``count``; asking for more starts the
+    missing ones and keeps the others, so switching between ``workers=2`` and ``workers=3``
+    does not restart anything. A worker that died is replaced.
     """
 
     def __init__(self) -> None:
         self._remotes: list[RemoteGateway] = []
         self._lock = threading.Lock()
 
-    def remotes(self, processes: int) -> list[RemoteGateway]:
+    def remotes(self, count: int) -> list[RemoteGateway]:
         with self._lock:
             for i, remote in enumerate(self._remotes):
                 if not remote.alive:
                     remote.close()
                     self._remotes[i] = RemoteGateway(i + 1)
-            while len(self._remotes) < processes - 1:
+            while len(self._remotes) < count:
                 self._remotes.append(RemoteGateway(len(self._remotes) + 1))
-            return self._remotes[:max(0, processes - 1)]
+            return self._remotes[:max(0, count)]
 
     def close(self) -> None:
         with self._lock:
@@ -186,9 +226,9 @@ class WorkerPool:
 _POOL = WorkerPool()
 
 
-def pool(processes: int) -> list[RemoteGateway]:
-    """Workers for a run with ``processes`` processes in all (this one included)."""
-    return _POOL.remotes(processes)
+def pool(count: int) -> list[RemoteGateway]:
+    """``count`` worker processes, started on first use and reused by later runs."""
+    return _POOL.remotes(count)
 
 
 atexit.register(_POOL.close)
@@ -226,20 +266,45 @@ def _serve(conn: Any) -> None:
     gateway = Gateway(None, max_concurrency=512)
     configs: dict[int, ModelConfig] = {}
     tasks: set[asyncio.Task[None]] = set()
+    shares: dict[int | None, asyncio.Semaphore] = {None: asyncio.Semaphore(512)}  # by run
+    waiting: dict[int, tuple[int | None, asyncio.Task[Any]]] = {}  # not yet started
 
     def reply(number: int, kind: str, value: Any) -> None:
         with contextlib.suppress(OSError, ValueError):
             conn.send((number, kind, value))
 
-    async def handle(number: int, command: str, payload: dict[str, Any]) -> None:
+    async def call(number: int, payload: dict[str, Any]) -> None:
+        slots, task = shares[payload["share"]], asyncio.current_task()
+        assert task is not None
+        waiting[number] = (payload["share"], task)
         try:
-            if command == "config":
-                configs[payload["number"]] = payload["config"]
-                reply(number, "ok", None)
-                return
+            await slots.acquire()
+        except asyncio.CancelledError:
+            reply(number, "dropped", None)
+            return
+        finally:
+            waiting.pop(number, None)
+        try:
             completion = await gateway.complete(configs[payload["config"]],
                                                 payload["messages"])
-            reply(number, "ok", completion.record())
+        finally:
+            slots.release()
+        reply(number, "ok", completion.record())
+
+    async def handle(number: int, command: str, payload: dict[str, Any]) -> None:
+        try:
+            if command == "complete":
+                await call(number, payload)
+                return
+            if command == "config":
+                configs[payload["number"]] = payload["config"]
+            elif command == "share":
+                shares[payload["number"]] = asyncio.Semaphore(payload["calls"])
+            elif command == "drop":
+                for share, task in list(waiting.values()):
+                    if share == payload["share"]:
+                        task.cancel()
+            reply(number, "ok", None)
         except GatewayError as exc:
             reply(number, "error", str(exc))
         except Exception as exc:  # a bug must not hang the parent's call
