@@ -1,5 +1,6 @@
 """Running the matrix: cached calls are free, interrupted runs resume, failures are rows."""
 
+import gc
 import threading
 
 import pytest
@@ -25,6 +26,12 @@ def test_every_variant_answers_every_example_once(make_experiment, llm_server):
     assert guided["score.exact_match"].mean() == 1.0
     assert frame.loc[frame["variant"] == "bare", "score.exact_match"].mean() == 0.5
     assert (frame["prompt_tokens"] > 0).all() and frame["latency_s"].gt(0).all()
+
+
+def test_the_collector_settings_a_run_changes_are_restored_after_it(make_experiment):
+    before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
+    run(make_experiment())
+    assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
 
 
 def test_a_second_run_is_served_from_the_cache_with_zero_requests(make_experiment, llm_server):

