@@ -1002,6 +1002,17 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"all) two plain processes reach {doubled / plain:.2f}x, so at the target's "
             f"{CONCURRENCY} in flight {why}"
             " (the server shares the same 2 cores; its CPU is in the table).")
+        wb = runs["workbench, 2 processes"]
+        calls_phase = median([r["phases"].get("calls", float("nan")) for r in wb])
+        lines.append(
+            f"- The workbench's calls phase took {calls_phase:.2f} s against "
+            f"{median([r['wall'] for r in runs['plain litellm, 2 processes']]):.2f} s for two "
+            f"plain processes; MLflow logging after it took "
+            f"{median([r['phases'].get('mlflow', float('nan')) for r in wb]):.2f} s. Its "
+            f"workers used {median([r['workers_cpu'] for r in wb]) / calls * 1e3:.2f} ms of "
+            f"CPU per call, this process "
+            f"{median([r['cpu'] - r['workers_cpu'] for r in wb]) / calls * 1e3:.2f} ms "
+            "(caching, scoring, MLflow).")
         out["6"] = lines
     return out
 
