@@ -907,15 +907,16 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
                 f"{median([r['traces'] for r in rs]):.0f} / "
                 f"{median([r['spans'] for r in rs]):.0f} | "
                 f"{fmt_phases(rs) or '-'} |")
+        def ratios(arm: str) -> list[float]:  # round by round, against plain litellm
+            return [r["calls_per_s"] / p["calls_per_s"]
+                    for r, p in zip(runs[arm], runs["plain litellm, 1 process"], strict=True)]
+
         def paired(arm: str) -> str:
-            ratios = [r["calls_per_s"] / p["calls_per_s"]
-                      for r, p in zip(runs[arm], runs["plain litellm, 1 process"], strict=True)]
-            return ", ".join(f"{x:.2f}" for x in ratios) + f" (median {median(ratios):.2f})"
+            return (", ".join(f"{x:.2f}" for x in ratios(arm))
+                    + f" (median {median(ratios(arm)):.2f})")
 
         def below(arm: str) -> str:
-            ratios = [r["calls_per_s"] / p["calls_per_s"]
-                      for r, p in zip(runs[arm], runs["plain litellm, 1 process"], strict=True)]
-            return f"{sum(x < TARGETS['single'] for x in ratios)} of {len(ratios)}"
+            return f"{sum(x < TARGETS['single'] for x in ratios(arm))} of {len(ratios(arm))}"
 
         off = median([r["calls_per_s"] for r in runs["workbench, trace off"]]) / plain
         on = median([r["calls_per_s"] for r in runs["workbench, trace on"]]) / plain

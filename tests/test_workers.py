@@ -132,7 +132,7 @@ def test_calls_a_worker_has_not_started_are_dropped_when_the_run_stops(llm_serve
                  for _ in range(3)]
         while llm_server.request_count < 1:
             await asyncio.sleep(0.01)
-        await remote.drop(share)
+        remote.end(share)
         return await asyncio.gather(*calls, return_exceptions=True)
 
     outcomes = asyncio.run(stopped_run())

@@ -24,7 +24,7 @@ from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
-from .workers import CallDropped, split_limits
+from .workers import YOUNG_COLLECTION_THRESHOLD, CallDropped, split_limits
 
 if TYPE_CHECKING:
     from .preflight import Call, Plan
@@ -139,7 +139,7 @@ async def run_matrix(
                 if cancel is not None and cancel.is_set():
                     state.cancelled = True
                     if isinstance(via, _ViaWorker):
-                        await via.drop()
+                        via.end()  # the calls it holds beyond those in flight are dropped
                     break
                 if remote is not None and not remote.alive:
                     break  # the other workers take the remaining calls
@@ -151,6 +151,8 @@ async def run_matrix(
                 task.add_done_callback(running.discard)
             if running:
                 await asyncio.gather(*running)
+            if isinstance(via, _ViaWorker):
+                via.end()  # every call answered: the worker forgets the share
         finally:
             for task in running:
                 task.cancel()
@@ -164,7 +166,7 @@ async def run_matrix(
         remote.hold()
     thresholds = gc.get_threshold()
     gc.freeze()
-    gc.set_threshold(max(thresholds[0], 5000), *thresholds[1:])
+    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_THRESHOLD), *thresholds[1:])
     try:
         if remotes:  # the workers make the calls; this process caches, scores and counts
             shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
@@ -257,8 +259,8 @@ class _ViaWorker:
                  **options: Any) -> Awaitable[Completion]:
         return self.local.complete(config, messages, send=self.send, **options)
 
-    async def drop(self) -> None:
-        await self.remote.drop(self.share)
+    def end(self) -> None:
+        self.remote.end(self.share)
 
 
 def queued(share: int) -> int:

@@ -191,7 +191,8 @@ def _calls_trace(tracer: Any, name: str, experiment_id: str, run_id: str, chunk:
 
     MLflow's ``LiveSpan`` makes the root and one template LLM span; each call's span is
     that template's stored form with the call's own ids, times and values, read back with
-    ``Span.from_dict`` (0.02-0.03 ms a span, against 0.2-0.35 ms for a ``LiveSpan`` each).
+    ``Span.from_dict`` (about 0.06 ms a span, values included, against 0.2-0.35 ms for a
+    ``LiveSpan`` each).
     """
     from mlflow.entities import LiveSpan, Span, SpanType, TraceInfo, TraceLocation, TraceState
     from mlflow.tracing.constant import (

@@ -34,6 +34,9 @@ from typing import Any
 from .errors import GatewayError
 from .gateway import Completion, ModelConfig
 
+# allocations between young collections while calls run (Python's default is 700)
+YOUNG_COLLECTION_THRESHOLD = 5000
+
 
 class CallDropped(GatewayError):
     """A call sent to a worker was dropped before the worker sent it: the run was stopped."""
@@ -136,10 +139,12 @@ class RemoteGateway:
         await self._ask("share", {"number": number, "calls": calls})
         return number
 
-    async def drop(self, share: int) -> None:
-        """Forget the run's calls that have not started (the run stops)."""
-        with contextlib.suppress(GatewayError):
-            await self._ask("drop", {"share": share})
+    def end(self, share: int) -> None:
+        """The run is done with its share: the worker drops the share's calls that have not
+        started (each answers as dropped) and forgets the share. Nothing to wait for."""
+        if self._dead is None:
+            with contextlib.suppress(OSError, EOFError, ValueError):
+                self._conn.send((next(self._ids), "end", {"share": share}))
 
     async def _ask(self, command: str, payload: dict[str, Any]) -> tuple[str, Any]:
         self._attach()
@@ -266,7 +271,7 @@ def _serve(conn: Any) -> None:
     # run less often: collector time fell from 0.27-0.33 to 0.04-0.07 ms per call
     # (2,000 calls; what a worker keeps between calls is small).
     gc.freeze()
-    gc.set_threshold(5000, 10, 10)
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     gateway = Gateway(None, max_concurrency=512)
@@ -306,10 +311,12 @@ def _serve(conn: Any) -> None:
                 configs[payload["number"]] = payload["config"]
             elif command == "share":
                 shares[payload["number"]] = asyncio.Semaphore(payload["calls"])
-            elif command == "drop":
+            elif command == "end":
+                shares.pop(payload["share"], None)
                 for share, task in list(waiting.values()):
                     if share == payload["share"]:
                         task.cancel()
+                return  # nobody waits for this one
             reply(number, "ok", None)
         except GatewayError as exc:
             reply(number, "error", str(exc))
