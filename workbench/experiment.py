@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from . import collector
 from .aio import run_sync
 from .cache import ResponseCache
 from .errors import SpecError, WorkbenchError
@@ -134,38 +135,40 @@ class Experiment:
         concurrency = concurrency or self.spec.run.concurrency
         max_cost = max_cost or self.spec.run.max_cost
         remotes, notes = self._workers(workers or self.spec.run.workers)
-        with _open_cache(self, cache) as opened:
-            plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
-                             cache=opened)
-            if max_cost is not None and plan.estimated_cost > max_cost:
-                raise CostLimitError(
-                    f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
-                    "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
-            # the user's listeners carry over to this run; a previous run's guard does not
-            listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
-            if max_cost is not None:
-                listeners.append(_cost_guard(max_cost, self._cancel))
-            self.progress = Progress(listeners=listeners)
-            rows = await run_matrix(
-                self.variants, evalset.examples, self.scorers,
-                Gateway(opened, max_concurrency=concurrency),
-                concurrency=concurrency, repeats=repeats, use_cache=use_cache,
-                refresh=frozenset(refresh), plan=plan, progress=self.progress,
-                show_progress=progress, cancel=self._cancel, remotes=remotes)
-            opened.flush()  # every answer committed before the results are used
-        results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
-                                    experiment=self.name, baseline=self.spec.baseline)
-        results.registry_name = self.spec.prompt_registry_name
-        notes += [f"workers: {remote.failure}" for remote in remotes
-                  if not remote.alive and remote.failure]
-        results.warnings = notes + self._warnings(results, repeats)
-        if max_cost is not None and self.progress.cost >= max_cost:
-            results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "
-                                    f"{len(rows)} of {self.progress.total} calls were made")
-        if len(results.variants) >= 2:
-            results.report = results.compare()
-        if track and not self._cancel.is_set():
-            self._track(results, evalset)
+        # the collector stays out of the calls, the scoring and the MLflow logging alike
+        with collector.quiet():
+            with _open_cache(self, cache) as opened:
+                plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
+                                 cache=opened)
+                if max_cost is not None and plan.estimated_cost > max_cost:
+                    raise CostLimitError(
+                        f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
+                        "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
+                # the user's listeners carry over to this run; a previous run's guard does not
+                listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
+                if max_cost is not None:
+                    listeners.append(_cost_guard(max_cost, self._cancel))
+                self.progress = Progress(listeners=listeners)
+                rows = await run_matrix(
+                    self.variants, evalset.examples, self.scorers,
+                    Gateway(opened, max_concurrency=concurrency),
+                    concurrency=concurrency, repeats=repeats, use_cache=use_cache,
+                    refresh=frozenset(refresh), plan=plan, progress=self.progress,
+                    show_progress=progress, cancel=self._cancel, remotes=remotes)
+                opened.flush()  # every answer committed before the results are used
+            results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
+                                        experiment=self.name, baseline=self.spec.baseline)
+            results.registry_name = self.spec.prompt_registry_name
+            notes += [f"workers: {remote.failure}" for remote in remotes
+                      if not remote.alive and remote.failure]
+            results.warnings = notes + self._warnings(results, repeats)
+            if max_cost is not None and self.progress.cost >= max_cost:
+                results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "
+                                        f"{len(rows)} of {self.progress.total} calls were made")
+            if len(results.variants) >= 2:
+                results.report = results.compare()
+            if track and not self._cancel.is_set():
+                self._track(results, evalset)
         self.last_results = results
         return results
 

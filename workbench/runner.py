@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import inspect
 import itertools
 import math
@@ -19,12 +18,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import collector
 from .errors import GatewayError
 from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
-from .workers import YOUNG_COLLECTION_THRESHOLD, CallDropped, split_limits
+from .workers import CallDropped, split_limits
 
 if TYPE_CHECKING:
     from .preflight import Call, Plan
@@ -157,26 +157,17 @@ async def run_matrix(
             for task in running:
                 task.cancel()
 
-    # The objects alive before the run (mlflow, pandas, litellm: millions in a notebook)
-    # are left out of the collector's full passes while it runs; those passes took up to
-    # 10% of a 2,000-call run. They are handed back afterwards, so nothing leaks. Young
-    # collections run less often meanwhile too (collector time per litellm call: 0.14 ms
-    # frozen, 0.04-0.07 ms with this threshold).
     for remote in remotes:
         remote.hold()
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(thresholds[0], YOUNG_COLLECTION_THRESHOLD), *thresholds[1:])
     try:
-        if remotes:  # the workers make the calls; this process caches, scores and counts
-            shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
-                      for i in range(len(remotes))]
-            await asyncio.gather(*(process(share, remote=r)
-                                   for share, r in zip(shares, remotes, strict=True)))
-        await process(concurrency)  # everything, or what workers that died left over
+        with collector.quiet():
+            if remotes:  # the workers make the calls; this process caches, scores and counts
+                shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
+                          for i in range(len(remotes))]
+                await asyncio.gather(*(process(share, remote=r)
+                                       for share, r in zip(shares, remotes, strict=True)))
+            await process(concurrency)  # everything, or what workers that died left over
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
         for remote in remotes:
             remote.release()
         if bar is not None:

@@ -31,11 +31,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from .collector import YOUNG_COLLECTION_THRESHOLD
 from .errors import GatewayError
 from .gateway import Completion, ModelConfig
-
-# allocations between young collections while calls run (Python's default is 700)
-YOUNG_COLLECTION_THRESHOLD = 5000
 
 
 class CallDropped(GatewayError):

@@ -1,0 +1,47 @@
+"""Python's garbage collector, kept out of the way while an experiment runs.
+
+A notebook that imported mlflow, pandas and litellm holds millions of objects. Each full
+collection walks all of them: ~0.6 s here, at any moment a run happens to allocate enough,
+and the calls, the scoring and the MLflow logging all allocate a lot. Inside ``quiet()``
+the objects alive before it are frozen (left out of every pass) and young collections run
+less often; both are handed back when the outermost ``quiet()`` ends, so nothing leaks.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# allocations between young collections (Python's default is 700): collector time per
+# litellm call fell from 0.27-0.33 ms (default) to 0.14 ms (frozen) and 0.04-0.07 ms (both)
+YOUNG_COLLECTION_THRESHOLD = 5000
+
+_lock = threading.Lock()
+_depth = 0
+_saved: tuple[int, ...] = ()
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Freeze the heap and collect young objects less often; restore on the way out.
+
+    Re-entrant and shared by threads: only the outermost ``quiet()`` changes the collector,
+    since an inner ``gc.unfreeze()`` would unfreeze the outer one's objects too.
+    """
+    global _depth, _saved
+    with _lock:
+        if _depth == 0:
+            _saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_saved[0], YOUNG_COLLECTION_THRESHOLD), *_saved[1:])
+        _depth += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0:
+                gc.set_threshold(*_saved)
+                gc.unfreeze()
