@@ -207,3 +207,19 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_the_progress_bar_says_why_it_waits_while_workers_start(make_experiment, llm_server,
+                                                                 monkeypatch, capsys):
+    from workbench import workers
+
+    fresh = workers.WorkerPool()  # workers started by earlier tests would be ready at once
+    monkeypatch.setattr(workers, "_POOL", fresh)
+    folder = make_experiment(rows=ROWS[:10], run={"concurrency": 4})
+    try:
+        Experiment.from_yaml(folder).run(track=False, use_cache=False, workers=2)
+    finally:
+        fresh.close()
+    shown = capsys.readouterr().err
+    assert "calls (starting 2 worker processes)" in shown
+    assert "calls: 100%" in shown  # back to plain "calls" once a worker takes them

@@ -126,7 +126,10 @@ async def run_matrix(
         via: Gateway | _ViaWorker = gateway
         if remote is not None:
             try:
-                if not await remote.ready():
+                ready = await remote.ready()
+                if bar is not None and bar.desc != "calls":
+                    bar.set_description("calls")  # the first worker is taking calls
+                if not ready:
                     return
                 via = _ViaWorker(remote, gateway, await remote.share(share))
             except GatewayError:
@@ -159,6 +162,10 @@ async def run_matrix(
 
     for remote in remotes:
         remote.hold()
+    starting = sum(not remote.started for remote in remotes)
+    if bar is not None and starting:  # ~2 s, once per Python process: say why nothing moves
+        bar.set_description(f"calls (starting {starting} worker process"
+                            f"{'es' if starting > 1 else ''})")
     try:
         with collector.quiet():
             if remotes:  # the workers make the calls; this process caches, scores and counts

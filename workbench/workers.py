@@ -74,6 +74,11 @@ class RemoteGateway:
         return self._process.pid
 
     @property
+    def started(self) -> bool:
+        """The worker has imported what it needs and takes calls."""
+        return self._ready
+
+    @property
     def alive(self) -> bool:
         return self._dead is None and self._process.is_alive()
 
