@@ -21,6 +21,7 @@ YOUNG_COLLECTION_THRESHOLD = 5000
 _lock = threading.Lock()
 _depth = 0
 _saved: tuple[int, ...] = ()
+_froze = False  # whether the outermost quiet() froze the heap (and so must unfreeze it)
 
 
 @contextmanager
@@ -28,13 +29,16 @@ def quiet() -> Iterator[None]:
     """Freeze the heap and collect young objects less often; restore on the way out.
 
     Re-entrant and shared by threads: only the outermost ``quiet()`` changes the collector,
-    since an inner ``gc.unfreeze()`` would unfreeze the outer one's objects too.
+    since an inner ``gc.unfreeze()`` would unfreeze the outer one's objects too. A heap the
+    caller froze is left as it is: unfreezing at the end would thaw the caller's objects.
     """
-    global _depth, _saved
+    global _depth, _saved, _froze
     with _lock:
         if _depth == 0:
             _saved = gc.get_threshold()
-            gc.freeze()
+            _froze = gc.get_freeze_count() == 0
+            if _froze:
+                gc.freeze()
             gc.set_threshold(max(_saved[0], YOUNG_COLLECTION_THRESHOLD), *_saved[1:])
         _depth += 1
     try:
@@ -44,4 +48,5 @@ def quiet() -> Iterator[None]:
             _depth -= 1
             if _depth == 0:
                 gc.set_threshold(*_saved)
-                gc.unfreeze()
+                if _froze:
+                    gc.unfreeze()
