@@ -128,7 +128,7 @@ async def run_matrix(
             try:
                 ready = await remote.ready()
                 if bar is not None and bar.desc != "calls":
-                    bar.set_description("calls")  # the first worker is taking calls
+                    bar.set_description_str("calls")  # a worker is taking calls
                 if not ready:
                     return
                 via = _ViaWorker(remote, gateway, await remote.share(share))
@@ -164,8 +164,8 @@ async def run_matrix(
         remote.hold()
     starting = sum(not remote.started for remote in remotes)
     if bar is not None and starting:  # ~2 s, once per Python process: say why nothing moves
-        bar.set_description(f"calls (starting {starting} worker process"
-                            f"{'es' if starting > 1 else ''})")
+        bar.set_description_str(f"calls (starting {starting} worker process"
+                                f"{'es' if starting > 1 else ''})")
     try:
         with collector.quiet():
             if remotes:  # the workers make the calls; this process caches, scores and counts

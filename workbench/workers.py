@@ -270,9 +270,8 @@ def _serve(conn: Any) -> None:
 
     from .gateway import Gateway
 
-    # litellm's ~380k objects stay out of the collector's passes, and young collections
-    # run less often: collector time fell from 0.27-0.33 to 0.04-0.07 ms per call
-    # (2,000 calls; what a worker keeps between calls is small).
+    # collector.quiet() for the worker's whole life: litellm's ~380k objects stay out of
+    # the collector's passes (what a worker keeps between calls is small)
     gc.freeze()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
     loop = asyncio.new_event_loop()
