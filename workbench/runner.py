@@ -160,12 +160,12 @@ async def run_matrix(
             for task in running:
                 task.cancel()
 
-    for remote in remotes:
-        remote.hold()
     starting = sum(not remote.started for remote in remotes)
     if bar is not None and starting:  # ~2 s, once per Python process: say why nothing moves
         bar.set_description_str(f"calls (starting {starting} worker process"
                                 f"{'es' if starting > 1 else ''})")
+    for remote in remotes:
+        remote.hold()
     try:
         with collector.quiet():
             if remotes:  # the workers make the calls; this process caches, scores and counts

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import gc
 import itertools
 import math
 import multiprocessing
@@ -31,7 +30,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .collector import YOUNG_COLLECTION_THRESHOLD
+from . import collector
 from .errors import GatewayError
 from .gateway import Completion, ModelConfig
 
@@ -270,10 +269,6 @@ def _serve(conn: Any) -> None:
 
     from .gateway import Gateway
 
-    # collector.quiet() for the worker's whole life: litellm's ~380k objects stay out of
-    # the collector's passes (what a worker keeps between calls is small)
-    gc.freeze()
-    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, 10, 10)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     gateway = Gateway(None, max_concurrency=512)
@@ -340,4 +335,7 @@ def _serve(conn: Any) -> None:
 
     loop.add_reader(conn.fileno(), read)
     reply(-1, "ready", None)
-    loop.run_forever()
+    # for the worker's whole life: litellm's ~380k objects stay out of the collector's
+    # passes (what a worker keeps between calls is small)
+    with collector.quiet():
+        loop.run_forever()
