@@ -1,8 +1,13 @@
 """The response cache: one read per run, answers committed by a writer thread."""
 
+import hashlib
+import json
 import sqlite3
 
+import pytest
+
 from workbench.cache import ResponseCache, cache_key
+from workbench.prompts import canonical_json
 
 RECORD = {"text": "negative", "model": "openai/m", "prompt_tokens": 3, "completion_tokens": 1,
           "cost": 0.0, "latency_s": 0.1, "retries": 0, "fallback": False}
@@ -42,3 +47,52 @@ def test_prefetched_keys_are_answered_without_a_query(tmp_path):
     assert cache.contains(key(1)) and cache.get(key(1)) == RECORD
     assert not cache.contains(key(2)) and cache.get(key(2)) is None
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize(("written", "read_back"), [
+    ({"temperature": 0, "max_tokens": 8}, {"max_tokens": 8.0, "temperature": 0.0}),
+    ({"top_p": 1, "stop": "\n"}, {"top_p": 1.0, "stop": ["\n"]}),
+    ({"seed": 7}, {"seed": 7, "user": None}),
+    ({"response_format": {"type": "json_object", "n": 1}},
+     {"response_format": {"n": 1.0, "type": "json_object"}}),
+])
+def test_parameters_spelt_differently_share_a_key(written, read_back):
+    assert cache_key("openai/m", written, HELLO, 0) == cache_key("openai/m", read_back, HELLO, 0)
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ({"temperature": 0}, {"temperature": 0.1}),
+    ({"logprobs": True}, {"logprobs": 1}),
+    ({"stop": ["a", "b"]}, {"stop": ["b", "a"]}),
+    ({}, {"max_tokens": 8}),
+])
+def test_parameters_that_change_the_answer_change_the_key(one, other):
+    assert cache_key("openai/m", one, HELLO, 0) != cache_key("openai/m", other, HELLO, 0)
+
+
+def legacy_key(model, params, messages, repeat, api_base=None):
+    """A key as the first format computed it (parameters as written, v=1)."""
+    payload = {"model": model, "params": dict(params), "messages": messages,
+               "repeat": repeat, "api_base": api_base, "v": 1}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def test_a_cache_of_the_first_format_is_migrated_and_its_keys_are_never_read(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    with sqlite3.connect(path) as db:  # a cache as the first format left it
+        db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+                   "record TEXT NOT NULL, created REAL NOT NULL)")
+        db.execute("PRAGMA user_version=1")
+        db.execute("INSERT INTO responses VALUES (?, 'openai/m', ?, 0)",
+                   (legacy_key("openai/m", {}, HELLO, 0), json.dumps(RECORD)))
+    cache = ResponseCache(path)
+    assert cache.get(cache_key("openai/m", {}, HELLO, 0)) is None
+    cache.put(cache_key("openai/m", {}, HELLO, 0), "openai/m", RECORD)
+    cache.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        versions = [v for (v,) in db.execute("SELECT key_version FROM responses ORDER BY 1")]
+    assert versions == [1, 2]  # the old answer is kept, told apart, and not reused

@@ -29,7 +29,9 @@ from typing import Any
 
 from .prompts import canonical_json
 
-FORMAT_VERSION = 1
+# Version of the key's payload: a key of another version never equals one of this, so an
+# entry written under an older format is never read as an answer to a different request.
+FORMAT_VERSION = 2
 
 _MIGRATIONS = [
     """CREATE TABLE IF NOT EXISTS responses (
@@ -38,6 +40,8 @@ _MIGRATIONS = [
            record TEXT NOT NULL,
            created REAL NOT NULL
        )""",
+    # which key format wrote a row: rows of older formats stay, unreachable, and can be told apart
+    "ALTER TABLE responses ADD COLUMN key_version INTEGER NOT NULL DEFAULT 1",
 ]
 
 _CHUNK = 500  # keys per SELECT (SQLite allows 32,766 parameters)
@@ -47,10 +51,33 @@ _open: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 def cache_key(model: str, params: Mapping[str, Any], messages: list[dict[str, str]],
               repeat: int, api_base: str | None = None) -> str:
-    """Everything that changes an answer is in the key; nothing secret is."""
-    payload = {"model": model, "params": dict(params), "messages": messages,
+    """Everything that changes an answer is in the key; nothing secret is.
+
+    Parameters are compared as the provider reads them, not as they were spelt: the
+    registry hands back ``temperature: 0`` as ``0.0`` and ``stop: "x"`` as ``["x"]``, and
+    the same request must find the same answer whichever way it was written.
+    """
+    payload = {"model": model, "params": normal_params(params), "messages": messages,
                "repeat": repeat, "api_base": api_base, "v": FORMAT_VERSION}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def normal_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Call parameters in one spelling: whole floats as ints, ``stop`` as a list, no Nones."""
+    normal = {str(k): _normal_value(v) for k, v in params.items() if v is not None}
+    if isinstance(normal.get("stop"), str):
+        normal["stop"] = [normal["stop"]]
+    return normal
+
+
+def _normal_value(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _normal_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal_value(v) for v in value]
+    return value
 
 
 class ResponseCache:
@@ -152,8 +179,8 @@ class ResponseCache:
                     with self._lock:
                         self._db.execute("BEGIN")
                         self._db.executemany(
-                            "INSERT OR REPLACE INTO responses(key, model, record, created) "
-                            "VALUES (?, ?, ?, ?)", rows)
+                            "INSERT OR REPLACE INTO responses(key, model, record, created, "
+                            f"key_version) VALUES (?, ?, ?, ?, {FORMAT_VERSION})", rows)
                         self._db.execute("COMMIT")
                 for key, _model, text, _created in rows:  # committed: SQLite answers now
                     if self._known.get(key) is text:
