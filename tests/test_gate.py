@@ -115,3 +115,29 @@ def test_a_guardrail_regression_fails_even_when_the_primary_holds(make_experimen
     mark = "REGRESSED" if guardrails else "worse (not gated)"
     assert any(line.strip().startswith("exact_match") and line.endswith(mark)
                for line in result.lines)
+
+
+def test_checking_against_the_promoted_version_reuses_the_runs_answers(make_experiment,
+                                                                      llm_server, capsys):
+    import workbench as wb
+
+    folder = make_experiment()  # its model has temperature: 0, which the registry returns as 0.0
+    results = Experiment.from_yaml(folder).run(progress=False)
+    wb.promote(results.compare("bare", "guided"), alias="production", approver="alice")
+    sent = llm_server.request_count
+    assert main(["check", str(folder), "--candidate", "bare"]) == 1
+    out, err = capsys.readouterr()
+    assert llm_server.request_count == sent, "check called the models again"
+    assert "calls: 0 sent, 40 from the response cache" in out
+    assert "calls" in err and "cached=40" in err  # the progress bar, on stderr
+
+
+def test_check_counts_what_it_sent_and_what_came_from_the_cache(make_experiment, llm_server):
+    folder = make_experiment()
+    put_at_alias(folder, "bare")
+    first = check(folder, candidate="guided", limit=5)
+    assert "  calls: 10 sent, 0 from the response cache" in first.lines
+    assert llm_server.request_count == 10
+    second = check(folder, candidate="guided", limit=6)
+    assert "  calls: 2 sent, 10 from the response cache" in second.lines
+    assert llm_server.request_count == 12

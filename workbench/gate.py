@@ -60,6 +60,7 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
     from .cache import ResponseCache
     from .experiment import Experiment
     from .gateway import Gateway
+    from .preflight import plan_run
     from .results import Results
     from .runner import run_matrix
     from .settings import cache_path
@@ -77,9 +78,13 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
         variant.model.check_keys()  # a missing key fails before any call
     cache = ResponseCache(cache_path(spec.directory))
     try:
-        rows = await run_matrix(variants, evalset.examples, exp.scorers, Gateway(cache),
+        gateway = Gateway(cache)
+        # one cache read for the whole check and the run's own context policy, as a run has
+        plan = plan_run(variants, evalset.examples, gateway, policy=spec.run.context_policy,
+                        truncate_variable=spec.run.truncate_variable, use_cache=use_cache)
+        rows = await run_matrix(variants, evalset.examples, exp.scorers, gateway,
                                 concurrency=spec.run.concurrency, use_cache=use_cache,
-                                show_progress=progress)
+                                plan=plan, show_progress=progress)
     finally:
         cache.close()
     results = Results.from_rows(rows, metrics=exp.metrics, primary=spec.primary,
@@ -151,7 +156,7 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
     head = (f"workbench check {exp.name}: {cand.name!r} vs {where} on {n_examples} examples"
             if base else f"workbench check {exp.name}: {cand.name!r}; no prompt at {where} "
                          f"yet, so only thresholds and errors are checked")
-    lines = [head]
+    lines = [head, _calls_line(frame)]
     report = None
     if base is not None:
         try:
@@ -195,6 +200,12 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
                             f"{gate.max_error_rate:.0%}); first: {str(first)[:160]}")
     return GateResult(not failures, cand.name, base.name if base else None, tuple(failures),
                       tuple(lines), results, report)
+
+
+def _calls_line(frame: Any) -> str:
+    """How many answers were paid for now and how many the response cache gave back."""
+    cached = int(frame["cached"].sum()) if len(frame) else 0
+    return f"  calls: {len(frame) - cached} sent, {cached} from the response cache"
 
 
 def _mean(rows: Any, metric: str) -> float | None:

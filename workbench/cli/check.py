@@ -28,6 +28,6 @@ def _check(args: argparse.Namespace) -> int:
     from ..gate import check
 
     result = check(args.experiment, baseline=args.baseline, candidate=args.candidate,
-                   limit=args.limit, use_cache=not args.no_cache)
+                   limit=args.limit, use_cache=not args.no_cache, progress=True)
     print(result.to_text())
     return 0 if result.passed else 1
