@@ -3,6 +3,7 @@
 import hashlib
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -96,3 +97,50 @@ def test_a_cache_of_the_first_format_is_migrated_and_its_keys_are_never_read(tmp
         assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         versions = [v for (v,) in db.execute("SELECT key_version FROM responses ORDER BY 1")]
     assert versions == [1, 2]  # the old answer is kept, told apart, and not reused
+
+
+def held_by_another_process(path):
+    """A connection that holds the write lock, as a second writer mid-transaction does."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def on_disk(path):
+    with sqlite3.connect(path) as db:
+        return db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+
+def test_answers_wait_in_memory_while_the_database_is_locked_then_are_written(tmp_path):
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    cache._db.execute("PRAGMA busy_timeout=20")  # give up on the lock quickly, and retry
+    other = held_by_another_process(path)
+    for n in range(30):
+        cache.put(key(n), "openai/m", RECORD)
+    time.sleep(0.4)  # several failed attempts
+    cache.put(key(30), "openai/m", RECORD)  # a later answer is still taken
+    assert all(cache.get(key(n)) == RECORD for n in range(31))
+    assert cache.flush(timeout=0.2) == 31 and on_disk(path) == 0
+    other.execute("ROLLBACK")
+    assert cache.flush() == 0
+    assert on_disk(path) == 31
+    cache.put(key(31), "openai/m", RECORD)  # the connection is usable: no transaction left open
+    cache.close()
+    assert on_disk(path) == 32
+
+
+def test_closing_while_the_lock_is_never_released_says_what_was_not_written(
+        tmp_path, monkeypatch, caplog):
+    import workbench.cache
+
+    monkeypatch.setattr(workbench.cache, "FLUSH_TIMEOUT_S", 0.2)
+    path = tmp_path / "cache.sqlite"
+    cache = ResponseCache(path)
+    cache._db.execute("PRAGMA busy_timeout=20")
+    other = held_by_another_process(path)
+    cache.put(key(1), "openai/m", RECORD)
+    cache.close()  # returns instead of hanging on the lock
+    other.execute("ROLLBACK")
+    assert on_disk(path) == 0
+    assert "1 answer(s) are in the results but not in the cache" in caplog.text

@@ -2,8 +2,10 @@
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,3 +84,37 @@ def test_kill_9_mid_run_then_the_same_command_resumes(make_experiment, llm_serve
     assert llm_server.request_count == 120 - completed  # no completed call was sent again
     results = Experiment.from_yaml(folder).run(track=False, progress=False)
     assert len(results.frame) == 120 and results.frame["cached"].all()
+
+
+def test_a_cache_locked_by_another_process_mid_run_loses_no_paid_answer(make_experiment,
+                                                                        llm_server, project):
+    llm_server.latency = 0.02
+    folder = make_experiment(rows=ROWS, run={"concurrency": 4})
+    path = Path(project) / ".workbench" / "cache.sqlite"
+    cache = ResponseCache(path)
+    cache._db.execute("PRAGMA busy_timeout=50")  # fail fast on the lock, as a long hold would
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    held = []
+
+    def hold_the_lock_for_a_while():
+        deadline = time.monotonic() + 30
+        while llm_server.request_count < 20 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        other.execute("BEGIN IMMEDIATE")
+        held.append(llm_server.request_count)
+        while llm_server.request_count < 80 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        held.append(llm_server.request_count)
+        other.execute("ROLLBACK")
+
+    holder = threading.Thread(target=hold_the_lock_for_a_while)
+    holder.start()
+    results = Experiment.from_yaml(folder).run(track=False, progress=False, cache=cache)
+    holder.join()
+    cache.close()
+    assert held[0] < 40 and held[1] >= 80, "the lock was not held mid-run"
+    assert llm_server.request_count == 120
+    assert len(results.frame) == 120 and results.frame["error"].isna().all()
+    llm_server.reset()
+    again = Experiment.from_yaml(folder).run(track=False, progress=False)
+    assert llm_server.request_count == 0 and again.frame["cached"].all()

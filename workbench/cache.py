@@ -11,6 +11,10 @@ back behind litellm's threads made each direct query block the loop for about a
 millisecond; a writer woken by every answer cost the loop as much again in GIL hand-offs.
 So an answer is on disk at most that interval after it arrived: a ``kill -9`` within it
 costs that call being sent again on resume, never a wrong or duplicate row.
+
+A write that fails (another process holding the database past the busy timeout, a full
+disk) is rolled back and retried; meanwhile its answers are served from memory, so a paid
+answer is never turned into an error by the disk.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import atexit
 import contextlib
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -46,6 +51,9 @@ _MIGRATIONS = [
 
 _CHUNK = 500  # keys per SELECT (SQLite allows 32,766 parameters)
 COMMIT_INTERVAL_S = 0.05
+RETRY_MAX_S = 1.0  # longest pause between two attempts to write, while writes fail
+FLUSH_TIMEOUT_S = 30.0  # longest a flush waits while writes keep failing
+log = logging.getLogger("workbench.cache")
 _open: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
 
 
@@ -99,7 +107,8 @@ class ResponseCache:
         self._pending: list[tuple[str, str, str, float]] = []
         self._pending_lock = threading.Lock()
         self._queued = 0  # answers given to put, ever
-        self._committed = 0  # ... of which written (or failed)
+        self._committed = 0  # ... of which written
+        self._unwritten = 0  # ... of which given up on when closing
         self._committed_changed = threading.Condition()
         self._wake = threading.Event()
         self._stopping = False
@@ -152,10 +161,11 @@ class ResponseCache:
 
     # ---- writing ------------------------------------------------------------------------
     def put(self, key: str, model: str, record: Mapping[str, Any]) -> None:
-        """Hand the answer to the writer thread; visible to this object at once."""
-        if self._failure is not None:
-            raise RuntimeError(f"the response cache {self.path} cannot be written: "
-                               f"{self._failure}") from self._failure
+        """Hand the answer to the writer thread; visible to this object at once.
+
+        Never raises for the disk: an answer that cannot be written yet stays in memory (and
+        is served from there) while the writer retries.
+        """
         text = json.dumps(record, ensure_ascii=False)
         self._known[key] = text
         with self._pending_lock:
@@ -168,44 +178,86 @@ class ResponseCache:
                 self._writer.start()
 
     def _write_loop(self) -> None:
+        wait = COMMIT_INTERVAL_S
         while True:
-            self._wake.wait(COMMIT_INTERVAL_S)
+            self._wake.wait(wait)
             self._wake.clear()
             with self._pending_lock:
                 rows, self._pending = self._pending, []
                 stopping = self._stopping
-            try:
-                if rows:  # one transaction for everything that arrived meanwhile
-                    with self._lock:
-                        self._db.execute("BEGIN")
-                        self._db.executemany(
-                            "INSERT OR REPLACE INTO responses(key, model, record, created, "
-                            f"key_version) VALUES (?, ?, ?, ?, {FORMAT_VERSION})", rows)
-                        self._db.execute("COMMIT")
-                for key, _model, text, _created in rows:  # committed: SQLite answers now
-                    if self._known.get(key) is text:
-                        del self._known[key]
-            except BaseException as exc:  # noqa: BLE001  (reported by the next put/flush)
-                self._failure = exc
-            finally:
-                with self._committed_changed:
-                    self._committed += len(rows)
-                    self._committed_changed.notify_all()
+            if rows and not self._commit(rows):
+                if stopping:  # closing and still failing: the answers stay only in results
+                    self._give_up(rows)
+                    return
+                with self._pending_lock:  # first in line for the next attempt
+                    self._pending[:0] = rows
+                wait = min(wait * 2, RETRY_MAX_S)
+                continue
+            wait = COMMIT_INTERVAL_S
             if stopping:
                 return
 
-    def flush(self) -> None:
-        """Wait until every answer given to ``put`` is committed."""
-        if self._writer is not None:
-            target = self._queued
-            self._wake.set()
-            with self._committed_changed:
-                while self._committed < target and self._writer.is_alive():
-                    self._committed_changed.wait(1.0)
-                    self._wake.set()
+    def _commit(self, rows: list[tuple[str, str, str, float]]) -> bool:
+        """One transaction for everything that arrived meanwhile; rolled back if it fails."""
+        try:
+            with self._lock:
+                try:
+                    self._db.execute("BEGIN")
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO responses(key, model, record, created, "
+                        f"key_version) VALUES (?, ?, ?, ?, {FORMAT_VERSION})", rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # else every later BEGIN fails too
+                        self._db.execute("ROLLBACK")
+                    raise
+        except Exception as exc:  # noqa: BLE001  (retried; the answers wait in memory)
+            if self._failure is None:
+                log.warning("the response cache %s cannot be written (%s): %d answer(s) "
+                            "kept in memory, retrying", self.path, exc, len(rows))
+            self._failure = exc
+            return False
         if self._failure is not None:
-            raise RuntimeError(f"the response cache {self.path} could not be written: "
-                               f"{self._failure}") from self._failure
+            log.warning("the response cache %s is written again", self.path)
+            self._failure = None
+        for key, _model, text, _created in rows:  # committed: SQLite answers now
+            if self._known.get(key) is text:
+                del self._known[key]
+        with self._committed_changed:
+            self._committed += len(rows)
+            self._committed_changed.notify_all()
+        return True
+
+    def _give_up(self, rows: list[tuple[str, str, str, float]]) -> None:
+        log.error("the response cache %s could not be written (%s): %d answer(s) are in "
+                  "the results but not in the cache, so a rerun sends them again",
+                  self.path, self._failure, len(rows))
+        with self._committed_changed:
+            self._unwritten += len(rows)
+            self._committed_changed.notify_all()
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every answer given to ``put`` is committed; return how many are not.
+
+        While writes fail, this waits at most ``timeout`` seconds (default
+        ``FLUSH_TIMEOUT_S``), then returns the number still held in memory: the writer keeps
+        retrying them, and a caller's results are never held hostage by the disk.
+        """
+        limit = FLUSH_TIMEOUT_S if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        target = self._queued
+        self._wake.set()
+        with self._committed_changed:
+            while (self._writer is not None and self._writer.is_alive()
+                   and self._committed + self._unwritten < target):
+                if self._failure is not None and time.monotonic() >= deadline:
+                    break
+                self._committed_changed.wait(0.05)
+            left = max(0, target - self._committed)
+        if left:
+            log.warning("the response cache %s: %d answer(s) not yet written (%s)",
+                        self.path, left, self._failure)
+        return left
 
     def __len__(self) -> int:
         self.flush()
