@@ -218,3 +218,25 @@ def test_cached_single_samples_at_temperature_above_zero_are_flagged(make_experi
     Experiment.from_yaml(folder).run(track=False, progress=False)
     again = Experiment.from_yaml(folder).run(track=False, progress=False)
     assert any("hides the variance" in w for w in again.warnings)
+
+
+def test_a_fallbacks_answer_is_cached_as_the_fallbacks_not_the_primarys(llm_server, tmp_path):
+    from workbench.cache import ResponseCache
+
+    llm_server.faults = Faults(down_models={"test-model"})
+    params = {"temperature": 0, "max_tokens": 8}
+    fallback = model(llm_server, "test-model-2", params=params)
+    config = model(llm_server, num_retries=0, params=params, fallbacks=[fallback])
+    cache = ResponseCache(tmp_path / "cache.sqlite")
+    gateway = Gateway(cache)
+    first = asyncio.run(gateway.complete(config, HELLO))
+    assert first.fallback and first.model == "openai/test-model-2"
+
+    llm_server.faults = Faults()  # the primary is back: the next run must hear it
+    second = asyncio.run(gateway.complete(config, HELLO))
+    assert not second.cached and not second.fallback and second.model == "openai/test-model"
+    assert llm_server.count_for("test-model") >= 1
+    # the fallback's answer is kept, for a request to that model
+    again = asyncio.run(gateway.complete(fallback, HELLO))
+    assert again.cached and again.model == "openai/test-model-2" and again.fallback
+    cache.close()

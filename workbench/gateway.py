@@ -172,7 +172,9 @@ class Gateway:
             if hit is not None:
                 return Completion(**hit, cached=True)
         completion = await send(config, messages)
-        self.cache.put(key, config.model, completion.record())
+        if completion.fallback:
+            key = answered_key(config, completion, messages, repeat)
+        self.cache.put(key, completion.model, completion.record())
         return completion
 
     # ---- pacing -------------------------------------------------------------------------
@@ -305,6 +307,18 @@ class _Pacing:
         self.requests = MinuteWindow(config.rpm) if config.rpm else None
         self.tokens = MinuteWindow(config.tpm) if config.tpm else None
         self.concurrency = AdaptiveConcurrency(max_concurrency)
+
+
+def answered_key(config: ModelConfig, completion: Completion, messages: list[dict[str, str]],
+                 repeat: int) -> str:
+    """The cache key of the request the answering fallback was sent.
+
+    A fallback's answer filed under the primary's key would come back on the next run as
+    the primary's. The Router sends a fallback the primary's parameters, so those are in it.
+    """
+    answered = next((c for c in config.fallbacks if c.model == completion.model), None)
+    api_base = answered.api_base if answered is not None else None
+    return cache_key(completion.model, config.params, messages, repeat, api_base)
 
 
 def connection_params(config: ModelConfig) -> dict[str, Any]:
