@@ -148,6 +148,7 @@ def _check_fields(variant: Variant, evalset: EvalSet) -> None:
 
 def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Variant,
             alias: str, n_examples: int) -> GateResult:
+    from .fallbacks import fallback_caveats
     from .stats import compare, format_p
 
     gate, frame = exp.spec.gate, results.frame
@@ -180,6 +181,8 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
                 if worse and gated:
                     failures.append(f"{metric} regressed significantly "
                                     f"({r.mean_a:.3f} → {r.mean_b:.3f}, {p_value})")
+    compared = [v.name for v in (base, cand) if v is not None]
+    lines += [f"  caveat: {caveat}" for caveat in fallback_caveats(frame, compared)]
     mine = frame[frame["variant"] == cand.name]
     for metric, minimum in gate.thresholds.items():
         value = _mean(mine, metric)

@@ -39,6 +39,7 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     results: Results | None = report.source
     if results is None:
         raise WorkbenchError("this report is not linked to a run; use results.compare(...)")
+    refuse_fallback_evidence(report, results, reason)
     winner = report.winner
     chosen = variant or winner
     if chosen is None:
@@ -63,3 +64,19 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     if not outcome.promoted:
         log.warning("%s", outcome)
     return outcome
+
+
+def refuse_fallback_evidence(report: ComparisonReport, results: Results,
+                             reason: str | None) -> None:
+    """Refuse, unless a reason is given, a comparison some of whose answers a fallback gave:
+    its verdict is not about the variants' own models."""
+    from .fallbacks import fallback_shares
+
+    shares = fallback_shares(results.frame)
+    mixed = {v: shares[v] for v in report.variants if shares.get(v, 0.0) > 0}
+    if mixed and not reason:
+        shown = ", ".join(f"{v}: {share:.0%}" for v, share in mixed.items())
+        raise PromotionRefused(
+            f"some answers of this comparison came from a fallback model ({shown} of the "
+            "answered calls), so the verdict is not about the variants' own models; run the "
+            "experiment again once they answer, or give reason=... to promote anyway")

@@ -51,9 +51,13 @@ class Results:
 
     def summary(self) -> pd.DataFrame:
         """Per variant: each metric's mean with its 95% CI, n, errors, tokens, cost, latency."""
+        from .fallbacks import fallback_shares
         from .stats import summarize
 
-        return summarize(self.frame, self.metrics)
+        summary = summarize(self.frame, self.metrics)
+        shares = fallback_shares(self.frame)
+        summary["fallback_share"] = [shares.get(str(v), 0.0) for v in summary.index]
+        return summary
 
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
@@ -70,8 +74,11 @@ class Results:
             b = others[0]
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
+        from .fallbacks import fallback_caveats
+
         report = compare(self.frame, a, b, self.metrics, **options)
-        return dataclasses.replace(report, source=self)
+        caveats = report.caveats + fallback_caveats(self.frame, report.variants)
+        return dataclasses.replace(report, source=self, caveats=caveats)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
@@ -92,6 +99,8 @@ def format_summary(summary: pd.DataFrame, metrics: Mapping[str, MetricKind]) -> 
             cells.append("n/a" if pd.isna(mean) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
         cells += [f"{int(row['prompt_tokens'])}/{int(row['completion_tokens'])}",
                   f"{row['cost']:.4f}", _seconds(row["latency_p50"]), _seconds(row["latency_p95"])]
+        if row.get("fallback_share", 0) > 0:  # answers another model gave
+            cells[0] += f" ({row['fallback_share']:.0%} fallback)"
         lines.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(header)]
     def fmt(cells: list[str]) -> str:
