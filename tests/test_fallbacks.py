@@ -8,6 +8,7 @@ from workbench.gate import check
 from workbench.promotion import PromotionRefused
 from workbench.registry import alias_version
 from workbench.results import format_summary
+from workbench.tracking import load_results
 
 from .llm_server import Faults
 
@@ -38,6 +39,8 @@ def test_a_comparison_on_fallback_answers_says_so_and_is_not_promoted(make_exper
                                         "fallback openai/test-model-2, not openai/test-model")
     assert "Caveat: guided: 20 of 20" in report.to_text()
     assert "<b>Caveat:</b> bare: 20 of 20" in report._repr_html_()
+    logged = load_results(results.run_ids["parent"])  # what `workbench compare` reads
+    assert logged.compare("bare", "guided").caveats == report.caveats
 
     with pytest.raises(PromotionRefused, match=r"fallback model \(bare: 100%, guided: 100%"):
         wb.promote(report, alias="production", approver="alice")
