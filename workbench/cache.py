@@ -114,6 +114,7 @@ class ResponseCache:
         self._stopping = False
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._failing_since = 0.0  # monotonic time of the first failed write in a row
         _open.add(self)
 
     def _migrate(self) -> None:
@@ -213,6 +214,7 @@ class ResponseCache:
                     raise
         except Exception as exc:  # noqa: BLE001  (retried; the answers wait in memory)
             if self._failure is None:
+                self._failing_since = time.monotonic()
                 log.warning("the response cache %s cannot be written (%s): %d answer(s) "
                             "kept in memory, retrying", self.path, exc, len(rows))
             self._failure = exc
@@ -239,18 +241,19 @@ class ResponseCache:
     def flush(self, timeout: float | None = None) -> int:
         """Wait until every answer given to ``put`` is committed; return how many are not.
 
-        While writes fail, this waits at most ``timeout`` seconds (default
-        ``FLUSH_TIMEOUT_S``), then returns the number still held in memory: the writer keeps
-        retrying them, and a caller's results are never held hostage by the disk.
+        Once writes have failed for ``timeout`` seconds in a row (default
+        ``FLUSH_TIMEOUT_S``), this returns the number still held in memory instead of
+        waiting on: the writer keeps retrying them, and a caller's results are never held
+        hostage by the disk.
         """
         limit = FLUSH_TIMEOUT_S if timeout is None else timeout
-        deadline = time.monotonic() + limit
         target = self._queued
         self._wake.set()
         with self._committed_changed:
             while (self._writer is not None and self._writer.is_alive()
                    and self._committed + self._unwritten < target):
-                if self._failure is not None and time.monotonic() >= deadline:
+                if (self._failure is not None
+                        and time.monotonic() >= self._failing_since + limit):
                     break
                 self._committed_changed.wait(0.05)
             left = max(0, target - self._committed)
