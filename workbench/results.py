@@ -62,6 +62,7 @@ class Results:
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
         """Paired comparison of two variants on every metric (``a`` is the baseline)."""
+        from .fallbacks import fallback_caveats
         from .stats import compare
 
         names = self.variants
@@ -74,8 +75,6 @@ class Results:
             b = others[0]
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
-        from .fallbacks import fallback_caveats
-
         report = compare(self.frame, a, b, self.metrics, **options)
         caveats = report.caveats + fallback_caveats(self.frame, report.variants)
         return dataclasses.replace(report, source=self, caveats=caveats)
