@@ -65,12 +65,12 @@ def cache_key(model: str, params: Mapping[str, Any], messages: list[dict[str, st
     registry hands back ``temperature: 0`` as ``0.0`` and ``stop: "x"`` as ``["x"]``, and
     the same request must find the same answer whichever way it was written.
     """
-    payload = {"model": model, "params": normal_params(params), "messages": messages,
+    payload = {"model": model, "params": _normal_params(params), "messages": messages,
                "repeat": repeat, "api_base": api_base, "v": FORMAT_VERSION}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
 
 
-def normal_params(params: Mapping[str, Any]) -> dict[str, Any]:
+def _normal_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Call parameters in one spelling: whole floats as ints, ``stop`` as a list, no Nones."""
     normal = {str(k): _normal_value(v) for k, v in params.items() if v is not None}
     if isinstance(normal.get("stop"), str):

@@ -173,7 +173,7 @@ class Gateway:
                 return Completion(**hit, cached=True)
         completion = await send(config, messages)
         if completion.fallback:
-            key = answered_key(config, completion, messages, repeat)
+            key = _answered_key(config, completion, messages, repeat)
         self.cache.put(key, completion.model, completion.record())
         return completion
 
@@ -309,7 +309,7 @@ class _Pacing:
         self.concurrency = AdaptiveConcurrency(max_concurrency)
 
 
-def answered_key(config: ModelConfig, completion: Completion, messages: list[dict[str, str]],
+def _answered_key(config: ModelConfig, completion: Completion, messages: list[dict[str, str]],
                  repeat: int) -> str:
     """The cache key of the request the answering fallback was sent.
 
