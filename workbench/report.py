@@ -82,6 +82,8 @@ class ComparisonReport:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # The Results it was computed from, so promotion can find the registered versions.
     source: Any = field(default=None, repr=False, compare=False)
+    # What a reader must know before trusting the verdict (e.g. a degenerate variant).
+    caveats: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ access
 
@@ -193,6 +195,7 @@ class ComparisonReport:
                 "pairs": pairs,
                 "summary": _frame_records(self.summary),
                 "consistency": _frame_records(self.consistency),
+                "caveats": list(self.caveats),
             }
         )
 
@@ -280,7 +283,10 @@ class ComparisonReport:
             )
             for i, line in enumerate(self.verdict.splitlines())
         ]
-        lines += ["", "Verdict: " + "\n".join(verdict), ""]
+        lines += ["", "Verdict: " + "\n".join(verdict)]
+        lines += [textwrap.fill(f"Caveat: {c}", width=100, subsequent_indent="    ")
+                  for c in self.caveats]
+        lines.append("")
         lines.append(f"Per variant (mean, {round(100 * (1 - self.alpha))}% CI)")
         lines.append(_indent(self._summary_table().to_string()))
         lines.append("")
@@ -366,6 +372,7 @@ class ComparisonReport:
         parts = [
             '<div class="workbench-report">',
             f"<p><b>Verdict:</b> {'<br>'.join(esc(v) for v in self.verdict.splitlines())}</p>",
+            *(f"<p><b>Caveat:</b> {esc(c)}</p>" for c in self.caveats),
             self._summary_table().to_html(escape=True),
             "<p><small>* primary, (g) guardrail; p_adj corrected "
             f"({esc(self.correction)}) across all metrics and pairs</small></p>",

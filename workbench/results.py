@@ -11,6 +11,7 @@ import pandas as pd
 from .scorers import MetricKind
 
 if TYPE_CHECKING:
+    from .classification import ClassReport
     from .report import ComparisonReport
 
 
@@ -51,9 +52,32 @@ class Results:
 
     def summary(self) -> pd.DataFrame:
         """Per variant: each metric's mean with its 95% CI, n, errors, tokens, cost, latency."""
+        from .classification import summary_columns
         from .stats import summarize
 
-        return summarize(self.frame, self.metrics)
+        summary = summarize(self.frame, self.metrics)
+        # categorical metrics add balanced accuracy, kappa, recall and the degenerate flag
+        extra = summary_columns(self.frame, self.metrics)
+        return summary.join(extra) if len(extra.columns) else summary
+
+    def classification(self, metric: str | None = None, *, alpha: float = 0.05
+                       ) -> dict[str, ClassReport]:
+        """Per variant: confusion matrix, per-class recall, balanced accuracy, kappa and the
+        answers given, for a categorical metric (default: the primary); empty for others."""
+        from .classification import categorical_metrics, classify
+
+        metric = metric or self.primary
+        if metric not in categorical_metrics(self.frame, {metric: ""}):
+            return {}
+        found = {v: classify(self.frame, metric, v, alpha=alpha) for v in self.variants}
+        return {v: r for v, r in found.items() if r is not None}
+
+    def degenerate(self, *, alpha: float = 0.05) -> dict[str, str]:
+        """Variants whose primary-metric answers are degenerate (constant, or not above the
+        majority-class baseline), with why; promotion and the gate refuse them."""
+        from .classification import degenerate
+
+        return degenerate(self.frame, self.primary, alpha=alpha)
 
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
@@ -71,7 +95,10 @@ class Results:
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
         report = compare(self.frame, a, b, self.metrics, **options)
-        return dataclasses.replace(report, source=self)
+        flagged = self.degenerate(alpha=report.alpha)
+        caveats = tuple(f"{v} is degenerate on {self.primary}: {flagged[v]}"
+                        for v in report.variants if v in flagged)
+        return dataclasses.replace(report, source=self, caveats=report.caveats + caveats)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
