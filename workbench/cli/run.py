@@ -27,12 +27,14 @@ def register(commands: Any) -> None:
     run.add_argument("--promote", metavar="ALIAS",
                      help="move ALIAS to the winning variant when the verdict says it is better")
     run.add_argument("--approver", help="name recorded with a promotion (default: your user)")
+    run.add_argument("--reason", help="promote the winner even when it is flagged degenerate; "
+                                      "the reason is kept in the registry's audit log")
     run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
-    from ..promotion import promote
+    from ..promotion import PromotionRefused, promote
     from ..results import format_summary
 
     experiment = Experiment.from_yaml(args.experiment)
@@ -66,7 +68,12 @@ def _run(args: argparse.Namespace) -> int:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
         else:
-            outcome = promote(report, alias=args.promote, approver=args.approver)
+            try:
+                outcome = promote(report, alias=args.promote, approver=args.approver,
+                                  reason=args.reason)
+            except PromotionRefused as exc:
+                print(f"\nnot promoted: {exc}")
+                return 1
             if outcome.promoted:
                 print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
                       f"(version {outcome.version})")
