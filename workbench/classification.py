@@ -108,7 +108,7 @@ class ClassReport:
         table = self.confusion.copy()
         table.insert(0, "expected", table.index)
         table["recall"] = [self.recall[c] for c in table.index]
-        return table.reset_index(drop=True)
+        return table.rename_axis(columns=None).reset_index(drop=True)
 
     def confusion_figure(self) -> Figure:
         """Counts per (expected, answer), shaded by the share of the expected class."""
@@ -147,6 +147,7 @@ def classify(frame: pd.DataFrame, metric: str, variant: str, *,
     lumped = got.where(got.isin(classes) | (got == NONE), OTHER)
     columns = classes + [c for c in (NONE, OTHER) if (lumped == c).any()]
     confusion = pd.crosstab(want, lumped).reindex(index=classes, columns=columns, fill_value=0)
+    confusion = confusion.rename_axis(index="expected", columns="answer")
     recall = {c: float(confusion.at[c, c] / confusion.loc[c].sum()) if confusion.loc[c].sum()
               else math.nan for c in classes}
     p_want = want.value_counts(normalize=True)
