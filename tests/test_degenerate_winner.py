@@ -86,6 +86,8 @@ def test_the_confusion_matrix_goes_to_each_variant_run(sarcasm):
     metrics = c.get_run(results.run_ids["guided"]).data.metrics
     assert metrics["exact_match_degenerate"] == 1.0 and metrics["label_kappa"] == 0.0
     assert metrics["label_recall.0"] == 0.0
+    assert "label_top_answer" not in metrics  # the answer "1" is text, not a measurement
+    assert metrics["label_top_answer_share"] == 1.0
 
 
 def test_workbench_run_promote_refuses_unless_given_a_reason(sarcasm, capsys):

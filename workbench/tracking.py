@@ -338,6 +338,8 @@ def _table(frame: Any) -> Any:
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in values.items():
+        if isinstance(value, str):  # a label such as "1" is text, not a measurement
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError):
