@@ -84,3 +84,25 @@ def test_exact_match_also_records_the_answer_and_the_expected_label():
     scorer = build_scorer("exact_match", {"expected": "label"})
     assert scorer.categorize("  Satisfied. ", example("satisfied")) == ("satisfied",
                                                                         "satisfied")
+
+
+def test_an_eval_set_with_labels_outside_the_set_fails_when_the_experiment_loads(
+        make_experiment, llm_server):
+    from workbench import Experiment
+    from workbench.errors import SpecError
+
+    folder = make_experiment(scorers=[{"type": "label", "expected": "label",
+                                       "labels": ["positive", "negative", "mixed"]}],
+                             primary_metric="label")
+    assert Experiment.from_yaml(folder).metrics == {"label": "binary"}
+    folder = make_experiment(scorers=[{"type": "label", "expected": "label",
+                                       "labels": ["positive", "neutral"]}],
+                             primary_metric="label")
+    with pytest.raises(SpecError, match=r"scorers\[0\]: the eval set's 'label' values "
+                                        r"\['negative'\] are not among the labels"):
+        Experiment.from_yaml(folder)
+    folder = make_experiment(scorers=[{"type": "label", "labels": ["positive", "negative"]}],
+                             primary_metric="label")
+    with pytest.raises(SpecError, match=r"20 example\(s\) have no field 'expected'"):
+        Experiment.from_yaml(folder)
+    assert llm_server.request_count == 0

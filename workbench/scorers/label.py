@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -117,6 +118,21 @@ class LabelMatch(OptionScorer):
             raise ValueError(f"example {example.id}: expected label {value!r} is not one of "
                              f"{list(self.labels)}; add it to the scorer's labels")
         return found[0]
+
+    def check_examples(self, examples: Sequence[Example]) -> None:
+        """Every example has the expected field with a known label; checked before a call."""
+        field = self.options.expected
+        missing = [e.id for e in examples if field not in e.inputs]
+        if missing:
+            raise ValueError(f"{len(missing)} example(s) have no field {field!r} (first: "
+                             f"{missing[0]}); name the eval-set field with the label in "
+                             "`expected:`")
+        unknown = sorted({str(e.inputs[field]) for e in examples
+                          if tokens(str(e.inputs[field])) not in self._synonyms})
+        if unknown:
+            raise ValueError(f"the eval set's {field!r} values {unknown[:10]} are not among "
+                             f"the labels {list(self.labels)}; add them to `labels:` (or as "
+                             "synonyms of a label) or correct the eval set")
 
     def categorize(self, output: str, example: Example) -> tuple[str, str]:
         """(label the output gave or "(none)", expected label), for the confusion matrix."""
