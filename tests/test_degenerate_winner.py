@@ -117,3 +117,14 @@ def test_a_classifier_that_discriminates_still_promotes(make_experiment):
     assert set(results.degenerate()) == {"bare"}  # bare is right on half: chance level
     assert not any(c.startswith("guided") for c in results.report.caveats)
     assert wb.promote(results.report, alias="staging", approver="alice").promoted
+
+
+def test_a_single_variant_run_still_says_it_is_degenerate(sarcasm, capsys):
+    folder = sarcasm()
+    (folder / "prompts" / "bare.yaml").unlink()
+    spec = (folder / "experiment.yaml").read_text().replace("  bare: prompts/bare.yaml\n", "")
+    (folder / "experiment.yaml").write_text(spec.replace("baseline: bare\n", ""))
+    assert main(["run", str(folder), "--no-track"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sarcasm: 1 variants")
+    assert "caveat: guided is degenerate on exact_match: nearly constant" in out

@@ -57,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
           f"errors: {len(results.errors)}")
     for warning in results.warnings:
         print(f"warning: {warning}")
+    if report is None:  # with a report, its caveats already say this
+        for variant, why in results.degenerate().items():
+            print(f"caveat: {variant} is degenerate on {results.primary}: {why}")
     if results.run_ids:
         print(f"\nMLflow ({results.tracking_uri}):")
         print(f"  parent run  {results.run_ids['parent']}")
