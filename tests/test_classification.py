@@ -135,3 +135,13 @@ def test_results_without_label_columns_have_no_classification():
     assert results.classification() == {} and results.degenerate() == {}
     assert "label_degenerate" not in results.summary().columns
     assert results.compare().caveats == ()
+
+
+def test_an_underpowered_good_classifier_is_flagged_with_a_hint_to_add_examples():
+    expected = ["ok"] * 90 + ["fraud"] * 10
+    answers = ["ok"] * 90 + ["fraud"] * 5 + ["ok"] * 5  # 0.95 vs 0.90 on 100: p = 0.06
+    r = classify(frame({"v": answers}, expected), "label", "v")
+    assert 0.05 < r.p_above_majority < 0.1 and r.kappa > 0.6
+    assert "more examples may show it is better than the baseline" in r.degenerate
+    big = classify(frame({"v": answers * 4}, expected * 4), "label", "v")
+    assert big.degenerate is None  # the same classifier on 400 examples: p < 0.001

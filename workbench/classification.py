@@ -188,6 +188,9 @@ def _with_verdict(r: ClassReport, alpha: float) -> ClassReport:
                        f"majority-class baseline {r.majority_share:.3f} (always answering "
                        f"{_short(r.majority_label)}; one-sided exact binomial p="
                        f"{r.p_above_majority:.2g}, n={r.n_examples})")
+        if r.kappa >= SLIGHT_KAPPA and r.accuracy > r.majority_share:
+            reasons[-1] += (f"; its answers do follow the labels (kappa {r.kappa:.2f}), so "
+                            "more examples may show it is better than the baseline")
     if not reasons:
         return r
     return ClassReport(**{**r.__dict__, "degenerate": "; ".join(reasons)})
