@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -116,8 +116,8 @@ class ClassReport:
 
         counts = self.confusion
         shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)
-        fig = Figure(figsize=(1.2 + 0.75 * counts.shape[1], 1.1 + 0.5 * counts.shape[0]),
-                     layout="constrained")
+        fig = Figure(figsize=(max(3.4, 1.4 + 0.8 * counts.shape[1]),
+                              1.5 + 0.5 * counts.shape[0]), layout="constrained")
         ax = fig.subplots()
         ax.imshow(shares.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
         for (i, j), n in pd.DataFrame(counts.to_numpy()).stack().items():
@@ -128,8 +128,8 @@ class ClassReport:
         ax.set_yticks(range(counts.shape[0]), [str(c) for c in counts.index], fontsize=8)
         ax.set_xlabel("answer", fontsize=8)
         ax.set_ylabel("expected", fontsize=8)
-        ax.set_title(f"{self.variant}: {self.metric} (balanced accuracy "
-                     f"{self.balanced_accuracy:.2f}, kappa {self.kappa:.2f})", fontsize=9,
+        ax.set_title(f"{self.variant}: {self.metric}\nbalanced accuracy "
+                     f"{self.balanced_accuracy:.2f}, kappa {self.kappa:.2f}", fontsize=9,
                      loc="left")
         return fig
 
@@ -158,7 +158,7 @@ def classify(frame: pd.DataFrame, metric: str, variant: str, *,
     scores = rows.groupby("example_id")[f"score.{metric}"].mean()
     majority_share = float(per_example.value_counts(normalize=True).iloc[0])
     p_value = _p_above(float(scores.sum()), len(scores), majority_share)
-    outputs = got.value_counts(normalize=True)
+    outputs = got.value_counts(normalize=True).rename_axis("answer").rename("share")
     report = ClassReport(
         variant=variant, metric=metric, confusion=confusion, recall=recall,
         accuracy=float(scores.mean()),
@@ -193,7 +193,7 @@ def _with_verdict(r: ClassReport, alpha: float) -> ClassReport:
                             "more examples may show it is better than the baseline")
     if not reasons:
         return r
-    return ClassReport(**{**r.__dict__, "degenerate": "; ".join(reasons)})
+    return replace(r, degenerate="; ".join(reasons))
 
 
 def degenerate(frame: pd.DataFrame, metric: str, *, alpha: float = 0.05,
