@@ -128,3 +128,14 @@ def test_a_single_variant_run_still_says_it_is_degenerate(sarcasm, capsys):
     out = capsys.readouterr().out
     assert out.startswith("sarcasm: 1 variants")
     assert "caveat: guided is degenerate on exact_match: nearly constant" in out
+
+
+def test_results_read_back_from_mlflow_keep_the_labels(sarcasm):
+    from workbench.tracking import load_results
+
+    results = Experiment.from_yaml(sarcasm()).run(progress=False)
+    again = load_results(results.run_ids["parent"])
+    assert again.degenerate() == results.degenerate()
+    assert again.classification()["guided"].confusion.equals(
+        results.classification()["guided"].confusion)
+    assert any("guided is degenerate" in c for c in again.compare("bare", "guided").caveats)
