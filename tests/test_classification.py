@@ -35,7 +35,7 @@ def test_a_constant_answer_on_a_balanced_binary_set_is_degenerate():
                BALANCED)
     found = degenerate(df, "label")
     assert set(found) == {"bare", "guided"}
-    assert "nearly constant: answered '1' in 100% of 100 calls" in found["guided"]
+    assert "answers nearly constant on label ('1' in 100% of 100 calls" in found["guided"]
     assert "0.500 is not significantly above the majority-class baseline 0.500" in found["guided"]
     assert "nearly constant" not in found["bare"]  # varied answers, but never a label
 
@@ -121,7 +121,7 @@ def test_results_summary_and_compare_flag_the_degenerate_winner():
     assert summary.loc["guided", "label_recall.0"] == 0
     report = results.compare()
     assert report.winner == "guided"  # on accuracy it did win
-    assert any(c.startswith("guided is degenerate on label: nearly constant")
+    assert any(c.startswith("guided is degenerate: answers nearly constant on label")
                for c in report.caveats)
     assert "Caveat: guided is degenerate" in report.to_text()
     assert "<b>Caveat:</b> guided is degenerate" in report._repr_html_()
@@ -145,3 +145,16 @@ def test_an_underpowered_good_classifier_is_flagged_with_a_hint_to_add_examples(
     assert "more examples may show it is better than the baseline" in r.degenerate
     big = classify(frame({"v": answers * 4}, expected * 4), "label", "v")
     assert big.degenerate is None  # the same classifier on 400 examples: p < 0.001
+
+
+def test_with_a_non_categorical_primary_only_constant_answers_count():
+    df = frame({"bare": [f"sentence {i}" for i in range(100)], "guided": ["1"] * 100},
+               BALANCED)
+    df["score.rouge"] = [0.1] * 100 + [0.9] * 100  # guided "wins" on a text metric
+    metrics = {"rouge": "continuous", "label": "binary"}
+    found = degenerate(df, "rouge", metrics=metrics)
+    assert list(found) == ["guided"]  # bare is at chance on labels, but varied: not flagged
+    assert found["guided"].startswith("answers nearly constant on label")
+    assert degenerate(df, "rouge", metrics={"rouge": "continuous"}) == {}
+    results = Results(df, metrics=metrics, primary="rouge", baseline="bare")
+    assert list(results.degenerate()) == ["guided"]

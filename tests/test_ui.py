@@ -350,7 +350,7 @@ def test_results_show_classes_and_flag_a_chance_level_variant(ran_quick):
     assert "exact_match: classes" in classes and "balanced accuracy" in classes
     assert "recall negative" in classes and "majority baseline" in classes
     # bare is right on half of a balanced set (chance level); guided on all of it
-    assert "bare is degenerate on exact_match" in classes
+    assert "bare is degenerate: exact_match 0.500 is not significantly above" in classes
     assert "guided is degenerate" not in classes
     assert classes.count("<th>answer</th>") == 2  # one confusion matrix per variant
 
@@ -379,7 +379,7 @@ def test_a_degenerate_winner_needs_a_reason_in_the_promote_panel(bench, llm_serv
     promote = bench.promote
     assert bench.session.report.winner == "guided" and promote.variant.value == "guided"
     assert "Caveat" in promote.verdict.value and "wb-warn" in promote.verdict.value
-    assert "guided is degenerate on exact_match: nearly constant" in promote.hint.value
+    assert "guided is degenerate: answers nearly constant" in promote.hint.value
     promote.alias.value = "staging"
     promote.promote_button.click()
     assert "wb-error" in promote.status.value and "degenerate" in promote.status.value
@@ -389,4 +389,4 @@ def test_a_degenerate_winner_needs_a_reason_in_the_promote_panel(bench, llm_serv
 
     from workbench.registry import history
 
-    assert history("triage").iloc[-1]["evidence"]["degenerate"].startswith("nearly constant")
+    assert history("triage").iloc[-1]["evidence"]["degenerate"].startswith("answers nearly")

@@ -177,12 +177,15 @@ def _p_above(successes: float, n: int, p0: float) -> float:
     return float(binomtest(int(round(successes)), n, p0, alternative="greater").pvalue)
 
 
-def _with_verdict(r: ClassReport, alpha: float) -> ClassReport:
-    reasons = []
+def _constant_reason(r: ClassReport) -> str | None:
     if r.top_output_share >= NEARLY_CONSTANT and not r.kappa >= SLIGHT_KAPPA:
-        reasons.append(f"nearly constant: answered {_short(r.top_output)} in "
-                       f"{r.top_output_share:.0%} of {r.n_calls} calls (Cohen's kappa "
-                       f"{_num(r.kappa)})")
+        return (f"answers nearly constant on {r.metric} ({_short(r.top_output)} in "
+                f"{r.top_output_share:.0%} of {r.n_calls} calls, Cohen's kappa {_num(r.kappa)})")
+    return None
+
+
+def _with_verdict(r: ClassReport, alpha: float) -> ClassReport:
+    reasons = [reason for reason in (_constant_reason(r),) if reason]
     if not r.p_above_majority < alpha:
         reasons.append(f"{r.metric} {r.accuracy:.3f} is not significantly above the "
                        f"majority-class baseline {r.majority_share:.3f} (always answering "
@@ -196,18 +199,28 @@ def _with_verdict(r: ClassReport, alpha: float) -> ClassReport:
     return replace(r, degenerate="; ".join(reasons))
 
 
-def degenerate(frame: pd.DataFrame, metric: str, *, alpha: float = 0.05,
-               variants: list[str] | None = None) -> dict[str, str]:
-    """Variant -> why it is degenerate on ``metric``; empty when the metric is not
-    categorical (rouge, judges, numbers) or every variant discriminates."""
-    if metric not in categorical_metrics(frame, {metric: ""}):
-        return {}
-    names = variants if variants is not None else list(dict.fromkeys(frame["variant"]))
-    found = {}
-    for variant in names:
-        report = classify(frame, metric, variant, alpha=alpha)
-        if report is not None and report.degenerate:
-            found[variant] = report.degenerate
+def degenerate(frame: pd.DataFrame, primary: str, *, alpha: float = 0.05,
+               metrics: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variant -> why it is degenerate; empty when every variant discriminates.
+
+    A categorical ``primary`` metric gets both checks. Otherwise only nearly constant
+    answers on another categorical metric in ``metrics`` count (a constant answer is one
+    whatever the score); rouge, judges and numbers alone are never flagged.
+    """
+    names = list(dict.fromkeys(frame["variant"]))
+    found: dict[str, str] = {}
+    if primary in categorical_metrics(frame, {primary: ""}):
+        for variant in names:
+            report = classify(frame, primary, variant, alpha=alpha)
+            if report is not None and report.degenerate:
+                found[variant] = report.degenerate
+        return found
+    for metric in categorical_metrics(frame, metrics or {}):
+        for variant in names:
+            report = classify(frame, metric, variant, alpha=alpha)
+            reason = _constant_reason(report) if report is not None else None
+            if reason and variant not in found:
+                found[variant] = reason
     return found
 
 

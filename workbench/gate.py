@@ -188,7 +188,7 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
     flagged = results.degenerate(alpha=gate.alpha).get(cand.name)
     if flagged:  # a constant answer can tie or beat the alias and still be useless
         lines.append(f"  degenerate {cand.name}: {flagged}")
-        failures.append(f"{cand.name} is degenerate on {results.primary}: {flagged}")
+        failures.append(f"{cand.name} is degenerate: {flagged}")
     for variant in (base, cand):
         if variant is None:
             continue

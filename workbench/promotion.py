@@ -60,7 +60,7 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     flagged = results.degenerate(alpha=report.alpha).get(chosen)
     if flagged and not reason:
         raise PromotionRefused(
-            f"{chosen!r} is degenerate on {results.primary}: {flagged}. Its score does not "
+            f"{chosen!r} is degenerate: {flagged}. Its score does not "
             "show it tells the classes apart; give reason=... to promote it anyway (the "
             "reason is kept in the registry's audit log)")
     if chosen not in results.prompt_versions:

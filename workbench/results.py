@@ -73,11 +73,12 @@ class Results:
         return {v: r for v, r in found.items() if r is not None}
 
     def degenerate(self, *, alpha: float = 0.05) -> dict[str, str]:
-        """Variants whose primary-metric answers are degenerate (constant, or not above the
-        majority-class baseline), with why; promotion and the gate refuse them."""
+        """Variants whose answers are degenerate, with why: on a categorical primary metric,
+        nearly constant or not above the majority-class baseline; otherwise nearly constant
+        on another categorical metric. Promotion and the gate refuse them."""
         from .classification import degenerate
 
-        return degenerate(self.frame, self.primary, alpha=alpha)
+        return degenerate(self.frame, self.primary, alpha=alpha, metrics=self.metrics)
 
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
@@ -96,7 +97,7 @@ class Results:
         options.setdefault("guardrails", self.guardrails)
         report = compare(self.frame, a, b, self.metrics, **options)
         flagged = self.degenerate(alpha=report.alpha)
-        caveats = tuple(f"{v} is degenerate on {self.primary}: {flagged[v]}"
+        caveats = tuple(f"{v} is degenerate: {flagged[v]}"
                         for v in report.variants if v in flagged)
         return dataclasses.replace(report, source=self, caveats=report.caveats + caveats)
 

@@ -59,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}")
     if report is None:  # with a report, its caveats already say this
         for variant, why in results.degenerate().items():
-            print(f"caveat: {variant} is degenerate on {results.primary}: {why}")
+            print(f"caveat: {variant} is degenerate: {why}")
     if results.run_ids:
         print(f"\nMLflow ({results.tracking_uri}):")
         print(f"  parent run  {results.run_ids['parent']}")

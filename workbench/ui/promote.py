@@ -112,7 +112,7 @@ class PromotePanel(widgets.VBox):
         flagged = self._degenerate.get(self.variant.value)
         if flagged:
             self.hint.value = note(
-                f"{self.variant.value} is degenerate on {report.primary_metric}: {flagged}. "
+                f"{self.variant.value} is degenerate: {flagged}. "
                 "To promote it anyway, write the reason; it is kept in the registry's audit "
                 "log.", "warn")
         elif self.variant.value == report.winner:

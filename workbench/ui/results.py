@@ -204,7 +204,7 @@ def _classification_html(results: Any) -> str:
                 "flag": "degenerate" if r.degenerate else ""})
             matrices.append(f"<div style='display:inline-block;margin:0 12px 6px 0'>"
                             f"<b>{esc(variant)}</b>{table(r.confusion)}</div>")
-        flags = "".join(note(f"{v} is degenerate on {metric}: {r.degenerate}", "warn")
+        flags = "".join(note(f"{v} is degenerate: {r.degenerate}", "warn")
                         for v, r in reports.items() if r.degenerate)
         parts.append(f"<h4>{esc(metric)}: classes</h4>"
                      f"{table(pd.DataFrame(rows), index=False)}{flags}"
