@@ -3,8 +3,9 @@
 ``workbench check`` (a CI step) and ``workbench.testing.assert_no_regression`` (a pytest test)
 both call ``check``. The gate fails when the candidate is significantly worse on the primary
 metric or a guardrail (the paired statistics of ``workbench.stats``), misses an absolute
-threshold, errors too often, or is degenerate on a categorical primary metric (nearly
-constant answers, or not significantly above the majority-class baseline). With no prompt
+threshold, errors too often, or is degenerate (``workbench.classification``: nearly
+constant answers, or a categorical primary metric not significantly above the majority-class
+baseline). With no prompt
 at the alias yet there is nothing to regress against, so only the thresholds, the error
 rate and the degenerate check apply.
 """
