@@ -5,9 +5,8 @@ both call ``check``. The gate fails when the candidate is significantly worse on
 metric or a guardrail (the paired statistics of ``workbench.stats``), misses an absolute
 threshold, errors too often, or is degenerate (``workbench.classification``: nearly
 constant answers, or a categorical primary metric not significantly above the majority-class
-baseline). With no prompt
-at the alias yet there is nothing to regress against, so only the thresholds, the error
-rate and the degenerate check apply.
+baseline). With no prompt at the alias yet there is nothing to regress against, so only
+the thresholds, the error rate and the degenerate check apply.
 """
 
 from __future__ import annotations
