@@ -82,7 +82,7 @@ class ComparisonReport:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # The Results it was computed from, so promotion can find the registered versions.
     source: Any = field(default=None, repr=False, compare=False)
-    # What a reader must know before trusting the verdict (e.g. a degenerate variant).
+    # What a reader must know before trusting the verdict (e.g. answers from a fallback model).
     caveats: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ access
@@ -283,10 +283,9 @@ class ComparisonReport:
             )
             for i, line in enumerate(self.verdict.splitlines())
         ]
-        lines += ["", "Verdict: " + "\n".join(verdict)]
-        lines += [textwrap.fill(f"Caveat: {c}", width=100, subsequent_indent="    ")
-                  for c in self.caveats]
-        lines.append("")
+        lines += ["", "Verdict: " + "\n".join(verdict), ""]
+        lines += [textwrap.fill("Caveat: " + c, width=100, subsequent_indent="    ")
+                  for c in self.caveats] + ([""] if self.caveats else [])
         lines.append(f"Per variant (mean, {round(100 * (1 - self.alpha))}% CI)")
         lines.append(_indent(self._summary_table().to_string()))
         lines.append("")

@@ -96,10 +96,13 @@ class Results:
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
         report = compare(self.frame, a, b, self.metrics, **options)
+        caveats = report.caveats + self._degenerate_caveats(report)
+        return dataclasses.replace(report, source=self, caveats=caveats)
+
+    def _degenerate_caveats(self, report: ComparisonReport) -> tuple[str, ...]:
+        """One caveat per compared variant that is degenerate, for any number of pairs."""
         flagged = self.degenerate(alpha=report.alpha)
-        caveats = tuple(f"{v} is degenerate: {flagged[v]}"
-                        for v in report.variants if v in flagged)
-        return dataclasses.replace(report, source=self, caveats=report.caveats + caveats)
+        return tuple(f"{v} is degenerate: {flagged[v]}" for v in report.variants if v in flagged)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
