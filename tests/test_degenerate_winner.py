@@ -98,6 +98,7 @@ def test_workbench_run_promote_refuses_unless_given_a_reason(sarcasm, capsys):
     out = capsys.readouterr().out
     assert "Caveat: guided is degenerate" in out
     assert "not promoted: 'guided' is degenerate: answers nearly constant" in out
+    assert "the reason is --reason TEXT" in out
     assert alias_version("sarcasm", "staging") is None
     assert main(["run", str(folder), "--promote", "staging", "--approver", "ci",
                  "--reason", "known constant, testing the serving path"]) == 0

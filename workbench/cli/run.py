@@ -75,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
                 outcome = promote(report, alias=args.promote, approver=args.approver,
                                   reason=args.reason)
             except PromotionRefused as exc:
-                print(f"\nnot promoted: {exc}")
+                print(f"\nnot promoted: {exc}\n  on the command line, the reason is "
+                      "--reason TEXT")
                 return 1
             if outcome.promoted:
                 print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
