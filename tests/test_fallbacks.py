@@ -34,8 +34,9 @@ def test_a_comparison_on_fallback_answers_says_so_and_is_not_promoted(make_exper
 
     report = results.compare("bare", "guided")
     assert report.winner == "guided"  # the statistics alone would promote it
-    assert len(report.caveats) == 2
-    assert report.caveats[0].startswith("bare: 20 of 20 answers (100%) came from the "
+    fallback = [c for c in report.caveats if "came from the fallback" in c]
+    assert len(fallback) == 2
+    assert fallback[0].startswith("bare: 20 of 20 answers (100%) came from the "
                                         "fallback openai/test-model-2, not openai/test-model")
     assert "Caveat: guided: 20 of 20" in report.to_text()
     assert "<b>Caveat:</b> bare: 20 of 20" in report._repr_html_()
@@ -61,5 +62,5 @@ def test_the_gate_flags_a_check_answered_by_a_fallback(make_experiment, llm_serv
 def test_a_run_its_own_model_answered_has_no_fallback_share(make_experiment):
     results = Experiment.from_yaml(make_experiment()).run(progress=False, track=False)
     assert (results.summary()["fallback_share"] == 0.0).all()
-    assert results.compare().caveats == ()
+    assert not any("fallback" in c for c in results.compare().caveats)
     assert "fallback" not in format_summary(results.summary(), results.metrics)

@@ -343,3 +343,50 @@ def test_panels_stay_usable_while_a_run_updates_them(bench, llm_server):
     assert bench.run.running and "Quick:" in bench.prompts.previews["bare"].value
     bench.run.wait(timeout=60)
     assert bench.session.results is not None
+
+
+def test_results_show_classes_and_flag_a_chance_level_variant(ran_quick):
+    classes = ran_quick.results.classes.value
+    assert "exact_match: classes" in classes and "balanced accuracy" in classes
+    assert "recall negative" in classes and "majority baseline" in classes
+    # bare is right on half of a balanced set (chance level); guided on all of it
+    assert "bare is degenerate: exact_match 0.500 is not significantly above" in classes
+    assert "guided is degenerate" not in classes
+    assert classes.count("<th>answer</th>") == 2  # one confusion matrix per variant
+
+
+def test_a_protected_alias_says_a_request_was_recorded_not_promoted(ran, project):
+    from workbench.registry import alias_version, pending_requests
+
+    (project / "workbench.yaml").write_text("registry:\n  protected: [production]\n")
+    promote = ran.promote
+    promote.alias.value = "production"
+    promote.promote_button.click()
+    status = promote.status.value
+    assert "Request recorded, approval needed" in status and "Promoted" not in status
+    assert "@production is protected and has not moved" in status
+    assert "workbench approve triage --alias production" in status
+    assert alias_version("triage", "production") is None
+    assert [r.version for r in pending_requests("triage")] == [
+        ran.session.results.prompt_versions["guided"]]
+
+
+def test_a_degenerate_winner_needs_a_reason_in_the_promote_panel(bench, llm_server):
+    # guided answers "positive" to everything: 0.50 on a balanced set beats bare's 0.00
+    llm_server.responder = lambda body: (
+        "positive" if "one word" in str(body["messages"]) else "It is hard to say.")
+    _click_run(bench)
+    promote = bench.promote
+    assert bench.session.report.winner == "guided" and promote.variant.value == "guided"
+    assert "Caveat" in promote.verdict.value and "wb-warn" in promote.verdict.value
+    assert "guided is degenerate: answers nearly constant" in promote.hint.value
+    promote.alias.value = "staging"
+    promote.promote_button.click()
+    assert "wb-error" in promote.status.value and "degenerate" in promote.status.value
+    promote.reason.value = "smoke-testing the serving path"
+    promote.promote_button.click()
+    assert "Promoted <b>guided</b>" in promote.status.value, promote.status.value
+
+    from workbench.registry import history
+
+    assert history("triage").iloc[-1]["evidence"]["degenerate"].startswith("answers nearly")

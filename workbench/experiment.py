@@ -50,6 +50,7 @@ class Experiment:
             for p in spec.prompts for m in spec.models
         ]
         self._check_variables()
+        self._check_scorers()
         self._cancel = threading.Event()
         self.progress = Progress()
         self.last_results: Results | None = None
@@ -87,6 +88,17 @@ class Experiment:
                     f"the template uses {missing} but the eval set "
                     f"{self.evalset.source} has only the fields {sorted(columns)}",
                     "rename the placeholder or add the field to the eval set")
+
+    def _check_scorers(self) -> None:
+        """Scorers that can check the eval set (e.g. its labels) do so before any call."""
+        for i, scorer in enumerate(self.scorers):
+            check = getattr(scorer, "check_examples", None)
+            try:
+                if check is not None:
+                    check(self.evalset.examples)
+            except ValueError as exc:
+                place = f"scorers[{i}]" if i < len(self.spec.scorers) else scorer.name
+                raise SpecError(self.spec.path or self.name, place, str(exc)) from exc
 
     def _check_keys(self) -> None:
         for variant in self.variants:

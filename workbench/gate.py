@@ -3,8 +3,10 @@
 ``workbench check`` (a CI step) and ``workbench.testing.assert_no_regression`` (a pytest test)
 both call ``check``. The gate fails when the candidate is significantly worse on the primary
 metric or a guardrail (the paired statistics of ``workbench.stats``), misses an absolute
-threshold, or errors too often. With no prompt at the alias yet there is nothing to regress
-against, so only the thresholds and the error rate apply.
+threshold, errors too often, or is degenerate (``workbench.classification``: nearly
+constant answers, or a categorical primary metric not significantly above the majority-class
+baseline). With no prompt at the alias yet there is nothing to regress against, so only
+the thresholds, the error rate and the degenerate check apply.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
     where = f"prompts:/{exp.spec.prompt_registry_name}@{alias}"
     head = (f"workbench check {exp.name}: {cand.name!r} vs {where} on {n_examples} examples"
             if base else f"workbench check {exp.name}: {cand.name!r}; no prompt at {where} "
-                         f"yet, so only thresholds and errors are checked")
+                         f"yet, so only thresholds, errors and degenerate answers are checked")
     lines = [head, _calls_line(frame)]
     report = None
     if base is not None:
@@ -191,6 +193,10 @@ def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Varia
         lines.append(f"  threshold {metric} >= {minimum:g}: {shown} {'ok' if ok else 'MISSED'}")
         if not ok:
             failures.append(f"{metric} {shown} is below its threshold {minimum:g}")
+    flagged = results.degenerate(alpha=gate.alpha).get(cand.name)
+    if flagged:  # a constant answer can tie or beat the alias and still be useless
+        lines.append(f"  degenerate {cand.name}: {flagged}")
+        failures.append(f"{cand.name} is degenerate: {flagged}")
     for variant in (base, cand):
         if variant is None:
             continue

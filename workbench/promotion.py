@@ -1,6 +1,7 @@
 """Promotion from evidence: move an alias to the variant a comparison found better.
 
-A promotion the verdict does not support needs a written reason, which is kept with the
+A promotion the verdict does not support, or of a degenerate variant (a constant answer at
+chance level can still win on accuracy), needs a written reason, which is kept with the
 version's tags next to who promoted it and on which run. It follows the project's registry
 policy like any other promotion: a protected alias gets a recorded request carrying the
 report's run id and verdict, for someone else to approve.
@@ -35,6 +36,11 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     request instead and returns a :class:`~workbench.registry.PromotionRequest` (its
     ``promoted`` is False and its ``str()`` says who must approve and how); otherwise the
     alias moves and the promoted version comes back.
+
+    A variant whose primary-metric answers are degenerate (``results.degenerate()``: nearly
+    constant, or not significantly above always answering the majority label) is refused
+    like one the verdict does not favour: a ``reason`` overrides, and the finding is kept
+    with the promotion's evidence.
     """
     results: Results | None = report.source
     if results is None:
@@ -52,11 +58,19 @@ def promote(report: ComparisonReport, *, alias: str = "production",
         raise PromotionRefused(
             f"the verdict does not favour {chosen!r} ({report.verdict}); "
             "give reason=... to promote it anyway")
+    flagged = results.degenerate(alpha=report.alpha).get(chosen)
+    if flagged and not reason:
+        raise PromotionRefused(
+            f"{chosen!r} is degenerate: {flagged}. Its score does not "
+            "show it tells the classes apart; give reason=... to promote it anyway (the "
+            "reason is kept in the registry's audit log)")
     if chosen not in results.prompt_versions:
         raise WorkbenchError(
             f"{chosen!r} has no registered prompt version: run the experiment with tracking "
             "on (the default) before promoting")
     evidence = {"variant": chosen, "verdict": report.verdict[:500]}
+    if flagged:
+        evidence["degenerate"] = flagged[:500]
     if "parent" in results.run_ids:
         evidence["run_id"] = results.run_ids["parent"]
     outcome = promote_or_request(results.registry_name, results.prompt_versions[chosen], alias,

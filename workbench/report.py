@@ -195,6 +195,7 @@ class ComparisonReport:
                 "pairs": pairs,
                 "summary": _frame_records(self.summary),
                 "consistency": _frame_records(self.consistency),
+                "caveats": list(self.caveats),
             }
         )
 

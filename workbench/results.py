@@ -11,6 +11,7 @@ import pandas as pd
 from .scorers import MetricKind
 
 if TYPE_CHECKING:
+    from .classification import ClassReport
     from .report import ComparisonReport
 
 
@@ -51,13 +52,36 @@ class Results:
 
     def summary(self) -> pd.DataFrame:
         """Per variant: each metric's mean with its 95% CI, n, errors, tokens, cost, latency."""
+        from .classification import summary_columns
         from .fallbacks import fallback_shares
         from .stats import summarize
 
         summary = summarize(self.frame, self.metrics)
         shares = fallback_shares(self.frame)
         summary["fallback_share"] = [shares.get(str(v), 0.0) for v in summary.index]
-        return summary
+        # categorical metrics add balanced accuracy, kappa, recall and the degenerate flag
+        extra = summary_columns(self.frame, self.metrics)
+        return summary.join(extra) if len(extra.columns) else summary
+
+    def classification(self, metric: str | None = None, *, alpha: float = 0.05
+                       ) -> dict[str, ClassReport]:
+        """Per variant: confusion matrix, per-class recall, balanced accuracy, kappa and the
+        answers given, for a categorical metric (default: the primary); empty for others."""
+        from .classification import categorical_metrics, classify
+
+        metric = metric or self.primary
+        if metric not in categorical_metrics(self.frame, {metric: ""}):
+            return {}
+        found = {v: classify(self.frame, metric, v, alpha=alpha) for v in self.variants}
+        return {v: r for v, r in found.items() if r is not None}
+
+    def degenerate(self, *, alpha: float = 0.05) -> dict[str, str]:
+        """Variants whose answers are degenerate, with why: on a categorical primary metric,
+        nearly constant or not above the majority-class baseline; otherwise nearly constant
+        on another categorical metric. Promotion and the gate refuse them."""
+        from .classification import degenerate
+
+        return degenerate(self.frame, self.primary, alpha=alpha, metrics=self.metrics)
 
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
@@ -76,8 +100,14 @@ class Results:
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
         report = compare(self.frame, a, b, self.metrics, **options)
-        caveats = report.caveats + fallback_caveats(self.frame, report.variants)
+        caveats = (report.caveats + fallback_caveats(self.frame, report.variants)
+                   + self._degenerate_caveats(report))
         return dataclasses.replace(report, source=self, caveats=caveats)
+
+    def _degenerate_caveats(self, report: ComparisonReport) -> tuple[str, ...]:
+        """One caveat per compared variant that is degenerate, for any number of pairs."""
+        flagged = self.degenerate(alpha=report.alpha)
+        return tuple(f"{v} is degenerate: {flagged[v]}" for v in report.variants if v in flagged)
 
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()

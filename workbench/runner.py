@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import collector
+from .classification import label_columns
 from .errors import GatewayError
 from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
@@ -229,6 +230,7 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         score = await _score(scorer, row["output"], example)
         row[f"score.{scorer.name}"] = math.nan if score.value is None else float(score.value)
         row[f"reason.{scorer.name}"] = score.reason if score.error is None else score.error
+        row.update(label_columns(scorer, row["output"], example))
         if score.cost is not None or score.tokens is not None:  # an LLM judge's own call
             row[f"judge_cost.{scorer.name}"] = float(score.cost or 0.0)
             row[f"judge_tokens.{scorer.name}"] = int(score.tokens or 0)

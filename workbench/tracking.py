@@ -68,6 +68,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
     dataset_input = _dataset_input(mlflow, evalset)
     summary = results.summary()
+    classified = _classification(results)
     try:
         for variant in variants:
             version, _created = register_version(
@@ -99,6 +100,9 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             frame = results.frame[results.frame["variant"] == variant.name]
             c.log_table(run_id, data=_table(_redacted(frame, redact)),
                         artifact_file="results.json")
+            for metric, reports in classified.items():
+                if variant.name in reports:
+                    _log_classification(c, run_id, reports[variant.name], metric)
             c.log_inputs(run_id, datasets=[dataset_input])
             prompt_uri = f"prompts:/{registry_name}/{version}"
             c.link_prompt_version_to_run(run_id, prompt_uri)
@@ -130,6 +134,21 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         c.set_terminated(parent.info.run_id, "FAILED")
         raise
     return tracked
+
+
+def _classification(results: Results) -> dict[str, dict[str, Any]]:
+    from .classification import categorical_metrics
+
+    return {m: results.classification(m)
+            for m in categorical_metrics(results.frame, results.metrics)}
+
+
+def _log_classification(c: Any, run_id: str, report: Any, metric: str) -> None:
+    """The confusion matrix with per-class recall as a table, and as an image."""
+    c.log_table(run_id, data=_table(report.to_frame()),
+                artifact_file=f"classification/{metric}_confusion.json")
+    c.log_figure(run_id, report.confusion_figure(),
+                 f"classification/{metric}_confusion.png")
 
 
 _CALLS_PER_TRACE = 500  # bounds a trace: the store's request and the UI's span tree
@@ -319,6 +338,8 @@ def _table(frame: Any) -> Any:
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in values.items():
+        if isinstance(value, str):  # a label such as "1" is text, not a measurement
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError):

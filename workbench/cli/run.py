@@ -27,12 +27,14 @@ def register(commands: Any) -> None:
     run.add_argument("--promote", metavar="ALIAS",
                      help="move ALIAS to the winning variant when the verdict says it is better")
     run.add_argument("--approver", help="name recorded with a promotion (default: your user)")
+    run.add_argument("--reason", help="promote the winner even when it is flagged degenerate; "
+                                      "the reason is kept in the registry's audit log")
     run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
-    from ..promotion import promote
+    from ..promotion import PromotionRefused, promote
     from ..results import format_summary
 
     experiment = Experiment.from_yaml(args.experiment)
@@ -55,6 +57,9 @@ def _run(args: argparse.Namespace) -> int:
           f"errors: {len(results.errors)}")
     for warning in results.warnings:
         print(f"warning: {warning}")
+    if report is None:  # with a report, its caveats already say this
+        for variant, why in results.degenerate().items():
+            print(f"caveat: {variant} is degenerate: {why}")
     if results.run_ids:
         print(f"\nMLflow ({results.tracking_uri}):")
         print(f"  parent run  {results.run_ids['parent']}")
@@ -66,7 +71,13 @@ def _run(args: argparse.Namespace) -> int:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
         else:
-            outcome = promote(report, alias=args.promote, approver=args.approver)
+            try:
+                outcome = promote(report, alias=args.promote, approver=args.approver,
+                                  reason=args.reason)
+            except PromotionRefused as exc:
+                print(f"\nnot promoted: {exc}\n  on the command line, the reason is "
+                      "--reason TEXT")
+                return 1
             if outcome.promoted:
                 print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
                       f"(version {outcome.version})")

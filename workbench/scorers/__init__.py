@@ -2,6 +2,7 @@
 
 from . import checks as _checks  # noqa: F401
 from . import deterministic as _deterministic  # noqa: F401  (registers the built-ins)
+from . import label as _label  # noqa: F401
 from . import safety as _safety  # noqa: F401
 from . import text_metrics as _text_metrics  # noqa: F401
 from .base import (

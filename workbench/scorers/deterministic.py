@@ -50,6 +50,13 @@ class ExactMatch(OptionScorer):
             return Score(1.0, "matches")
         return Score(0.0, f"expected {want!r}, got {got[:80]!r}")
 
+    def categorize(self, output: str, example: Example) -> tuple[str, str]:
+        """(answer, expected answer) as compared, for confusion matrices over label sets."""
+        want = str(_expected(example, self.options.expected))
+        if self.options.normalize:
+            return normalize(output)[:200], normalize(want)
+        return output[:200], want
+
 
 @register("contains")
 class Contains(OptionScorer):

@@ -1,7 +1,9 @@
 """Promote panel: move an alias to a variant's registered version, on the A/B evidence.
 
-Promoting a variant the verdict does not support needs a written reason; the Python API
-(``workbench.promote``) enforces that and keeps the reason with the version.
+Promoting a variant the verdict does not support, or a degenerate one (nearly constant
+answers, or not above the majority-class baseline), needs a written reason; the Python API
+(``workbench.promote``) enforces that and keeps the reason with the version. On a protected
+alias the panel says that a request was recorded and who must approve it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class PromotePanel(widgets.VBox):
 
     def __init__(self, source: Any, *, approver: str | None = None, **kwargs: Any) -> None:
         self.session: Session = as_session(source)
+        self._degenerate: dict[str, str] = {}  # variant -> why, for the report shown
         style = {"description_width": "80px"}
         self.verdict = widgets.HTML()
         self.variant = widgets.Dropdown(description="Version", style=style,
@@ -56,17 +59,23 @@ class PromotePanel(widgets.VBox):
         if report is None:
             self.status.value = note("Run and compare two variants first.", "warn")
             return None
-        promoted = promote(report, alias=self.alias.value.strip(),
-                           approver=self.approver.value.strip() or None,
-                           variant=self.variant.value,
-                           reason=self.reason.value.strip() or None)
-        kept = f" Reason kept: “{esc(self.reason.value.strip())}”." \
-            if self.reason.value.strip() else ""
-        self.status.value = note(
-            f"Promoted <b>{esc(self.variant.value)}</b> ({esc(promoted.uri)}) to "
-            f"<b>@{esc(self.alias.value.strip())}</b>.{kept}", "ok", raw=True)
+        alias, reason = self.alias.value.strip(), self.reason.value.strip()
+        outcome = promote(report, alias=alias, approver=self.approver.value.strip() or None,
+                          variant=self.variant.value, reason=reason or None)
+        kept = f" Reason kept: “{esc(reason)}”." if reason else ""
+        if outcome.promoted:
+            self.status.value = note(
+                f"Promoted <b>{esc(self.variant.value)}</b> ({esc(outcome.uri)}) to "
+                f"<b>@{esc(alias)}</b>.{kept}", "ok", raw=True)
+        else:  # a protected alias: the request waits for a second person
+            self.status.value = note(
+                f"Request recorded, approval needed: <b>{esc(self.variant.value)}</b> "
+                f"({esc(outcome.uri)}) → <b>@{esc(alias)}</b>. @{esc(alias)} is protected and "
+                f"has not moved; someone other than {esc(outcome.requester)} approves with "
+                f"<code>workbench approve {esc(outcome.name)} --alias {esc(alias)} --version "
+                f"{outcome.version} --approver NAME</code>.{kept}", "warn", raw=True)
         self._refresh_history()
-        return promoted
+        return outcome
 
     # ---- building -------------------------------------------------------------------------
     def _rebuild(self) -> None:
@@ -79,14 +88,17 @@ class PromotePanel(widgets.VBox):
             return
         self.promote_button.disabled = False
         first = esc(report.verdict.splitlines()[0]) if report.verdict else ""
-        kind = "ok" if report.winner else "warn"
+        self._degenerate = results.degenerate(alpha=report.alpha)
+        caveats = "".join(f"<br><b>Caveat</b>: {esc(c)}" for c in report.caveats)
+        kind = "ok" if report.winner and report.winner not in self._degenerate else "warn"
         self.verdict.value = note(f"<b>Verdict</b> ({esc(' vs '.join(report.variants))}): "
-                                  f"{first}", kind, raw=True)
+                                  f"{first}{caveats}", kind, raw=True)
         versions = results.prompt_versions
         options = []
         for name in report.variants:
             version = f"v{versions[name]}" if name in versions else "not registered"
             tag = " — favoured by the verdict" if name == report.winner else ""
+            tag += " — degenerate" if name in self._degenerate else ""
             options.append((f"{name} ({results.registry_name} {version}){tag}", name))
         self.variant.options = options
         self.variant.value = report.winner or report.variants[-1]
@@ -97,7 +109,13 @@ class PromotePanel(widgets.VBox):
         report = self.session.report
         if report is None or self.variant.value is None:
             return
-        if self.variant.value == report.winner:
+        flagged = self._degenerate.get(self.variant.value)
+        if flagged:
+            self.hint.value = note(
+                f"{self.variant.value} is degenerate: {flagged}. "
+                "To promote it anyway, write the reason; it is kept in the registry's audit "
+                "log.", "warn")
+        elif self.variant.value == report.winner:
             self.hint.value = note("The verdict supports this promotion; a reason is "
                                    "optional.", "ok")
         else:

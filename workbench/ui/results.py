@@ -29,6 +29,7 @@ class ResultsPanel(widgets.VBox):
         self.summary.add_class("wb-summary")
         self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.runs = widgets.HTML()
+        self.classes = widgets.HTML()  # confusion matrices, for categorical metrics
         self.filter = widgets.ToggleButtons(options=[(f.capitalize(), f) for f in FILTERS],
                                             value="all", style={"button_width": "auto"})
         self.previous = widgets.Button(icon="chevron-left", tooltip="previous example",
@@ -43,8 +44,8 @@ class ResultsPanel(widgets.VBox):
             self.filter, widgets.HBox([self.previous, self.example, self.next,
                                        self.position]), self.example_view])],
             titles=("Per-example outputs, variants side by side",), selected_index=None)
-        super().__init__(panel_box([self.header, self.summary, self.chart, self.runs,
-                                    self.viewer], "Results"), **kwargs)
+        super().__init__(panel_box([self.header, self.summary, self.classes, self.chart,
+                                    self.runs, self.viewer], "Results"), **kwargs)
         self.add_class("wb-panel")
         self._wide: pd.DataFrame | None = None
         self.filter.observe(lambda _: self._refresh_selection(), "value")
@@ -63,7 +64,7 @@ class ResultsPanel(widgets.VBox):
         if not visible:
             self.header.value = note("No results yet: run the experiment in the Run tab, or "
                                      "pass Results to this panel.", "info")
-            self.summary.value = self.runs.value = ""
+            self.summary.value = self.runs.value = self.classes.value = ""
             return
         summary = results.summary()
         self.header.value = (
@@ -72,6 +73,7 @@ class ResultsPanel(widgets.VBox):
             f"<b>{esc(results.primary)}</b> · mean per variant with its 95% CI</div>")
         self.summary.value = table(_summary_table(summary, results.metrics).reset_index(),
                                    index=False)
+        self.classes.value = _classification_html(results)
         self.chart.value = figure_png(_charts(summary, results.metrics, results.primary))
         self.runs.value = self._run_links(results)
         self._wide = side_by_side(results.frame)
@@ -179,6 +181,36 @@ def _summary_table(summary: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFra
     out["cost $"] = [fmt(c, 4) for c in summary["cost"]]
     out["median s"] = [fmt(x, 2) for x in summary["latency_p50"]]
     return out
+
+
+def _classification_html(results: Any) -> str:
+    """Per categorical metric: each variant's balanced accuracy, kappa, recall per class,
+    answers, degenerate flag, and its confusion matrix (rows expected, columns answered)."""
+    from workbench.classification import categorical_metrics
+
+    parts = []
+    for metric in categorical_metrics(results.frame, results.metrics):
+        reports = results.classification(metric)
+        rows, matrices = [], []
+        for variant, r in reports.items():
+            answers = ", ".join(f"{a if len(a) <= 24 else a[:23] + '…'} {share:.0%}"
+                                for a, share in r.outputs.head(3).items())
+            rows.append({
+                "variant": variant, "balanced accuracy": fmt(r.balanced_accuracy),
+                "kappa": fmt(r.kappa, 2),
+                **{f"recall {c}": fmt(v, 2) for c, v in r.recall.items()},
+                f"majority baseline ({r.majority_label})": fmt(r.majority_share),
+                "answers (top 3)": answers + (", …" if len(r.outputs) > 3 else ""),
+                "flag": "degenerate" if r.degenerate else ""})
+            matrices.append(f"<div style='display:inline-block;margin:0 12px 6px 0'>"
+                            f"<b>{esc(variant)}</b>{table(r.confusion)}</div>")
+        flags = "".join(note(f"{v} is degenerate: {r.degenerate}", "warn")
+                        for v, r in reports.items() if r.degenerate)
+        parts.append(f"<h4>{esc(metric)}: classes</h4>"
+                     f"{table(pd.DataFrame(rows), index=False)}{flags}"
+                     f"<div class='wb-muted'>Confusion matrices: rows are the expected "
+                     f"label, columns the answer; counts over calls.</div>{''.join(matrices)}")
+    return "".join(parts)
 
 
 def _error_bars(summary: pd.DataFrame, metric: str) -> np.ndarray:
