@@ -1,11 +1,13 @@
 """Running the matrix: cached calls are free, interrupted runs resume, failures are rows."""
 
 import gc
+import signal
 import threading
 
 import pytest
 
 from workbench import Experiment
+from workbench.registry import client
 
 from .llm_server import Faults
 
@@ -125,3 +127,34 @@ def test_a_missing_key_variable_stops_before_any_call(make_experiment, llm_serve
     with pytest.raises(Exception, match="WB_TEST_KEY"):
         experiment.run(track=False, progress=False)
     assert llm_server.request_count == 0
+
+
+def _interrupt_after_logging(monkeypatch):
+    """Ctrl-C while the MLflow writes finish: the signal lands inside the logging step."""
+    track = Experiment._track
+
+    def track_then_interrupt(self, results, evalset):
+        track(self, results, evalset)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Experiment, "_track", track_then_interrupt)
+
+
+def test_ctrl_c_after_the_run_was_logged_returns_the_results(make_experiment, monkeypatch):
+    _interrupt_after_logging(monkeypatch)
+    try:
+        results = run(make_experiment(), track=True)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C after the run was logged lost the finished run")
+    assert results.run_ids["parent"] and len(results.frame) == 40
+    assert results.warnings[-1] == ("interrupted after the run had finished and was logged: "
+                                    "nothing was lost")
+
+
+def test_ctrl_c_during_the_calls_still_interrupts_and_logs_nothing(make_experiment):
+    experiment = Experiment.from_yaml(make_experiment())
+    experiment.progress.listeners.append(
+        lambda progress: progress.done == 3 and signal.raise_signal(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(progress=False)
+    assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []

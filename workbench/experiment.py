@@ -202,8 +202,29 @@ class Experiment:
         return notes
 
     def run(self, **options: Any) -> Results:
-        """Blocking form of ``arun`` for notebooks and scripts."""
-        return run_sync(lambda: self.arun(**options))
+        """Blocking form of ``arun`` for notebooks and scripts.
+
+        A Ctrl-C that lands once the run is scored and logged returns the results: nothing
+        was lost. (asyncio turns one pressed during the MLflow writes into a cancellation
+        after they finish, which would otherwise discard the finished run.)
+        """
+        finished: list[Results] = []
+
+        async def until_logged() -> Results:
+            results = await self.arun(**options)
+            finished.append(results)
+            return results
+
+        try:
+            return run_sync(until_logged)
+        except KeyboardInterrupt:
+            if not finished:
+                raise
+            results = finished[0]
+            logged = " and was logged" if results.run_ids else ""
+            results.warnings.append(f"interrupted after the run had finished{logged}: "
+                                    "nothing was lost")
+            return results
 
     def cancel(self) -> None:
         """Stop sending new calls; finished calls stay cached, so a re-run resumes."""
