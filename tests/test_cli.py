@@ -75,8 +75,8 @@ def test_compare_recomputes_the_report_of_a_logged_run(make_experiment, capsys):
 def test_ctrl_c_after_the_run_was_logged_reports_success(make_experiment, monkeypatch, capsys):
     track = Experiment._track
 
-    def track_then_interrupt(self, results, evalset):
-        track(self, results, evalset)
+    def track_then_interrupt(self, results, evalset, **options):
+        track(self, results, evalset, **options)
         signal.raise_signal(signal.SIGINT)  # the signal lands while the MLflow writes finish
 
     monkeypatch.setattr(Experiment, "_track", track_then_interrupt)

@@ -40,7 +40,7 @@ def test_the_mlflow_logging_runs_with_the_heap_frozen_too(make_experiment, monke
     # a full collection over a notebook's heap took ~0.6 s, as long as writing 2,000 spans
     seen = []
     monkeypatch.setattr(Experiment, "_track",
-                        lambda self, results, evalset: seen.append(gc.get_freeze_count()))
+                        lambda self, results, evalset, **_: seen.append(gc.get_freeze_count()))
     run(make_experiment(), track=True)
     assert len(seen) == 1 and seen[0] > 0
     assert gc.get_freeze_count() == 0
@@ -133,8 +133,8 @@ def _interrupt_after_logging(monkeypatch):
     """Ctrl-C while the MLflow writes finish: the signal lands inside the logging step."""
     track = Experiment._track
 
-    def track_then_interrupt(self, results, evalset):
-        track(self, results, evalset)
+    def track_then_interrupt(self, results, evalset, **options):
+        track(self, results, evalset, **options)
         signal.raise_signal(signal.SIGINT)
 
     monkeypatch.setattr(Experiment, "_track", track_then_interrupt)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .registry import VARIANT_TAG, client, register_version
+from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
 from .settings import artifact_root, tracking_uri
 
 log = logging.getLogger("workbench.tracking")
@@ -42,14 +43,20 @@ class TrackedExecution:
     child_run_ids: dict[str, str] = field(default_factory=dict)
     prompt_versions: dict[str, int] = field(default_factory=dict)
     tracking_uri: str = ""
+    reused: bool = False  # True: an identical execution was logged before; these are its ids
 
 
 def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Variant],
                   evalset: EvalSet, results: Results, report: ComparisonReport | None = None,
                   params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
                   uri: str | None = None, trace: bool = True,
-                  redact: Callable[[str], str] | None = None) -> TrackedExecution:
+                  redact: Callable[[str], str] | None = None,
+                  reuse: bool = False) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
+
+    With ``reuse``, an execution served wholly from the cache that matches a finished parent
+    run (same config, eval set, prompts, outputs and scores) is not logged again: that run's
+    ids come back, with ``reused`` set.
 
     With ``trace``, every call made in this execution (cache hits were not calls) becomes
     an LLM span in a trace linked to its variant's run: inputs, output, tokens, cost,
@@ -62,9 +69,17 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     uri = uri or tracking_uri(source_dir)
     c = client(uri)
     experiment_id = _experiment_id(c, experiment, uri, source_dir)
+    digest = fingerprint(experiment=experiment, registry_name=registry_name, variants=variants,
+                         evalset=evalset, results=results, params=params or {}, trace=trace,
+                         redacted=redact is not None)
+    found = find_logged(c, experiment_id, digest) if reuse and fully_cached(results) else None
+    if found is not None:
+        parent_id, children, versions = found
+        return TrackedExecution(experiment_id, parent_id, children, versions, uri, reused=True)
     now = int(time.time() * 1000)
     tags = _source_tags(source_dir)
-    parent = c.create_run(experiment_id, tags=tags, run_name=f"{experiment}-{_stamp()}")
+    parent = c.create_run(experiment_id, tags={**tags, FINGERPRINT_TAG: digest},
+                          run_name=f"{experiment}-{_stamp()}")
     tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
     dataset_input = _dataset_input(mlflow, evalset)
     summary = results.summary()
