@@ -1,8 +1,10 @@
 """Running the matrix: cached calls are free, interrupted runs resume, failures are rows."""
 
+import asyncio
 import gc
 import signal
 import threading
+import time
 
 import pytest
 
@@ -157,4 +159,29 @@ def test_ctrl_c_during_the_calls_still_interrupts_and_logs_nothing(make_experime
         lambda progress: progress.done == 3 and signal.raise_signal(signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         experiment.run(progress=False)
+    assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []
+
+
+def test_ctrl_c_in_a_notebook_stops_the_run_left_in_its_helper_thread(make_experiment,
+                                                                       llm_server):
+    llm_server.latency = 0.05
+    experiment = Experiment.from_yaml(make_experiment())
+    main = threading.main_thread().ident
+    experiment.progress.listeners.append(
+        lambda progress: progress.done == 3 and signal.pthread_kill(main, signal.SIGINT))
+
+    async def cell():  # a notebook cell: the kernel's event loop is running
+        experiment.run(progress=False)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    # the run goes on in its thread until it stops (an interrupted join cannot wait for it)
+    deadline = time.monotonic() + 60
+    while experiment.last_results is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert experiment.last_results is not None and llm_server.request_count < 20
     assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []

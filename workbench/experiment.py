@@ -223,6 +223,7 @@ class Experiment:
             return run_sync(until_logged)
         except KeyboardInterrupt:
             if not finished:
+                self.cancel()  # in a notebook the run goes on in a helper thread: stop its calls
                 raise
             results = finished[0]
             logged = " and was logged" if results.run_ids else ""
