@@ -332,8 +332,8 @@ class Experiment:
         if tracked.reused:
             results.warnings.append(
                 f"not logged again: every call came from the cache and the config, eval set, "
-                f"prompts and scores match parent run {tracked.parent_run_id}, whose ids these "
-                "are (log_again=True or --log-again logs a new run)")
+                f"prompts and scores match parent run {tracked.parent_run_id}, so run_ids are "
+                "that run's (log_again=True or --log-again logs a new run)")
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri
 
