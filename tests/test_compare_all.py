@@ -65,7 +65,8 @@ def test_two_improvements_on_the_baseline_name_no_winner_and_promote_nothing(
     assert "results.compare('guided', 'third')" in out
     results = Experiment.from_yaml(folder).run(progress=False, track=False)
     assert results.report.winner is None
-    with pytest.raises(PromotionRefused, match="several variants beat bare"):
+    with pytest.raises(PromotionRefused,
+                       match=r"the verdict names no winner \(several variants beat bare"):
         promote(results.report, alias="staging")
 
 
