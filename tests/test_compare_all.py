@@ -125,3 +125,10 @@ def test_the_ab_panel_shows_every_variant_against_the_baseline_then_one_pair():
     panel.a.value = "x"
     panel.b.value = "*"
     assert [(p.a, p.b) for p in panel.session.report.pairs] == [("x", "base"), ("x", "y")]
+
+
+def test_the_ab_panel_says_when_several_beat_the_baseline_and_none_is_best():
+    ui = pytest.importorskip("workbench.ui")
+    results = results_of(frame({"base": POOR, "x": GOOD, "y": GOOD}))
+    panel = ui.ABPanel(results.compare())
+    assert "x, y each beat base; none is shown to be the best" in panel.verdict.value

@@ -77,8 +77,14 @@ class ABPanel(widgets.VBox):
         if report is None:
             return
         kind = "ok" if report.winner else "warn"
-        winner = (f"<b>{esc(report.winner)}</b> is the better variant." if report.winner
-                  else "<b>No variant is shown to be better.</b>")
+        improved = [p.winner for p in report.pairs if p.winner not in (None, report.baseline)]
+        if report.winner:
+            winner = f"<b>{esc(report.winner)}</b> is the better variant."
+        elif len(improved) > 1:
+            winner = (f"<b>{esc(', '.join(improved))} each beat {esc(report.baseline)}; none "
+                      "is shown to be the best.</b>")
+        else:
+            winner = "<b>No variant is shown to be better.</b>"
         self.verdict.value = note(f"{winner} The verdict and its evidence follow.", kind,
                                   raw=True)
         self.report.value = report._repr_html_()
