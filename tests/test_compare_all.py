@@ -63,6 +63,9 @@ def test_two_improvements_on_the_baseline_name_no_winner_and_promote_nothing(
     assert "third - bare" in out and "guided - bare" in out
     assert "not promoted: several variants beat bare on exact_match (guided, third)" in out
     assert "results.compare('guided', 'third')" in out
+    parent = next(line.split()[-1] for line in out.splitlines() if "parent run" in line)
+    assert main(["compare", parent]) == 0  # the logged run, recomputed: every pair again
+    assert "guided - bare" in (again := capsys.readouterr().out) and "third - bare" in again
     results = Experiment.from_yaml(folder).run(progress=False, track=False)
     assert results.report.winner is None
     with pytest.raises(PromotionRefused,
