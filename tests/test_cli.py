@@ -1,7 +1,10 @@
 """The command line: a thin layer that prints what the Python API returns."""
 
+import signal
+
 import pytest
 
+from workbench import Experiment
 from workbench.cli import main
 from workbench.registry import alias_version
 
@@ -67,3 +70,33 @@ def test_compare_recomputes_the_report_of_a_logged_run(make_experiment, capsys):
     assert main(["compare", parent, "bare", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
     assert main(["compare", "0123456789abcdef0123456789abcdef"]) == 1
+
+
+def test_ctrl_c_after_the_run_was_logged_reports_success(make_experiment, monkeypatch, capsys):
+    track = Experiment._track
+
+    def track_then_interrupt(self, results, evalset, **options):
+        track(self, results, evalset, **options)
+        signal.raise_signal(signal.SIGINT)  # the signal lands while the MLflow writes finish
+
+    monkeypatch.setattr(Experiment, "_track", track_then_interrupt)
+    assert main(["run", str(make_experiment())]) == 0
+    captured = capsys.readouterr()
+    assert "parent run" in captured.out and "guided better than bare" in captured.out
+    assert "interrupted after the run had finished and was logged: nothing was lost" in (
+        captured.out)
+    assert "run the same command to resume" not in captured.err
+
+
+def test_ctrl_c_during_the_calls_reports_the_interruption(make_experiment, monkeypatch, capsys):
+    def interrupt_on_the_third_call(self, **options):
+        self.progress.listeners.append(
+            lambda progress: progress.done == 3 and signal.raise_signal(signal.SIGINT))
+        return run(self, **options)
+
+    run = Experiment.run
+    monkeypatch.setattr(Experiment, "run", interrupt_on_the_third_call)
+    assert main(["run", str(make_experiment())]) == 130
+    captured = capsys.readouterr()
+    assert "parent run" not in captured.out
+    assert "interrupted: finished calls are cached" in captured.err

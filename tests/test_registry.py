@@ -134,6 +134,25 @@ def test_rollback_steps_back_through_the_versions_the_alias_held(versions):
     assert load("triage", version=v2).tags["workbench.rolled_back.production.by"] == "ops"
 
 
+def test_promoting_the_version_an_alias_holds_again_records_nothing(versions):
+    v1, v2, _ = versions
+    for version in (v1, v2, v2):
+        promote("triage", version, "production", approver="alice", policy=OPEN)
+    assert actions() == [("promotion", v1, "alice"), ("promotion", v2, "alice")]
+    again = promote_or_request("triage", v2, "production", actor="bob", policy=PROTECTED)
+    assert again.promoted and again.version == v2 and pending_requests("triage") == []
+    assert len(actions()) == 2
+    # so the alias's moves stay a true stack: one rollback returns to v1
+    assert rollback("triage", "production", actor="ops").version == v1
+
+
+def test_promoting_a_version_set_outside_the_workbench_puts_it_on_the_record(versions):
+    v1, *_ = versions
+    mlflow.genai.set_prompt_alias("triage", "staging", v1)
+    promote("triage", v1, "staging", approver="alice", policy=OPEN)
+    assert actions() == [("promotion", v1, "alice")]
+
+
 def test_rollback_needs_no_approval_on_a_protected_alias(versions):
     v1, v2, _ = versions
     for version in (v1, v2):

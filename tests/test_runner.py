@@ -1,11 +1,15 @@
 """Running the matrix: cached calls are free, interrupted runs resume, failures are rows."""
 
+import asyncio
 import gc
+import signal
 import threading
+import time
 
 import pytest
 
 from workbench import Experiment
+from workbench.registry import client
 
 from .llm_server import Faults
 
@@ -38,7 +42,7 @@ def test_the_mlflow_logging_runs_with_the_heap_frozen_too(make_experiment, monke
     # a full collection over a notebook's heap took ~0.6 s, as long as writing 2,000 spans
     seen = []
     monkeypatch.setattr(Experiment, "_track",
-                        lambda self, results, evalset: seen.append(gc.get_freeze_count()))
+                        lambda self, results, evalset, **_: seen.append(gc.get_freeze_count()))
     run(make_experiment(), track=True)
     assert len(seen) == 1 and seen[0] > 0
     assert gc.get_freeze_count() == 0
@@ -125,3 +129,59 @@ def test_a_missing_key_variable_stops_before_any_call(make_experiment, llm_serve
     with pytest.raises(Exception, match="WB_TEST_KEY"):
         experiment.run(track=False, progress=False)
     assert llm_server.request_count == 0
+
+
+def _interrupt_after_logging(monkeypatch):
+    """Ctrl-C while the MLflow writes finish: the signal lands inside the logging step."""
+    track = Experiment._track
+
+    def track_then_interrupt(self, results, evalset, **options):
+        track(self, results, evalset, **options)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(Experiment, "_track", track_then_interrupt)
+
+
+def test_ctrl_c_after_the_run_was_logged_returns_the_results(make_experiment, monkeypatch):
+    _interrupt_after_logging(monkeypatch)
+    try:
+        results = run(make_experiment(), track=True)
+    except KeyboardInterrupt:
+        pytest.fail("a Ctrl-C after the run was logged lost the finished run")
+    assert results.run_ids["parent"] and len(results.frame) == 40
+    assert results.warnings[-1] == ("interrupted after the run had finished and was logged: "
+                                    "nothing was lost")
+
+
+def test_ctrl_c_during_the_calls_still_interrupts_and_logs_nothing(make_experiment):
+    experiment = Experiment.from_yaml(make_experiment())
+    experiment.progress.listeners.append(
+        lambda progress: progress.done == 3 and signal.raise_signal(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(progress=False)
+    assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []
+
+
+def test_ctrl_c_in_a_notebook_stops_the_run_left_in_its_helper_thread(make_experiment,
+                                                                       llm_server):
+    llm_server.latency = 0.05
+    experiment = Experiment.from_yaml(make_experiment())
+    main = threading.main_thread().ident
+    experiment.progress.listeners.append(
+        lambda progress: progress.done == 3 and signal.pthread_kill(main, signal.SIGINT))
+
+    async def cell():  # a notebook cell: the kernel's event loop is running
+        experiment.run(progress=False)
+
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_until_complete(cell())
+    finally:
+        loop.close()
+    # the run goes on in its thread until it stops (an interrupted join cannot wait for it)
+    deadline = time.monotonic() + 60
+    while experiment.last_results is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert experiment.last_results is not None and llm_server.request_count < 20
+    assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []

@@ -68,7 +68,7 @@ def test_a_failed_call_is_an_error_span_and_the_others_are_not(make_experiment, 
 def test_a_cached_rerun_makes_no_new_traces(make_experiment):
     folder = make_experiment()
     Experiment.from_yaml(folder).run(progress=False)
-    again = Experiment.from_yaml(folder).run(progress=False)
+    again = Experiment.from_yaml(folder).run(progress=False, log_again=True)
     run_id = again.run_ids["guided"]
     experiment_id = client().get_run(run_id).info.experiment_id
     assert mlflow.search_traces(locations=[experiment_id], run_id=run_id,

@@ -128,7 +128,7 @@ class Experiment:
                    progress: bool = True, concurrency: int | None = None,
                    repeats: int | None = None, refresh: Sequence[str] = (),
                    max_cost: float | None = None, cache: ResponseCache | None = None,
-                   workers: int | None = None) -> Results:
+                   workers: int | None = None, log_again: bool = False) -> Results:
         """Run the matrix, score it, log it to MLflow; resumable through the response cache.
 
         Nothing is sent unless every call fits its context window and the estimated cost is
@@ -136,6 +136,10 @@ class Experiment:
         the cost actually spent reaches it. ``workers`` (or ``run.workers``) > 1 makes the
         calls from that many worker processes, which share the rate limits; this process
         caches, scores and logs.
+
+        A re-run served wholly from the cache that matches a logged execution (config, eval
+        set, prompts, outputs, scores) is not logged twice: ``results.run_ids`` point at the
+        existing runs and a warning says so. ``log_again=True`` logs a new parent run anyway.
         """
         from .preflight import CostLimitError
         from .results import Results
@@ -180,7 +184,7 @@ class Experiment:
             if len(results.variants) >= 2:
                 results.report = results.compare()
             if track and not self._cancel.is_set():
-                self._track(results, evalset)
+                self._track(results, evalset, log_again=log_again)
         self.last_results = results
         return results
 
@@ -214,8 +218,30 @@ class Experiment:
         return notes
 
     def run(self, **options: Any) -> Results:
-        """Blocking form of ``arun`` for notebooks and scripts."""
-        return run_sync(lambda: self.arun(**options))
+        """Blocking form of ``arun`` for notebooks and scripts.
+
+        A Ctrl-C that lands once the run is scored and logged returns the results: nothing
+        was lost. (asyncio turns one pressed during the MLflow writes into a cancellation
+        after they finish, which would otherwise discard the finished run.)
+        """
+        finished: list[Results] = []
+
+        async def until_logged() -> Results:
+            results = await self.arun(**options)
+            finished.append(results)
+            return results
+
+        try:
+            return run_sync(until_logged)
+        except KeyboardInterrupt:
+            if not finished:
+                self.cancel()  # in a notebook the run goes on in a helper thread: stop its calls
+                raise
+            results = finished[0]
+            logged = " and was logged" if results.run_ids else ""
+            results.warnings.append(f"interrupted after the run had finished{logged}: "
+                                    "nothing was lost")
+            return results
 
     def cancel(self) -> None:
         """Stop sending new calls; finished calls stay cached, so a re-run resumes."""
@@ -303,7 +329,7 @@ class Experiment:
         return saved if saved.spec.models == self.spec.models else saved.with_models(
             self.spec.models)
 
-    def _track(self, results: Results, evalset: EvalSet) -> None:
+    def _track(self, results: Results, evalset: EvalSet, *, log_again: bool = False) -> None:
         from .tracking import log_execution
 
         redact = None
@@ -313,8 +339,13 @@ class Experiment:
             experiment=self.name, registry_name=self.spec.prompt_registry_name,
             variants=self.variants, evalset=evalset, results=results, report=results.report,
             params={"repeats": self.spec.run.repeats}, source_dir=self.spec.directory,
-            trace=self.spec.run.trace, redact=redact)
+            trace=self.spec.run.trace, redact=redact, reuse=not log_again)
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
+        if tracked.reused:
+            results.warnings.append(
+                f"not logged again: every call came from the cache and the config, eval set, "
+                f"prompts and scores match parent run {tracked.parent_run_id}, so run_ids are "
+                "that run's (log_again=True or --log-again logs a new run)")
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri
 

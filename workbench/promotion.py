@@ -51,7 +51,7 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     if chosen is None:
         if not reason:
             raise PromotionRefused(
-                f"no variant is significantly better ({report.verdict}); "
+                f"the verdict names no winner ({report.verdict}); "
                 "pass variant=... and reason=... to promote anyway")
         raise PromotionRefused("name the variant to promote with variant=...")
     if chosen != winner and not reason:

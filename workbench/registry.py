@@ -352,6 +352,9 @@ def promote(name: str, version: int, alias: str = "production", *, approver: str
     c = mlflow_client or client()
     policy = policy or _policy_for(c)
     policy.check_alias(alias)
+    already = _already_at(c, name, int(version), alias)
+    if already is not None:
+        return already
     if policy.requires_approval(alias):
         raise ApprovalRequired(
             f"@{alias} is protected: request the promotion (`workbench request {name} "
@@ -371,6 +374,10 @@ def promote_or_request(name: str, version: int, alias: str = "production", *,
     """
     c = mlflow_client or client()
     policy = policy or _policy_for(c)
+    policy.check_alias(alias)
+    already = _already_at(c, name, int(version), alias)
+    if already is not None:
+        return already
     if policy.requires_approval(alias):
         return request_promotion(name, version, alias, requester=actor, reason=reason,
                                  evidence=evidence, policy=policy, mlflow_client=c)
@@ -501,6 +508,18 @@ def history(name: str, *, mlflow_client: Any = None) -> pd.DataFrame:
 
 
 # -- records -------------------------------------------------------------------------------
+
+
+def _already_at(c: Any, name: str, version: int, alias: str) -> RegisteredPrompt | None:
+    """The version, when ``alias`` holds it by a recorded move: promoting it again changes
+    nothing, so it adds nothing to the audit log (nor a request to approve a no-op)."""
+    if alias_version(name, alias, mlflow_client=c) != version:
+        return None
+    moves = [e for e in _events(c, name)
+             if e.alias == alias and e.action in ("promotion", "rollback")]
+    if not moves or moves[-1].version != version:
+        return None  # set outside the workbench: the promotion puts it on the record
+    return load(name, version=version, mlflow_client=c)
 
 
 def _policy_for(c: Any) -> Policy:

@@ -30,7 +30,7 @@ class Results:
         self.run_ids: dict[str, str] = {}
         self.registry_name = experiment
         self.warnings: list[str] = []
-        self.report: ComparisonReport | None = None  # baseline vs. the next variant, once run
+        self.report: ComparisonReport | None = None  # every variant vs. the baseline
         self.tracking_uri = ""
         self.prompt_versions: dict[str, int] = {}
         self.cache_hits = int(frame["cached"].sum()) if len(frame) else 0
@@ -85,21 +85,26 @@ class Results:
 
     def compare(self, a: str | None = None, b: str | None = None, **options: Any
                 ) -> ComparisonReport:
-        """Paired comparison of two variants on every metric (``a`` is the baseline)."""
+        """Paired comparison on every metric; ``a`` is the baseline (default: the experiment's).
+
+        With ``b``, the one pair. Without it, every other variant against ``a`` as one family:
+        the correction (Holm by default) covers every pair and metric, so adding a third
+        variant costs power instead of being silently left out. With several candidates the
+        report names a winner only when exactly one is a guardrail-clean improvement on ``a``.
+        """
         from .fallbacks import fallback_caveats
-        from .stats import compare
+        from .stats import compare, compare_all
 
         names = self.variants
-        if a is None:
-            a = self.baseline or names[0]
-        if b is None:
-            others = [n for n in names if n != a]
-            if not others:
-                raise ValueError(f"nothing to compare {a!r} with: the run has only {names}")
-            b = others[0]
+        a = a or self.baseline or (names[0] if names else None)
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
-        report = compare(self.frame, a, b, self.metrics, **options)
+        if b is not None:
+            report = compare(self.frame, a, b, self.metrics, **options)
+        elif len(names) < 2:
+            raise ValueError(f"nothing to compare {a!r} with: the run has only {names}")
+        else:
+            report = compare_all(self.frame, self.metrics, baseline=a, **options)
         caveats = (report.caveats + fallback_caveats(self.frame, report.variants)
                    + self._degenerate_caveats(report))
         return dataclasses.replace(report, source=self, caveats=caveats)

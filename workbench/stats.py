@@ -1616,17 +1616,20 @@ def _overall(
     variants = list(dict.fromkeys(v for p in pairs for v in (p.a, p.b)))
     champions = [v for v in variants if all(p.winner == v for p in pairs if v in (p.a, p.b))]
     if baseline is not None:
+        # A winner improves on the baseline (guardrails clean); the baseline itself never wins.
         beat = [p.winner for p in pairs if p.winner is not None and p.winner != baseline]
         winner: str | None = None
-        if len(champions) == 1:
-            head = f"{champions[0]} beats every variant it was compared with on {primary}"
-            winner = champions[0]
+        if len(beat) == 1:
+            head = f"{beat[0]} is the only variant better than {baseline} on {primary}"
+            winner = beat[0]
         elif beat:
             head = (
                 f"several variants beat {baseline} on {primary} ({', '.join(beat)}); they were "
-                f"not compared with each other, so there is no single winner"
+                f"not compared with each other, so there is no single winner (compare two of "
+                f"them directly, e.g. results.compare({beat[0]!r}, {beat[1]!r}))"
             )
-            winner = None
+        elif all(p.winner == baseline for p in pairs):
+            head = f"{baseline} is better than every other variant on {primary}; keep it"
         else:
             head = f"no variant is significantly better than {baseline} on {primary}"
     elif len(champions) == 1:

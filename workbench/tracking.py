@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .registry import VARIANT_TAG, client, register_version
+from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
 from .settings import artifact_root, tracking_uri
 
 log = logging.getLogger("workbench.tracking")
@@ -42,14 +43,20 @@ class TrackedExecution:
     child_run_ids: dict[str, str] = field(default_factory=dict)
     prompt_versions: dict[str, int] = field(default_factory=dict)
     tracking_uri: str = ""
+    reused: bool = False  # True: an identical execution was logged before; these are its ids
 
 
 def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Variant],
                   evalset: EvalSet, results: Results, report: ComparisonReport | None = None,
                   params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
                   uri: str | None = None, trace: bool = True,
-                  redact: Callable[[str], str] | None = None) -> TrackedExecution:
+                  redact: Callable[[str], str] | None = None,
+                  reuse: bool = False) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
+
+    With ``reuse``, an execution served wholly from the cache that matches a finished parent
+    run (same config, eval set, prompts, outputs and scores) is not logged again: that run's
+    ids come back, with ``reused`` set.
 
     With ``trace``, every call made in this execution (cache hits were not calls) becomes
     an LLM span in a trace linked to its variant's run: inputs, output, tokens, cost,
@@ -62,9 +69,17 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     uri = uri or tracking_uri(source_dir)
     c = client(uri)
     experiment_id = _experiment_id(c, experiment, uri, source_dir)
+    digest = fingerprint(experiment=experiment, registry_name=registry_name, variants=variants,
+                         evalset=evalset, results=results, params=params or {}, trace=trace,
+                         redacted=redact is not None)
+    found = find_logged(c, experiment_id, digest) if reuse and fully_cached(results) else None
+    if found is not None:
+        parent_id, children, versions = found
+        return TrackedExecution(experiment_id, parent_id, children, versions, uri, reused=True)
     now = int(time.time() * 1000)
     tags = _source_tags(source_dir)
-    parent = c.create_run(experiment_id, tags=tags, run_name=f"{experiment}-{_stamp()}")
+    parent = c.create_run(experiment_id, tags={**tags, FINGERPRINT_TAG: digest},
+                          run_name=f"{experiment}-{_stamp()}")
     tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
     dataset_input = _dataset_input(mlflow, evalset)
     summary = results.summary()
@@ -113,8 +128,11 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         parent_metrics: dict[str, float] = {}
         if report is not None:
             parent_metrics.update(_finite(report.mlflow_metrics()))
-            c.log_dict(parent.info.run_id, report.to_dict(), "ab_report.json")
-            c.log_text(parent.info.run_id, report.to_text(), "ab_report.txt")
+            # caveats quote answers (a degenerate variant's constant output)
+            c.log_dict(parent.info.run_id, _redacted_value(report.to_dict(), redact),
+                       "ab_report.json")
+            c.log_text(parent.info.run_id, _redacted_value(report.to_text(), redact),
+                       "ab_report.txt")
             c.log_figure(parent.info.run_id, report.forest_plot(), "ab_forest_plot.png")
         parent_params = {"experiment": experiment, "variants": ",".join(v.name for v in variants),
                          "eval_set": evalset.name, "eval_set_digest": evalset.digest[:16],
@@ -300,11 +318,23 @@ def _redacted(frame: Any, redact: Callable[[str], str] | None) -> Any:
     if redact is None:
         return frame
     frame = frame.copy()
-    # every free-text column: outputs, errors and scorer reasons (which quote outputs)
+    # every free-text column: outputs, errors, scorer reasons and labels (which quote outputs)
     for column in frame.columns:
-        if column in ("output", "error", "warning") or column.startswith("reason."):
+        if column in ("output", "error", "warning") or column.startswith(("reason.", "label.")):
             frame[column] = frame[column].map(lambda v: redact(v) if isinstance(v, str) else v)
     return frame
+
+
+def _redacted_value(value: Any, redact: Callable[[str], str] | None) -> Any:
+    if redact is None:
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted_value(v, redact) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted_value(v, redact) for v in value]
+    return value
 
 
 def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:

@@ -8,12 +8,12 @@ from typing import Any
 
 def register(commands: Any) -> None:
     compare = commands.add_parser(
-        "compare", help="the paired comparison of two variants of a logged run",
+        "compare", help="the paired comparison of the variants of a logged run",
         description="Recompute the A/B report from a run's per-example table in MLflow: "
                     "paired tests, confidence intervals, correction, verdict.")
     compare.add_argument("run", help="MLflow run id (the parent run, or one variant's run)")
     compare.add_argument("variants", nargs="*", metavar="VARIANT",
-                         help="A and B (default: the baseline and the next variant)")
+                         help="A and B (default: every variant against the baseline)")
     compare.add_argument("--correction", choices=["holm", "bh", "none"], default="holm",
                          help="multiple-comparison correction (default: holm)")
     compare.add_argument("--alpha", type=float, default=0.05, help="significance level")
@@ -29,7 +29,8 @@ def _compare(args: argparse.Namespace) -> int:
     from ..tracking import load_results
 
     if len(args.variants) not in (0, 2):
-        raise WorkbenchError("name two variants (A then B), or none for the defaults")
+        raise WorkbenchError("name two variants (A then B), or none to compare every variant "
+                             "with the baseline")
     results = load_results(args.run)
     a, b = args.variants or (None, None)
     try:

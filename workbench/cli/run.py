@@ -15,6 +15,9 @@ def register(commands: Any) -> None:
     run.add_argument("--no-cache", action="store_true",
                      help="call the models again even when a cached answer exists")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    run.add_argument("--log-again", action="store_true",
+                     help="log a new MLflow run even when every call is cached and an "
+                          "identical run was logged before")
     run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at once")
     run.add_argument("--workers", type=int, metavar="N",
                      help="processes making calls (default: run.workers, 1)")
@@ -48,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     results = experiment.run(limit=args.limit, use_cache=not args.no_cache,
                              track=not args.no_track, concurrency=args.concurrency,
                              refresh=args.refresh, max_cost=args.max_cost,
-                             workers=args.workers)
+                             workers=args.workers, log_again=args.log_again)
     report = results.report
     print()
     # the comparison report carries the per-variant summary; print it alone otherwise
