@@ -194,3 +194,14 @@ def test_importing_the_report_does_not_load_matplotlib():
         "assert 'matplotlib' not in sys.modules; assert 'mlflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_terminal_summary_shows_the_error_rate_next_to_the_metric():
+    from workbench.results import format_summary
+
+    a, b = np.ones(10), np.ones(10)
+    b[:3] = np.nan
+    metrics = {"exact_match": "binary"}
+    table = format_summary(compare(frame({"A": a, "B": b}), "A", "B", metrics).summary, metrics)
+    row = next(line for line in table.splitlines() if line.startswith("B "))
+    assert "3 (30.0%)" in row and row.index("3 (30.0%)") < row.index("1.000 [")
