@@ -267,8 +267,10 @@ def test_options_object_and_keywords_are_the_same():
     r1 = compare(df, "A", "B", BIN, opts)
     r2 = compare(df, "A", "B", BIN, primary="exact_match", alpha=0.01, correction="none")
     assert r1.verdict == r2.verdict and r1.alpha == 0.01
-    with pytest.raises(StatsInputError, match=r"unknown comparison option\(s\) \['seed'\]"):
-        compare(df, "A", "B", BIN, seed=3)
+    with pytest.raises(StatsInputError, match=r"unknown comparison option\(s\) \['sed'\]"):
+        compare(df, "A", "B", BIN, sed=3)
+    with pytest.raises(StatsInputError, match="n_bootstrap no longer applies"):
+        compare(df, "A", "B", BIN, n_bootstrap=1000)
 
 
 # ----------------------------------------------------------------------------- corrections

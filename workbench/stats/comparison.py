@@ -115,7 +115,9 @@ def compare_metric(
     if opts.non_inferiority_margin is not None and metric == opts.primary:
         span = float(max(x_a.max(), x_b.max()) - min(x_a.min(), x_b.min()))
         span = 1.0 if kind == "binary" else span
-        ni = non_inferiority(d, opts.non_inferiority_margin, higher, opts.alpha, counts, span)
+        ni = non_inferiority(
+            d, opts.non_inferiority_margin, higher, opts.alpha, counts, span, opts.seed
+        )
     return MetricComparison(
         **base,
         mean_a=float(x_a.mean()),
@@ -318,6 +320,7 @@ def build_report(
             "min_effect": opts.min_effect,
             "power": opts.power,
             "mcnemar": opts.mcnemar,
+            "seed": opts.seed,
             "n_tests": int(np.sum(~np.isnan(p_adj))),
         },
         caveats=tuple(dict.fromkeys(c for p in pair_results for c in p.caveats)),

@@ -74,7 +74,7 @@ def hall_t(y: np.ndarray, margin: float, alpha: float) -> tuple[np.ndarray, ...]
 BET_ORDERINGS = 10
 
 
-def _log_capital(x: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
+def _log_capital(x: np.ndarray, m: np.ndarray, alpha: float, seed: int) -> np.ndarray:
     """Log of the capital of betting that mean(x) > m, averaged over fixed orderings.
 
     ``x`` lies in [0, 1]. Each bet is sized from the earlier observations only (the
@@ -86,7 +86,7 @@ def _log_capital(x: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
     steps = np.arange(1, n + 1)
     logs = []
     for k in range(BET_ORDERINGS):
-        xx = x[:, np.random.default_rng(k).permutation(n)] if k else x
+        xx = x[:, np.random.default_rng([seed, k]).permutation(n)] if k else x
         csum = np.cumsum(xx, axis=1)
         centre = (0.5 + csum) / (steps + 1)
         dev = np.cumsum((xx - centre) ** 2, axis=1)
@@ -99,7 +99,12 @@ def _log_capital(x: np.ndarray, m: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def betting_test(
-    od: np.ndarray, margin: float, alpha: float, span: np.ndarray, with_bound: bool = True
+    od: np.ndarray,
+    margin: float,
+    alpha: float,
+    span: np.ndarray,
+    with_bound: bool = True,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-sided test of mean(od) > -margin valid at every n for differences within
     [-span, span], and the matching lower confidence bound of the mean, per row.
@@ -115,7 +120,7 @@ def betting_test(
     level = math.log(1 / alpha)
 
     def log_k(mean: np.ndarray) -> np.ndarray:
-        return _log_capital(x, np.clip((mean + safe) / (2 * safe), 1e-9, 1.0), alpha)
+        return _log_capital(x, np.clip((mean + safe) / (2 * safe), 1e-9, 1.0), alpha, seed)
 
     p = np.minimum(1.0, np.exp(-log_k(np.full(safe.shape, -margin))))
     p = np.where(span > 0, p, 1.0)
@@ -131,13 +136,18 @@ def betting_test(
 
 
 def scores_test(
-    od: np.ndarray, margin: float, alpha: float, span: np.ndarray, with_bound: bool = True
+    od: np.ndarray,
+    margin: float,
+    alpha: float,
+    span: np.ndarray,
+    with_bound: bool = True,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Non-inferiority of scores per row: Hall's t and the betting test must both show it;
     p and bound are the weaker of the two. Rows without variance get p = 1."""
     od = np.atleast_2d(np.asarray(od, dtype=float))
     ps, bs = hall_t(od, margin, alpha)
-    pb, bb = betting_test(od, margin, alpha, span, with_bound)
+    pb, bb = betting_test(od, margin, alpha, span, with_bound, seed)
     return np.maximum(ps, pb), np.minimum(bs, bb)
 
 
@@ -148,6 +158,7 @@ def non_inferiority(
     alpha: float,
     mcnemar_counts: tuple[int, int] | None,
     span: float,
+    seed: int = 0,
 ) -> NonInferiority:
     """Tango's score test for pass/fail outcomes; for scores, both Hall's t and the betting
     test must show non-inferiority, and the reported p and bound are the weaker of the two.
@@ -171,7 +182,7 @@ def non_inferiority(
             bound = float(tango_bound(n_b_better, n_a_better, n, alpha)[0])
             method = "Tango score test (paired proportions)"
         else:
-            ps, bs = scores_test(od, margin, alpha, np.array([span]))
+            ps, bs = scores_test(od, margin, alpha, np.array([span]), seed=seed)
             p, bound = float(ps[0]), float(bs[0])
             method = "Hall-corrected one-sided t and betting test"
     if n < MIN_PAIRED and not reason:

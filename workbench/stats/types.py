@@ -21,7 +21,8 @@ class CompareOptions:
     ``guardrails`` may not get significantly worse for a "better" verdict to stand.
     ``non_inferiority_margin`` (primary-metric units) adds the one-sided test "b is worse than
     a by less than the margin". ``min_effect`` is the smallest primary-metric difference worth
-    detecting (default 0.05 for pass rates, 0.2 SD for scores).
+    detecting (default 0.05 for pass rates, 0.2 SD for scores). ``seed`` fixes the orderings
+    the betting test of non-inferiority averages over; nothing else is random.
     """
 
     primary: str | None = None
@@ -33,10 +34,16 @@ class CompareOptions:
     min_effect: float | None = None
     power: float = 0.8
     mcnemar: McNemarMethod = "exact"
+    seed: int = 0
 
     @classmethod
     def build(cls, options: CompareOptions | None, overrides: Mapping[str, Any]) -> CompareOptions:
         names = {f.name for f in fields(cls)}
+        if "n_bootstrap" in overrides:
+            raise StatsInputError(
+                "n_bootstrap no longer applies: every interval now inverts its test, with no "
+                "resampling; drop the argument"
+            )
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise StatsInputError(
