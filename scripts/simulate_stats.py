@@ -21,7 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.stats import compare, paired_test  # noqa: E402
+from workbench.stats import adjust_pvalues, compare, paired_test  # noqa: E402
 from workbench.stats._frame import paired_means  # noqa: E402
 from workbench.stats.noninferiority import scores_test  # noqa: E402
 from workbench.stats.paired import tango_z  # noqa: E402
@@ -116,6 +116,14 @@ def aa_scenarios(rng, r):
     yield "scores, normal, n = 30 (t)", rate_significant(*aa_scores(rng, r, 30), "continuous")
     yield "1-5 judge scores, n = 80 (t)", rate_significant(
         *aa_scores(rng, r, 80, judge=True), "continuous")
+    p = np.column_stack(
+        [paired_test(*aa_pass_fail(rng, r, 100), "binary").p_value for _ in range(3)]
+        + [paired_test(*aa_scores(rng, r, 100), "continuous").p_value for _ in range(2)]
+    )
+    yield "five null metrics, n = 100: any raw p < 0.05", float(np.mean((p < ALPHA).any(1)))
+    holm = np.array([adjust_pvalues(row, "holm") for row in p])
+    yield "five null metrics, n = 100: any Holm p_adj < 0.05", float(
+        np.mean((holm < ALPHA).any(1)))
     for n in (10, 30, 100):
         yield f"skewed scores, A 1 call / B 5 calls, n = {n}", rate_through_frames(
             rng, r, n, unequal_calls)
