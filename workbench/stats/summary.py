@@ -65,8 +65,9 @@ def _total(df: pd.DataFrame, col: str) -> float:
 def summarize(
     df: pd.DataFrame, metrics: Mapping[str, MetricKind], *, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """One row per variant: sample sizes, each metric's mean with a confidence interval,
-    token/cost totals and latency percentiles.
+    """One row per variant: sample sizes, errors and the error rate (failed calls over all
+    calls), each metric's mean with a confidence interval, token/cost totals and latency
+    percentiles.
 
     Means and intervals are over per-example means, so an example repeated five times counts
     once; binary metrics get a Wilson interval, continuous ones a t interval. Latency
