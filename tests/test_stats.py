@@ -230,6 +230,8 @@ def test_exact_or_asymptotic_is_decided_per_comparison_not_per_batch():
     batch = paired_pvalues(np.zeros((2, 30)), np.vstack([few, many]), "continuous")[0]
     assert list(batch) == pytest.approx(alone, rel=1e-12)
     assert alone[0] == pytest.approx(0.0625)
+    many_rows = paired_pvalues(np.zeros((300, 30)), np.tile(few, (300, 1)), "continuous")[0]
+    assert many_rows == pytest.approx(np.full(300, 0.0625))  # exact rows past one chunk
 
 
 def test_pass_fail_interval_has_width_and_comes_from_the_score_test():

@@ -132,8 +132,9 @@ def _sign_flip_exact(d: np.ndarray) -> np.ndarray:
     tol = 1e-9 * np.maximum(1.0, np.abs(packed).sum(axis=1))
     out = np.empty(d.shape[0])
     for start in range(0, d.shape[0], 256):
-        sums = np.abs(packed[start : start + 256] @ signs.T)
-        out[start : start + 256] = (sums >= (obs[start : start + 256] - tol)[:, None]).mean(1)
+        part = slice(start, start + 256)
+        sums = np.abs(packed[part] @ signs.T)
+        out[part] = (sums >= (obs[part] - tol[part])[:, None]).mean(1)
     return out
 
 
