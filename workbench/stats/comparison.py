@@ -19,7 +19,7 @@ from ._frame import (
     paired_means,
 )
 from .noninferiority import non_inferiority
-from .paired import adjust_pvalues, clean, paired_test
+from .paired import PairedTest, adjust_pvalues, clean, paired_test
 from .power import minimum_detectable_effect
 from .report import ComparisonReport
 from .summary import consistency, summarize
@@ -63,6 +63,16 @@ def _empty(base: dict[str, Any]) -> MetricComparison:
     )
 
 
+def _statistic(res: PairedTest, d: np.ndarray) -> tuple[tuple[int, int] | None, float, str]:
+    """Discordant counts (McNemar only), the test statistic and the interval's name."""
+    if str(res.method[0]).startswith("McNemar"):
+        counts = (int(res.discordant_a[0]), int(res.discordant_b[0]))
+        return counts, float(min(counts)), "Tango score interval"
+    n = d.size
+    t = float(d.mean() / (d.std(ddof=1) / math.sqrt(n))) if n > 1 and d.std() > 0 else math.nan
+    return None, t, "t interval of the mean difference"
+
+
 def compare_metric(
     df: pd.DataFrame,
     a: str,
@@ -96,15 +106,7 @@ def compare_metric(
     d = clean(x_b - x_a)
     res = paired_test(x_a, x_b, kind, alpha=opts.alpha, mcnemar=opts.mcnemar)
     test = str(res.method[0])
-    counts = None
-    if test.startswith("McNemar"):
-        counts = (int(res.discordant_a[0]), int(res.discordant_b[0]))
-        statistic = float(min(counts))
-        ci_method = "Tango score interval"
-    else:
-        statistic = float(d.mean() / (d.std(ddof=1) / math.sqrt(n))) if n > 1 else math.nan
-        statistic = statistic if math.isfinite(statistic) else math.nan
-        ci_method = "t interval of the mean difference"
+    counts, statistic, ci_method = _statistic(res, d)
     note = ""
     if np.all(d == 0):
         note = f"identical scores on all {n} paired examples"
