@@ -986,3 +986,14 @@ def test_guardrail_uses_the_same_rule_as_the_verdict():
     assert tone.ci_low < 0 < tone.ci_high and tone.p_value > 0.05
     assert not tone.regresses("B") and not tone.regresses("A")
     assert rep.pairs[0].blocked_by == ()
+
+
+def test_the_bundled_demo_keeps_its_verdict():
+    # experiments/support-triage: bare 0/150 vs guided 122/150 exact match
+    bare = np.zeros(150)
+    guided = np.zeros(150)
+    guided[:122] = 1
+    rep = compare(frame({"bare": bare, "guided": guided}), "bare", "guided", BIN)
+    assert rep.winner == "guided" and rep.pairs[0].outcome == "better"
+    assert rep.verdict.startswith("guided better than bare on exact_match (+0.81, 95% CI [0.74")
+    assert "discordant pairs bare 0 / guided 122, p_adj<0.0001)" in rep.verdict
