@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ._frame import ok_rows, per_example, quantile
-from .noninferiority import MIN_PAIRED
+from .noninferiority import MIN_PAIRED, NonInferiority
 from .power import required_sample_size
 from .types import CompareOptions, ErrorCheck, MetricComparison, PairComparison
 
@@ -129,9 +129,8 @@ def _power_text(df: pd.DataFrame, r: MetricComparison, opts: CompareOptions,
     return text, True
 
 
-def _ni_text(r: MetricComparison, b: str, a: str, guard_bad: tuple[str, ...]) -> str:
-    ni = r.ni
-    assert ni is not None
+def _ni_text(r: MetricComparison, ni: NonInferiority, guard_bad: tuple[str, ...]) -> str:
+    a, b = r.a, r.b
     dec = _decimals(abs(r.ci_high - r.ci_low))
     conf = round(100 * (1 - r.alpha))
     rel = ">" if r.higher_is_better else "<"
@@ -244,7 +243,7 @@ def decide(
     non_inf = None
     if r.ni is not None and outcome != "insufficient_data":
         guard_bad = tuple(g for g in opts.guardrails if results[g].regresses(b))
-        verdict += "; " + _ni_text(r, b, a, guard_bad)
+        verdict += "; " + _ni_text(r, r.ni, guard_bad)
         non_inf = r.ni.non_inferior and not guard_bad and not errors_stop
         if errors_stop and r.ni.non_inferior:
             verdict += " - not claimed while failed calls cloud the comparison"
