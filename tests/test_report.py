@@ -40,7 +40,7 @@ def test_text_shows_verdict_per_variant_table_and_differences(report):
     assert "A = concise, B = detailed" in text
     assert " ".join(text.split()).count(report.verdict) == 1  # wrapped, not altered
     assert "Holm correction over 2 tests" in text
-    for header in ("exact_match", "rouge", "p_adj", "McNemar exact", "Wilcoxon signed-rank"):
+    for header in ("exact_match", "rouge", "p_adj", "McNemar exact", "paired t", "discordant"):
         assert header in text
     assert "latency_p95" in text and "cost_per_call" in text
     assert "nan" not in text.lower()
@@ -142,8 +142,8 @@ def test_text_shows_consistency_when_examples_were_repeated():
 
 def test_non_inferiority_margin_is_drawn_and_reported():
     rng = np.random.default_rng(0)
-    x = rng.normal(0.7, 0.1, 100)
-    df = frame({"base": x, "cheap": x - 0.005 + rng.normal(0, 0.02, 100)}, "rouge")
+    x = rng.normal(0.7, 0.1, 400)
+    df = frame({"base": x, "cheap": x - 0.005 + rng.normal(0, 0.02, 400)}, "rouge")
     rep = compare(
         df, "base", "cheap", {"rouge": "continuous"}, primary="rouge", non_inferiority_margin=0.02
     )
@@ -155,9 +155,53 @@ def test_non_inferiority_margin_is_drawn_and_reported():
     assert rep.to_dict()["pairs"][0]["metrics"]["rouge"]["ni"]["non_inferior"] is True
 
 
+def test_discordant_pair_counts_appear_in_text_html_and_frame(report):
+    r = report.primary
+    counts = f"{r.discordant_a}/{r.discordant_b}"
+    assert counts in report.to_text()
+    assert f"<td>{counts}</td>" in report._repr_html_()
+    row = report.to_frame().set_index("metric").loc["exact_match"]
+    assert (row["discordant_a"], row["discordant_b"]) == (r.discordant_a, r.discordant_b)
+    assert f"discordant pairs concise {r.discordant_a} / detailed {r.discordant_b}" in (
+        report.verdict
+    )
+
+
+def test_caveats_render_in_text_html_frame_and_dict(report):
+    import dataclasses
+
+    assert report.caveats == ()
+    assert "Caveat" not in report.to_text()
+    rep = dataclasses.replace(report, caveats=report.caveats + ("detailed answers <one> label",))
+    assert "Caveat: detailed answers <one> label" in rep.to_text()
+    assert "<b>Caveat:</b> detailed answers &lt;one&gt; label" in rep._repr_html_()
+    assert rep.to_frame().attrs["caveats"] == ["detailed answers <one> label"]
+    assert rep.to_dict()["caveats"] == ["detailed answers <one> label"]
+
+
+def test_error_rate_is_shown_per_variant():
+    a, b = np.ones(20), np.ones(20)
+    b[:5] = np.nan
+    rep = compare(frame({"A": a, "B": b}), "A", "B", {"exact_match": "binary"})
+    assert rep.summary.loc["B", "error_rate"] == 0.25
+    assert "5 (25.0%)" in rep.to_text()
+    assert "25.0%" in rep._repr_html_()
+
+
 def test_importing_the_report_does_not_load_matplotlib():
     code = (
         "import sys, workbench.stats, workbench.report; "
         "assert 'matplotlib' not in sys.modules; assert 'mlflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_terminal_summary_shows_the_error_rate_next_to_the_metric():
+    from workbench.results import format_summary
+
+    a, b = np.ones(10), np.ones(10)
+    b[:3] = np.nan
+    metrics = {"exact_match": "binary"}
+    table = format_summary(compare(frame({"A": a, "B": b}), "A", "B", metrics).summary, metrics)
+    row = next(line for line in table.splitlines() if line.startswith("B "))
+    assert "3 (30.0%)" in row and row.index("3 (30.0%)") < row.index("1.000 [")

@@ -123,11 +123,13 @@ class Results:
 
 
 def format_summary(summary: pd.DataFrame, metrics: Mapping[str, MetricKind]) -> str:
-    """A fixed-width table for terminals: each metric as ``mean [95% CI]``."""
+    """A fixed-width table for terminals: errors with their rate, each metric as
+    ``mean [95% CI]``."""
     header = ["variant", "n", "errors", *metrics, "tokens in/out", "cost $", "p50 s", "p95 s"]
     lines = []
     for variant, row in summary.iterrows():
-        cells = [str(variant), f"{int(row['n_calls'])}", f"{int(row['n_errors'])}"]
+        rate = row["n_errors"] / row["n_calls"] if row["n_calls"] else 0.0
+        cells = [str(variant), f"{int(row['n_calls'])}", f"{int(row['n_errors'])} ({rate:.1%})"]
         for metric in metrics:
             mean, lo, hi = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
             cells.append("n/a" if pd.isna(mean) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]")
