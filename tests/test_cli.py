@@ -1,5 +1,7 @@
 """The command line: a thin layer that prints what the Python API returns."""
 
+import re
+
 import pytest
 
 from workbench.cli import main
@@ -67,3 +69,28 @@ def test_compare_recomputes_the_report_of_a_logged_run(make_experiment, capsys):
     assert main(["compare", parent, "bare", "nope"]) == 1
     assert "nope" in capsys.readouterr().err
     assert main(["compare", "0123456789abcdef0123456789abcdef"]) == 1
+
+
+def test_a_run_where_every_call_of_a_variant_fails_exits_1_with_the_causes(
+        make_experiment, llm_server, capsys):
+    from tests.llm_server import Faults
+
+    folder = make_experiment()
+    llm_server.faults = Faults(server_error=1.0)
+    assert main(["run", str(folder), "--no-track"]) == 1
+    captured = capsys.readouterr()
+    assert "failed calls: 40 of 40" in captured.out
+    assert re.search(r"\n\s+40 × openai/test-model: \w+Error \(500\)", captured.out)
+    assert "error: every call of 'bare' failed (20 calls)" in captured.err
+    assert "error: every call of 'guided' failed" in captured.err
+
+
+def test_a_scorer_that_produced_no_score_exits_1(make_experiment, llm_server, capsys):
+    judge = {"model": "openai/test-model", "api_base": llm_server.base_url, "num_retries": 0}
+    folder = make_experiment(scorers=[
+        {"type": "exact_match", "expected": "label"},
+        {"type": "correctness", "expected": "label", "model": judge}])  # answers: no verdict
+    assert main(["run", str(folder), "--no-track"]) == 1
+    err = capsys.readouterr().err
+    assert "scorer 'correctness' produced no score for 'bare' (20 answered calls" in err
+    assert "exact_match" not in err

@@ -8,6 +8,7 @@ there is one, otherwise from a hash of the row's content.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EvalSetError
+from .files import read_text
 from .prompts import canonical_json
 
 if TYPE_CHECKING:
@@ -50,8 +52,15 @@ class EvalSet:
         self.id_field = id_field
         rows = dataset.to_list()
         if not rows:
-            raise EvalSetError(f"eval set {self.source} has no rows")
+            raise EvalSetError(f"eval set {self.source} is empty: it has no rows")
         if id_field:
+            nulls = [i for i, row in enumerate(rows) if row[id_field] in (None, "")]
+            if nulls:
+                raise EvalSetError(
+                    f"eval set {self.source}: {len(nulls)} row(s) have no {id_field!r} "
+                    f"(rows {[i + 1 for i in nulls[:5]]}, counting from 1)\n"
+                    f"  fix: give every row a unique {id_field!r}, or drop the column to have "
+                    "ids made from each row's content")
             ids = [str(row[id_field]) for row in rows]
         else:
             ids = [hashlib.sha256(canonical_json(row).encode()).hexdigest()[:12] for row in rows]
@@ -59,7 +68,7 @@ class EvalSet:
         if duplicates:
             hint = f"make the {id_field!r} column unique" if id_field else "remove duplicate rows"
             raise EvalSetError(
-                f"eval set {self.source}: duplicate example ids {duplicates[:5]}; {hint}"
+                f"eval set {self.source}: duplicate example ids {duplicates[:5]}\n  fix: {hint}"
             )
         self.examples = [Example(id=i, inputs=row) for i, row in zip(ids, rows, strict=True)]
         self.digest = _digest(self.examples)
@@ -67,19 +76,24 @@ class EvalSet:
     # ---- constructors -----------------------------------------------------------------
     @classmethod
     def from_file(cls, path: str | Path, *, id_field: str | None = None,
-                  name: str | None = None) -> EvalSet:
-        """Load jsonl, json, csv or parquet through ``datasets`` (no network)."""
+                  name: str | None = None, split: str | None = None) -> EvalSet:
+        """Load jsonl, json, csv or parquet, or a folder written by ``save_to_disk``
+        (a ``Dataset``, or a ``DatasetDict`` with ``split``), through ``datasets``."""
         import datasets
 
         path = Path(path)
+        if path.is_dir():
+            return cls(_from_disk(path, split), name=name or path.name, id_field=id_field,
+                       source=str(path))
         fmt = _FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise EvalSetError(
                 f"eval set {path}: unsupported file type {path.suffix!r}; "
-                f"use one of {sorted(_FORMATS)}"
+                f"use one of {sorted(_FORMATS)} or a folder written by `save_to_disk`"
             )
         if not path.is_file():
             raise EvalSetError(f"eval set {path}: file not found")
+        _check_file(path, fmt)
         try:
             dataset = datasets.load_dataset(
                 fmt, data_files=str(path), split="train", keep_in_memory=True
@@ -144,6 +158,59 @@ class EvalSet:
         frame = self.dataset.to_pandas()
         frame.insert(0, "example_id", [e.id for e in self.examples])
         return frame
+
+
+def _check_file(path: Path, fmt: str) -> None:
+    """Find what ``datasets`` would report as a traceback: emptiness, bad bytes, bad lines."""
+    if fmt == "parquet":
+        if path.stat().st_size == 0:
+            raise EvalSetError(f"eval set {path}: the file is empty\n  fix: write the rows")
+        return
+    text = read_text(path, error=EvalSetError)
+    if not text.strip():
+        raise EvalSetError(f"eval set {path}: the file is empty\n  fix: write the rows "
+                           "(one JSON object per line for .jsonl, a header row for .csv)")
+    if fmt != "json" or text.lstrip().startswith("["):
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise EvalSetError(
+                f"eval set {path}: line {number} is not valid JSON ({exc.args[0]})\n"
+                f"  fix: make line {number} one JSON object, e.g. "
+                '{"id": "1", "question": "...", "expected": "..."}') from exc
+        if not isinstance(row, dict):
+            raise EvalSetError(
+                f"eval set {path}: line {number} is a JSON {type(row).__name__}, not an "
+                "object\n  fix: write one object per line, with a key per field")
+
+
+def _from_disk(path: Path, split: str | None) -> datasets.Dataset:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path), keep_in_memory=True)
+    except FileNotFoundError as exc:
+        raise EvalSetError(
+            f"eval set {path}: is a directory, not a dataset saved with `save_to_disk`\n"
+            "  fix: point at a .jsonl/.csv/.parquet file, or at a folder written by "
+            "Dataset.save_to_disk / DatasetDict.save_to_disk") from exc
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        if split is None and len(splits) == 1:
+            split = splits[0]
+        if split not in loaded:
+            problem = "holds the splits" if split is None else f"has no split {split!r}; it has"
+            raise EvalSetError(f"eval set {path}: {problem} {splits}\n"
+                               "  fix: choose one with eval_set.split: <name>")
+        return loaded[split]
+    if split is not None:
+        raise EvalSetError(f"eval set {path}: is a single dataset, it has no splits\n"
+                           "  fix: remove eval_set.split")
+    return loaded
 
 
 def _digest(examples: list[Example]) -> str:

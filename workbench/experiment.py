@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
 from .settings import cache_path
-from .spec import _NAME, ExperimentSpec, load_spec, variant_name
+from .spec import _NAME, ExperimentSpec, _check_collisions, load_spec, variant_name
 
 if TYPE_CHECKING:
     from .preflight import Plan
@@ -49,7 +50,7 @@ class Experiment:
                     model_name=m, model=spec.models[m])
             for p in spec.prompts for m in spec.models
         ]
-        self._check_variables()
+        self.warnings = self._validate()
         self._cancel = threading.Event()
         self.progress = Progress()
         self.last_results: Results | None = None
@@ -74,19 +75,24 @@ class Experiment:
     # ---- validation -----------------------------------------------------------------------
     def _load_evalset(self) -> EvalSet:
         es = self.spec.eval_set
-        evalset = EvalSet.from_file(self.spec.directory / es.path, id_field=es.id_field)
+        evalset = EvalSet.from_file(self.spec.directory / es.path, id_field=es.id_field,
+                                    split=es.split)
         return evalset.head(es.limit) if es.limit else evalset
 
-    def _check_variables(self) -> None:
-        columns = set(self.evalset.columns)
-        for name, template in self.spec.templates.items():
-            missing = sorted(template.variables - columns)
-            if missing:
-                raise SpecError(
-                    self.spec.path or self.name, f"prompts.{name}",
-                    f"the template uses {missing} but the eval set "
-                    f"{self.evalset.source} has only the fields {sorted(columns)}",
-                    "rename the placeholder or add the field to the eval set")
+    def _validate(self) -> list[str]:
+        """Everything that can be checked before a call: models, names, the data each
+        prompt and scorer reads. Raises ``SpecError``; returns (and warns) the rest."""
+        from .datachecks import check_data, scorer_fields
+        from .modelcheck import check_models, model_configs
+
+        where = self.spec.path or self.name
+        check_models(where, model_configs(self.spec, self.scorers))
+        _check_collisions(self.spec, where)
+        notes = check_data(where, self.spec.templates, self.evalset,
+                           scorer_fields(self.scorers[:len(self.spec.scorers)]))
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=4)
+        return notes
 
     def _check_keys(self) -> None:
         for variant in self.variants:
@@ -100,6 +106,7 @@ class Experiment:
         and an upper estimate of the cost of the rest (``str(plan)`` says it in words)."""
         from .preflight import plan_run
 
+        _check_run_options(limit=limit, repeats=repeats)
         unknown = sorted(set(refresh) - {v.name for v in self.variants})
         if unknown:
             raise WorkbenchError(f"refresh names unknown variants {unknown}; "
@@ -128,6 +135,8 @@ class Experiment:
         from .preflight import CostLimitError
         from .results import Results
 
+        _check_run_options(limit=limit, repeats=repeats, concurrency=concurrency,
+                           workers=workers, max_cost=max_cost)
         self._check_keys()
         self._cancel.clear()
         evalset = self.evalset.head(limit) if limit else self.evalset
@@ -305,6 +314,22 @@ class Experiment:
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri
+
+
+def _check_run_options(**options: float | None) -> None:
+    """A zero or negative count would be read as "use the default" or crash mid-run."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "max_cost":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            want = "a number of dollars > 0"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            want = "a whole number >= 1"
+        if not ok:
+            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: pass {name}= "
+                                 f"{want}, or leave it out for the experiment's setting")
 
 
 @contextmanager

@@ -6,14 +6,15 @@ nothing: unknown fields, prompt files, scorer options, the primary metric, secre
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import SpecError, TemplateError
+from .files import inside, load_yaml, read_text
 from .gateway import ModelConfig
 from .prompts import PromptTemplate
 
@@ -28,6 +29,8 @@ class EvalSetSpec(_Strict):
     path: str
     id_field: str | None = None
     limit: int | None = Field(default=None, gt=0)
+    # which split of a `datasets` folder holding a DatasetDict (save_to_disk)
+    split: str | None = None
 
 
 class RunSpec(_Strict):
@@ -125,6 +128,11 @@ _FIXES = {
 }
 
 
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "eval_set": EvalSetSpec, "regression_set": EvalSetSpec, "run": RunSpec, "gate": GateSpec,
+    "judge": ModelConfig, "fallbacks": ModelConfig}
+
+
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read ``experiment.yaml`` (or the directory holding it) and validate all of it."""
     path = Path(path)
@@ -133,21 +141,39 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not path.is_file():
         raise SpecError(path, "", "file not found",
                         "pass an experiment directory containing experiment.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "", f"not valid YAML: {exc}") from exc
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(path, "", "the file must be a YAML mapping (name:, prompts:, ...)")
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        # an unknown key first: a misspelt one also makes the right one "missing"
+        first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        loc = tuple(str(p) for p in first["loc"])
         fix = _FIXES.get(first["type"], "")
+        if first["type"] == "extra_forbidden":
+            fix = _did_you_mean(loc, fix)
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise SpecError(path, field, first["msg"] + more, fix) from exc
+        raise SpecError(path, ".".join(loc), first["msg"] + more, fix) from exc
     return _check(spec.model_copy(update={"path": path}), path)
+
+
+def _did_you_mean(loc: tuple[str, ...], fix: str) -> str:
+    """For an unknown key, the allowed key it is closest to (a typo costs nothing)."""
+    parts = [p for p in loc[:-1] if not p.isdigit()]
+    if not parts:
+        model: type[BaseModel] | None = ExperimentSpec
+    elif parts[0] == "models" and len(parts) == 2:
+        model = ModelConfig
+    else:
+        model = _SECTIONS.get(parts[-1])
+    if model is None:
+        return fix
+    allowed = [f for f in model.model_fields if f not in ("path", "templates")]
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`? (allowed: {', '.join(allowed)})"
+    return f"remove it; allowed here: {', '.join(allowed)}"
 
 
 def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
@@ -182,7 +208,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
             build_scorer(scorer.type, scorer.options, name=scorer.name)
         except Exception as exc:
             raise SpecError(path, f"scorers.{i}", str(exc),
-                            "see `workbench scorers` for types and options") from exc
+                            "see docs/scorers.md for the types and their options") from exc
         metrics.append(scorer.metric)
     duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
     if duplicated:
@@ -196,48 +222,86 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
             field = "gate.guardrails" if i < len(spec.gate.guardrails) else "gate.thresholds"
             raise SpecError(path, field, f"{metric!r} is not a scorer", f"use one of {metrics}")
     variant_names = _variant_names(spec)
+    _check_collisions(spec, path)
     if spec.baseline is not None and spec.baseline not in variant_names:
         raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",
                         f"use one of {variant_names}")
     data = spec.directory / spec.eval_set.path
-    if not data.is_file():
+    if not data.exists():
         raise SpecError(path, "eval_set.path", f"{data} not found",
                         "give a path relative to the experiment directory")
     return spec.model_copy(update={"templates": templates})
+
+
+_PATH_LIKE = re.compile(r"^[^\s{}]+(/[^\s{}]*|\.[A-Za-z0-9]{1,5})$")
 
 
 def _load_prompt(spec: ExperimentSpec, path: Path, name: str,
                  value: str | list[dict[str, str]]) -> PromptTemplate:
     field = f"prompts.{name}"
     where, description = path, ""
-    if isinstance(value, str) and value.endswith((".yaml", ".yml", ".txt", ".md")):
-        file = spec.directory / value
-        if not file.is_file():
-            raise SpecError(path, field, f"prompt file {file} not found",
-                            "give a path relative to the experiment directory")
+    # one word with a slash or a file suffix is a path, never prompt text
+    if isinstance(value, str) and _PATH_LIKE.match(value.strip()):
+        file = _prompt_file(spec, path, field, value.strip())
         where = file
         if file.suffix in (".yaml", ".yml"):
-            try:
-                content = yaml.safe_load(file.read_text(encoding="utf-8"))
-            except yaml.YAMLError as exc:
-                raise SpecError(file, "", f"not valid YAML: {exc}") from exc
-            if not isinstance(content, dict) or not ({"template", "messages"} & content.keys()):
-                raise SpecError(file, "", "a prompt file needs `template:` (text) or "
-                                "`messages:` (chat)", "see experiments/support-triage/prompts/")
-            unknown = sorted(set(content) - {"template", "messages", "description"})
-            if unknown:
-                raise SpecError(file, unknown[0], "unknown field",
-                                "allowed: template, messages, description")
-            value = content.get("messages", content.get("template"))
-            description = str(content.get("description", ""))
-            field = "messages" if "messages" in content else "template"
+            value, description, field = _prompt_yaml(file)
         else:
-            value = file.read_text(encoding="utf-8")
-            field = ""
+            value, field = read_text(file), ""
     try:
         return PromptTemplate(value, name=name, description=description)  # type: ignore[arg-type]
     except TemplateError as exc:
         raise SpecError(where, field, str(exc)) from exc
+
+
+def _prompt_file(spec: ExperimentSpec, path: Path, field: str, value: str) -> Path:
+    """The prompt file, which must exist inside the experiment's directory: whatever it
+    holds is sent to the provider and stored in the registry."""
+    file = inside(spec.directory, value)
+    if file is None:
+        raise SpecError(path, field, f"{value!r} is outside the experiment directory "
+                        f"{spec.directory}",
+                        "copy the prompt into the experiment directory (e.g. prompts/) "
+                        "and give a path relative to it")
+    if not file.is_file():
+        problem = "is a directory" if file.is_dir() else "not found"
+        raise SpecError(path, field, f"prompt file {spec.directory / value} {problem}",
+                        "give the path of a prompt file relative to the experiment directory "
+                        "(e.g. prompts/<name>.yaml); inline text needs spaces or a newline")
+    return file
+
+
+def _prompt_yaml(file: Path) -> tuple[Any, str, str]:
+    content = load_yaml(file)
+    if not isinstance(content, dict) or not ({"template", "messages"} & content.keys()):
+        raise SpecError(file, "", "a prompt file needs `template:` (text) or "
+                        "`messages:` (chat)", "see experiments/support-triage/prompts/")
+    unknown = sorted(set(content) - {"template", "messages", "description"})
+    if unknown:
+        raise SpecError(file, unknown[0], "unknown field",
+                        "allowed: template, messages, description")
+    if {"template", "messages"} <= content.keys():
+        raise SpecError(file, "messages", "both `template:` and `messages:` are given",
+                        "keep one: `template:` for text, `messages:` for chat")
+    value = content.get("messages", content.get("template"))
+    field = "messages" if "messages" in content else "template"
+    return value, str(content.get("description", "")), field
+
+
+def _check_collisions(spec: ExperimentSpec, path: Path | str) -> None:
+    """Two (prompt, model) pairs with one joined name would have their rows merged."""
+    seen: dict[str, tuple[str, str]] = {}
+    for p in spec.prompts:
+        for m in spec.models:
+            name = variant_name(p, m, spec)
+            if name in seen:
+                first = seen[name]
+                raise SpecError(path, "prompts", f"prompt {first[0]!r} on model {first[1]!r} "
+                                f"and prompt {p!r} on model {m!r} are both named {name!r}; "
+                                "their results would be merged",
+                                "rename a prompt or a model so that no name joined with "
+                                "'.' repeats (e.g. avoid '.' in variant names)")
+            seen[name] = (p, m)
 
 
 def _variant_names(spec: ExperimentSpec) -> list[str]:
