@@ -298,3 +298,29 @@ def test_rows_are_read_as_written(make_experiment):
     (folder / "data" / "tickets.jsonl").write_text(json.dumps(
         {"id": "a", "ticket": "x", "label": "positive"}) + "\n\n")
     assert len(Experiment.from_yaml(folder).evalset) == 1
+
+
+# ---- few-shot leakage --------------------------------------------------------------------
+def test_a_few_shot_example_that_is_also_in_the_eval_set_is_a_warning(make_experiment,
+                                                                      llm_server):
+    shot = "i want a  REFUND now\n(order 1)"  # t001's ticket, spaced and cased differently
+    prompts = {"bare": {"template": "{{ticket}}"},
+               "shots": {"messages": [{"role": "user", "content": shot},
+                                      {"role": "assistant", "content": "negative"},
+                                      {"role": "user", "content": "{{ticket}}"}]}}
+    with pytest.warns(UserWarning, match=r"'shots' contains the input of 1 eval-set example"):
+        experiment = Experiment.from_yaml(make_experiment(prompts=prompts))
+    assert len(experiment.warnings) == 1 and "t001" in experiment.warnings[0]
+    assert llm_server.request_count == 0
+
+
+def test_short_inputs_found_in_a_prompt_are_not_called_leakage(make_experiment):
+    import warnings
+
+    rows = [{"id": "a", "ticket": "yes", "label": "positive"},
+            {"id": "b", "ticket": "refund", "label": "negative"}]
+    prompts = {"p": {"template": "Reply yes or no. Mentions of a refund count. {{ticket}}"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Experiment.from_yaml(make_experiment(rows=rows, prompts=prompts,
+                                                    baseline="p")).warnings == []

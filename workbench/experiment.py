@@ -94,6 +94,20 @@ class Experiment:
             warnings.warn(note, UserWarning, stacklevel=4)
         return notes
 
+    def preview(self, variant: str, example: int | str = 0) -> list[dict[str, str]]:
+        """The messages ``variant`` would send for one example (by position or id), sending
+        nothing: what to read before paying for a run."""
+        chosen = next((v for v in self.variants if v.name == variant), None)
+        if chosen is None:
+            raise WorkbenchError(f"no variant {variant!r}; variants are "
+                                 f"{[v.name for v in self.variants]}")
+        examples = self.evalset.examples
+        found = examples[example] if isinstance(example, int) else next(
+            (e for e in examples if e.id == example), None)
+        if found is None:
+            raise WorkbenchError(f"no example {example!r} in {self.evalset.source}")
+        return chosen.prompt.render(**found.inputs)
+
     def _check_keys(self) -> None:
         for variant in self.variants:
             variant.model.check_keys()  # raises GatewayError naming the missing variable
