@@ -130,3 +130,15 @@ def test_an_experiment_names_the_split_of_a_dataset_dict(make_experiment, llm_se
         "path: data/tickets.jsonl", "path: data/hf\n  split: train")
     (folder / "experiment.yaml").write_text(text)
     assert len(Experiment.from_yaml(folder).evalset) == 4
+
+
+def test_the_regression_set_of_the_gate_takes_its_split_too(make_experiment, llm_server):
+    import datasets
+
+    from workbench.gate import _regression_set
+
+    folder = make_experiment(gate={"regression_set": {"path": "data/hf", "split": "train"}})
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS[:1]),
+                          "test": datasets.Dataset.from_list(ROWS)}).save_to_disk(
+        str(folder / "data" / "hf"))
+    assert len(_regression_set(Experiment.from_yaml(folder))) == 1
