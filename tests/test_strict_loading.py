@@ -324,3 +324,34 @@ def test_short_inputs_found_in_a_prompt_are_not_called_leakage(make_experiment):
         warnings.simplefilter("error")
         assert Experiment.from_yaml(make_experiment(rows=rows, prompts=prompts,
                                                     baseline="p")).warnings == []
+
+
+def test_an_empty_numeric_cell_counts_as_a_missing_answer(make_experiment, llm_server):
+    folder = make_experiment(scorers=[{"type": "numeric", "expected": "amount"}],
+                             primary_metric="numeric", eval_set={"path": "data/rows.csv"})
+    (folder / "data" / "rows.csv").write_text("id,ticket,amount\na,x,3\nb,y,\n")
+    error = refused(folder, llm_server)
+    assert error.field == "scorers.0.expected" and ": b" in str(error)
+
+
+def test_a_csv_row_with_the_wrong_number_of_fields_names_its_line(make_experiment, llm_server):
+    folder = make_experiment(eval_set={"path": "data/rows.csv"})
+    (folder / "data" / "rows.csv").write_text(
+        'id,ticket,label\na,"multi\nline",x\nb,I want a refund, now,negative\n')
+    error = refused(folder, llm_server, EvalSetError)
+    assert "line 4 has 4 field(s), the header has 3" in str(error)
+
+
+def test_a_key_repeated_in_a_jsonl_row_is_an_error(make_experiment, llm_server):
+    folder = make_experiment()
+    (folder / "data" / "tickets.jsonl").write_text(
+        '{"id": "a", "ticket": "x", "label": "y"}\n'
+        '{"id": "b", "ticket": "x", "label": "y", "label": "z"}\n')
+    error = refused(folder, llm_server, EvalSetError)
+    assert "line 2 is not valid JSON" in str(error) and "['label'] appear twice" in str(error)
+
+
+def test_a_malformed_json_array_names_line_and_column(make_experiment, llm_server):
+    folder = make_experiment(eval_set={"path": "data/rows.json"})
+    (folder / "data" / "rows.json").write_text('[\n {"id": "a", "ticket": "x"},\n {"id": }\n]')
+    assert "(line 3, column 9)" in str(refused(folder, llm_server, EvalSetError))

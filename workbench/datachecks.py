@@ -8,6 +8,7 @@ scorer's missing answer field scores every row NaN: both look like a run that wo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,12 +59,17 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
 
 def _check_present(where: str | Path, field: str, evalset: EvalSet, column: str,
                    what: str) -> None:
-    empty = [e.id for e in evalset.examples if e.inputs.get(column) is None]
+    empty = [e.id for e in evalset.examples if _missing(e.inputs.get(column))]
     if empty:
         shown = ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else "")
         raise SpecError(where, field, f"{len(empty)} example(s) of {evalset.source} have no "
                         f"value for {column!r} ({what}): {shown}",
                         f"give those rows a {column!r} value, or remove them")
+
+
+def _missing(value: Any) -> bool:
+    """None, or the NaN a numeric csv/parquet column holds for an empty cell."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _check_single_braces(where: str | Path, field: str, template: PromptTemplate,

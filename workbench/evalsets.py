@@ -170,22 +170,52 @@ def _check_file(path: Path, fmt: str) -> None:
     if not text.strip():
         raise EvalSetError(f"eval set {path}: the file is empty\n  fix: write the rows "
                            "(one JSON object per line for .jsonl, a header row for .csv)")
-    if fmt != "json" or text.lstrip().startswith("["):
-        return
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
+    if fmt == "csv":
+        _check_csv(path, text)
+    elif text.lstrip().startswith("["):
+        _parse_json(path, text, "the file")
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                row = _parse_json(path, line, f"line {number}")
+                if not isinstance(row, dict):
+                    raise EvalSetError(
+                        f"eval set {path}: line {number} is a JSON {type(row).__name__}, not "
+                        "an object\n  fix: write one object per line, with a key per field")
+
+
+def _parse_json(path: Path, text: str, where: str) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_repeated_keys)
+    except ValueError as exc:
+        at = f" (line {exc.lineno}, column {exc.colno})" \
+            if isinstance(exc, json.JSONDecodeError) and where == "the file" else ""
+        raise EvalSetError(
+            f"eval set {path}: {where} is not valid JSON{at}: {exc.args[0]}\n"
+            f"  fix: make {where} valid JSON; a .jsonl file holds one object per line, e.g. "
+            '{"id": "1", "question": "...", "expected": "..."}') from exc
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:  # json.loads would keep the last one silently
+        raise ValueError(f"the key(s) {repeated} appear twice in one object")
+    return dict(pairs)
+
+
+def _check_csv(path: Path, text: str) -> None:
+    import csv
+    import io
+
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    for row in reader:
+        if row and len(row) != len(header):
             raise EvalSetError(
-                f"eval set {path}: line {number} is not valid JSON ({exc.args[0]})\n"
-                f"  fix: make line {number} one JSON object, e.g. "
-                '{"id": "1", "question": "...", "expected": "..."}') from exc
-        if not isinstance(row, dict):
-            raise EvalSetError(
-                f"eval set {path}: line {number} is a JSON {type(row).__name__}, not an "
-                "object\n  fix: write one object per line, with a key per field")
+                f"eval set {path}: line {reader.line_num} has {len(row)} field(s), the header "
+                f"has {len(header)}\n  fix: quote values that contain commas or line "
+                "breaks, and give every row one value per column")
 
 
 def _from_disk(path: Path, split: str | None) -> datasets.Dataset:
