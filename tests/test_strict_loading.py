@@ -13,9 +13,11 @@ from workbench.errors import EvalSetError, SpecError, WorkbenchError
 
 
 def edit(folder: Path, **changes) -> Path:
+    """Change experiment.yaml; a value of None removes the key."""
     path = folder / "experiment.yaml"
     spec = yaml.safe_load(path.read_text())
     spec.update(changes)
+    spec = {k: v for k, v in spec.items() if v is not None}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return folder
 
@@ -355,3 +357,12 @@ def test_a_malformed_json_array_names_line_and_column(make_experiment, llm_serve
     folder = make_experiment(eval_set={"path": "data/rows.json"})
     (folder / "data" / "rows.json").write_text('[\n {"id": "a", "ticket": "x"},\n {"id": }\n]')
     assert "(line 3, column 9)" in str(refused(folder, llm_server, EvalSetError))
+
+
+@pytest.mark.parametrize(("scorer", "fix"), [({"type": "exact-match"}, "`exact_match`"),
+                                             ({"type": "exact_match", "expect": "label"},
+                                              "`expected`")])
+def test_a_misspelt_scorer_type_or_option_suggests_the_right_one(make_experiment, llm_server,
+                                                                 scorer, fix):
+    error = refused(edit(make_experiment(), scorers=[scorer], primary_metric=None), llm_server)
+    assert error.field == "scorers.0" and error.fix.startswith(f"did you mean {fix}?")

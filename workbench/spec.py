@@ -207,8 +207,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
         try:
             build_scorer(scorer.type, scorer.options, name=scorer.name)
         except Exception as exc:
-            raise SpecError(path, f"scorers.{i}", str(exc),
-                            "see docs/scorers.md for the types and their options") from exc
+            raise SpecError(path, f"scorers.{i}", str(exc), _scorer_fix(scorer)) from exc
         metrics.append(scorer.metric)
     duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
     if duplicated:
@@ -231,6 +230,23 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
         raise SpecError(path, "eval_set.path", f"{data} not found",
                         "give a path relative to the experiment directory")
     return spec.model_copy(update={"templates": templates})
+
+
+def _scorer_fix(scorer: ScorerSpec) -> str:
+    """The type or option the user probably meant, else where the options are listed."""
+    from .scorers import registered_types
+
+    types = registered_types()
+    if scorer.type not in types:
+        wrong, allowed = scorer.type, sorted(types)
+    else:
+        opts = getattr(types[scorer.type], "Opts", None)
+        allowed = sorted(opts.model_fields) if opts is not None else []
+        unknown = [k for k in scorer.options if k not in allowed]
+        wrong = unknown[0] if unknown else ""
+    close = difflib.get_close_matches(wrong, allowed, n=1, cutoff=0.6) if wrong else []
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return f"{hint}see docs/scorers.md for the types and their options"
 
 
 _PATH_LIKE = re.compile(r"^[^\s{}]+(/[^\s{}]*|\.[A-Za-z0-9]{1,5})$")
