@@ -366,3 +366,48 @@ def test_a_misspelt_scorer_type_or_option_suggests_the_right_one(make_experiment
                                                                  scorer, fix):
     error = refused(edit(make_experiment(), scorers=[scorer], primary_metric=None), llm_server)
     assert error.field == "scorers.0" and error.fix.startswith(f"did you mean {fix}?")
+
+
+def test_an_empty_numeric_id_is_a_missing_id(make_experiment, llm_server):
+    folder = make_experiment(eval_set={"path": "data/rows.csv"})
+    (folder / "data" / "rows.csv").write_text("id,ticket,label\n1,x,positive\n,y,negative\n")
+    assert "1 row(s) have no 'id' (rows [2]" in str(refused(folder, llm_server, EvalSetError))
+
+
+def test_a_provider_given_as_a_parameter_resolves_a_bare_name(make_experiment, llm_server):
+    folder = make_experiment()
+    spec = yaml.safe_load((folder / "experiment.yaml").read_text())
+    fake = spec["models"]["fake"]
+    edit(folder, models={"fake": {**fake, "model": "test-model",
+                                  "params": {"custom_llm_provider": "openai"}}})
+    results = Experiment.from_yaml(folder).run(track=False, progress=False, limit=1)
+    assert results.frame["error"].isna().all() and llm_server.request_count == 2
+
+
+def test_a_spec_built_without_its_templates_is_a_clear_error(make_experiment):
+    from workbench.spec import ExperimentSpec, load_spec
+
+    loaded = load_spec(make_experiment())
+    bare = ExperimentSpec.model_validate(loaded.model_dump())
+    with pytest.raises(SpecError, match=r"prompts \['bare', 'guided'\] are not loaded"):
+        Experiment(bare)
+
+
+def test_nan_answers_and_ids_given_in_python_count_as_missing(make_experiment, llm_server):
+    from workbench.evalsets import EvalSet
+
+    spec = Experiment.from_yaml(make_experiment()).spec
+    rows = [{"id": "a", "ticket": "x", "label": 1.0},
+            {"id": "b", "ticket": "y", "label": float("nan")}]
+    with pytest.raises(SpecError, match=r"1 example\(s\) of records have no value for 'label'"):
+        Experiment(spec, evalset=EvalSet.from_records(rows))
+    with pytest.raises(EvalSetError, match="have no 'id'"):
+        EvalSet.from_records([{"id": 1.0, "q": "x"}, {"id": float("nan"), "q": "y"}])
+    assert llm_server.request_count == 0
+
+
+def test_records_mixing_types_in_a_column_are_an_eval_set_error():
+    from workbench.evalsets import EvalSet
+
+    with pytest.raises(EvalSetError, match="records: the rows cannot form a table"):
+        EvalSet.from_records([{"q": "x"}, {"q": 2.5}])

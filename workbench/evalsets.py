@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class EvalSet:
         if not rows:
             raise EvalSetError(f"eval set {self.source} is empty: it has no rows")
         if id_field:
-            nulls = [i for i, row in enumerate(rows) if row[id_field] in (None, "")]
+            nulls = [i for i, row in enumerate(rows) if _no_id(row[id_field])]
             if nulls:
                 raise EvalSetError(
                     f"eval set {self.source}: {len(nulls)} row(s) have no {id_field!r} "
@@ -115,7 +116,13 @@ class EvalSet:
                      id_field: str | None = None) -> EvalSet:
         import datasets
 
-        return cls(datasets.Dataset.from_list(records), name=name, id_field=id_field)
+        try:
+            dataset = datasets.Dataset.from_list(records)
+        except (TypeError, ValueError) as exc:  # pyarrow: mixed types in one column
+            raise EvalSetError(
+                f"eval set {name}: the rows cannot form a table ({exc})\n  fix: give each "
+                "field one type in every row (all texts, or all numbers)") from exc
+        return cls(dataset, name=name, id_field=id_field)
 
     @classmethod
     def from_hub(cls, path: str, *, split: str = "test", name: str | None = None,
@@ -158,6 +165,11 @@ class EvalSet:
         frame = self.dataset.to_pandas()
         frame.insert(0, "example_id", [e.id for e in self.examples])
         return frame
+
+
+def _no_id(value: Any) -> bool:
+    """None, an empty text, or the NaN of an empty cell in a numeric id column."""
+    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
 def _check_file(path: Path, fmt: str) -> None:

@@ -39,6 +39,11 @@ class Experiment:
 
     def __init__(self, spec: ExperimentSpec, *, evalset: EvalSet | None = None,
                  extra_scorers: Sequence[Scorer] = ()) -> None:
+        unloaded = sorted(set(spec.prompts) - set(spec.templates))
+        if unloaded:  # a spec built in Python rather than read by load_spec
+            raise SpecError(spec.path or spec.name, "prompts", f"prompts {unloaded} are not "
+                            "loaded", "build the spec with workbench.spec.load_spec(path) or "
+                            "use Experiment.from_yaml(path)")
         self.spec = spec
         self.evalset = evalset or self._load_evalset()
         self._extra_scorers = list(extra_scorers)

@@ -87,7 +87,8 @@ def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
 
     litellm.suppress_debug_info = True  # no banner printed for the probe below
     try:
-        litellm.get_llm_provider(model=model, api_base=config.api_base)
+        litellm.get_llm_provider(model=model, api_base=config.api_base,
+                                 custom_llm_provider=config.params.get("custom_llm_provider"))
         return
     except Exception:  # litellm raises BadRequestError (and others) for an unroutable name
         pass
