@@ -411,3 +411,10 @@ def test_records_mixing_types_in_a_column_are_an_eval_set_error():
 
     with pytest.raises(EvalSetError, match="records: the rows cannot form a table"):
         EvalSet.from_records([{"q": "x"}, {"q": 2.5}])
+
+
+def test_single_braces_next_to_real_placeholders_are_a_warning(make_experiment, llm_server):
+    prompts = {"p": {"template": "Answer in the form {label}. Ticket: {{ticket}}"}}
+    with pytest.warns(UserWarning, match=r"\{label\} in single braces is sent literally"):
+        experiment = Experiment.from_yaml(make_experiment(prompts=prompts, baseline="p"))
+    assert len(experiment.warnings) == 1

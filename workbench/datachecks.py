@@ -39,7 +39,7 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
             raise SpecError(where, field, f"the template uses {missing} but the eval set "
                             f"{evalset.source} has only the fields {sorted(columns)}",
                             "rename the placeholder or add the field to the eval set")
-        _check_single_braces(where, field, template, columns)
+        warnings += _single_braces(where, field, name, template, columns)
         for variable in sorted(template.variables):
             _check_present(where, field, evalset, variable, f"the template's {{{{{variable}}}}}")
             _check_conversations(where, field, evalset.examples, variable)
@@ -72,14 +72,22 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _check_single_braces(where: str | Path, field: str, template: PromptTemplate,
-                         columns: set[str]) -> None:
-    for text in _texts(template):
-        for match in _SINGLE_BRACES.finditer(text):
-            if match.group(1) in columns:
-                raise SpecError(where, field, f"{match.group(0)!r} names the eval-set field "
-                                f"{match.group(1)!r} but single braces are sent literally",
-                                f"write {{{{{match.group(1)}}}}}")
+def _single_braces(where: str | Path, field: str, name: str, template: PromptTemplate,
+                   columns: set[str]) -> list[str]:
+    """``{column}`` is sent literally. With no ``{{variable}}`` at all the template was
+    surely written in the wrong syntax (an error); next to real placeholders it may be
+    meant literally, e.g. as an answer format (a warning)."""
+    found = sorted({m.group(1) for text in _texts(template)
+                    for m in _SINGLE_BRACES.finditer(text) if m.group(1) in columns})
+    if not found:
+        return []
+    shown = ", ".join(f"{{{c}}}" for c in found)
+    if not template.variables:
+        raise SpecError(where, field, f"{shown} name(s) eval-set fields but single braces are "
+                        "sent literally and the template has no {{variable}}",
+                        "write " + ", ".join(f"{{{{{c}}}}}" for c in found))
+    return [f"prompt {name!r}: {shown} in single braces is sent literally, not filled in "
+            "(a placeholder is {{" + found[0] + "}})"]
 
 
 def _check_conversations(where: str | Path, field: str, examples: Sequence[Example],

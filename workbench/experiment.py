@@ -23,7 +23,7 @@ from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
 from .settings import cache_path
-from .spec import _NAME, ExperimentSpec, _check_collisions, load_spec, variant_name
+from .spec import _NAME, ExperimentSpec, check_variant_names, load_spec, variant_name
 
 if TYPE_CHECKING:
     from .preflight import Plan
@@ -92,7 +92,7 @@ class Experiment:
 
         where = self.spec.path or self.name
         check_models(where, model_configs(self.spec, self.scorers))
-        _check_collisions(self.spec, where)
+        check_variant_names(self.spec, where)
         notes = check_data(where, self.spec.templates, self.evalset,
                            scorer_fields(self.scorers[:len(self.spec.scorers)]))
         for note in notes:
@@ -347,8 +347,8 @@ def _check_run_options(**options: float | None) -> None:
             ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
             want = "a whole number >= 1"
         if not ok:
-            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: pass {name}= "
-                                 f"{want}, or leave it out for the experiment's setting")
+            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: give {name} "
+                                 f"{want}, or leave it out to use the experiment's setting")
 
 
 @contextmanager

@@ -221,7 +221,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
             field = "gate.guardrails" if i < len(spec.gate.guardrails) else "gate.thresholds"
             raise SpecError(path, field, f"{metric!r} is not a scorer", f"use one of {metrics}")
     variant_names = _variant_names(spec)
-    _check_collisions(spec, path)
+    check_variant_names(spec, path)
     if spec.baseline is not None and spec.baseline not in variant_names:
         raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",
                         f"use one of {variant_names}")
@@ -304,7 +304,7 @@ def _prompt_yaml(file: Path) -> tuple[Any, str, str]:
     return value, str(content.get("description", "")), field
 
 
-def _check_collisions(spec: ExperimentSpec, path: Path | str) -> None:
+def check_variant_names(spec: ExperimentSpec, path: Path | str) -> None:
     """Two (prompt, model) pairs with one joined name would have their rows merged."""
     seen: dict[str, tuple[str, str]] = {}
     for p in spec.prompts:
