@@ -142,3 +142,10 @@ def test_the_regression_set_of_the_gate_takes_its_split_too(make_experiment, llm
                           "test": datasets.Dataset.from_list(ROWS)}).save_to_disk(
         str(folder / "data" / "hf"))
     assert len(_regression_set(Experiment.from_yaml(folder))) == 1
+
+
+def test_a_prompt_without_the_conversation_says_how_to_add_it(make_experiment, llm_server):
+    rows = [{"id": "a", "messages": EVALS_ROWS[0]["input"], "label": "positive"}]
+    prompts = {"p": {"messages": [{"role": "system", "content": SYSTEM}]}}
+    with pytest.warns(UserWarning, match=r'add the message \{role: user, content: "\{\{messages'):
+        Experiment.from_yaml(make_experiment(rows=rows, prompts=prompts, baseline="p"))

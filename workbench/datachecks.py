@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import SpecError
 from .evalsets import EvalSet, Example
-from .prompts import ROLES, VARIABLE_PATTERN, PromptTemplate
+from .prompts import ROLES, VARIABLE_PATTERN, PromptTemplate, conversation
 
 _SINGLE_BRACES = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
 _SPACES = re.compile(r"\s+")
@@ -45,7 +45,8 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
             _check_conversations(where, field, evalset.examples, variable)
         if not template.variables:
             warnings.append(f"prompt {name!r} has no {{{{variable}}}}: every example gets the "
-                            "same prompt, so the eval set cannot tell the variants apart")
+                            "same prompt, so the eval set cannot tell the variants apart"
+                            + _conversation_hint(evalset))
         warnings += _leaks(name, template, evalset.examples)
     for place, column in scorer_fields.items():
         if column not in columns:
@@ -65,6 +66,15 @@ def _check_present(where: str | Path, field: str, evalset: EvalSet, column: str,
         raise SpecError(where, field, f"{len(empty)} example(s) of {evalset.source} have no "
                         f"value for {column!r} ({what}): {shown}",
                         f"give those rows a {column!r} value, or remove them")
+
+
+def _conversation_hint(evalset: EvalSet) -> str:
+    first = evalset.examples[0].inputs
+    chats = [c for c in evalset.columns if conversation(first.get(c)) is not None]
+    if not chats:
+        return ""
+    return (f"; to send each row's conversation, add the message "
+            f'{{role: user, content: "{{{{{chats[0]}}}}}"}} (it is replaced by the turns)')
 
 
 def _missing(value: Any) -> bool:
