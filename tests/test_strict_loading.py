@@ -418,3 +418,18 @@ def test_single_braces_next_to_real_placeholders_are_a_warning(make_experiment, 
     with pytest.warns(UserWarning, match=r"\{label\} in single braces is sent literally"):
         experiment = Experiment.from_yaml(make_experiment(prompts=prompts, baseline="p"))
     assert len(experiment.warnings) == 1
+
+
+def test_an_empty_prompt_file_is_an_error(make_experiment, llm_server):
+    folder = make_experiment()
+    (folder / "prompts" / "empty.txt").write_text("\n")
+    error = refused(edit(folder, prompts={"bare": "prompts/empty.txt",
+                                          "guided": "prompts/guided.yaml"}), llm_server)
+    assert error.file.endswith("empty.txt") and "the template is empty" in str(error)
+
+
+def test_one_json_object_over_several_lines_is_not_taken_for_rows(make_experiment, llm_server):
+    folder = make_experiment(eval_set={"path": "data/rows.json"})
+    (folder / "data" / "rows.json").write_text('{\n  "data": [{"id": "a", "ticket": "x"}]\n}\n')
+    assert "one JSON object over several lines" in str(refused(folder, llm_server,
+                                                               EvalSetError))

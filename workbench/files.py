@@ -17,9 +17,13 @@ from .errors import SpecError
 
 def read_text(path: Path, *, error: type[Exception] | None = None) -> str:
     """The file as UTF-8 text; a bad byte is an error naming the file and its byte offset."""
-    data = path.read_bytes()
+    return decode(path.read_bytes(), path, error=error)
+
+
+def decode(data: bytes, path: Path, *, error: type[Exception] | None = None) -> str:
+    """UTF-8 (a leading byte-order mark, as Excel writes, is dropped) or a clear error."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         problem = (f"not UTF-8 text: byte {exc.start} (line {line}) is "

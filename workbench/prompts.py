@@ -44,6 +44,8 @@ class PromptTemplate:
     def __post_init__(self) -> None:
         where = f"prompt {self.name!r}" if self.name else "prompt"
         if isinstance(self.template, str):
+            if not self.template.strip():  # would send an empty user message
+                raise TemplateError(f"{where}: the template is empty\n  fix: write the prompt")
             texts = [self.template]
         elif isinstance(self.template, list) and self.template:
             texts = []
