@@ -23,7 +23,7 @@ from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
 from .settings import cache_path
-from .spec import _NAME, ExperimentSpec, check_variant_names, load_spec, variant_name
+from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
 if TYPE_CHECKING:
     from .preflight import Plan
@@ -89,6 +89,7 @@ class Experiment:
         prompt and scorer reads. Raises ``SpecError``; returns (and warns) the rest."""
         from .datachecks import check_data, scorer_fields
         from .modelcheck import check_models, model_configs
+        from .spec import check_variant_names
 
         where = self.spec.path or self.name
         check_models(where, model_configs(self.spec, self.scorers))
@@ -125,7 +126,7 @@ class Experiment:
         and an upper estimate of the cost of the rest (``str(plan)`` says it in words)."""
         from .preflight import plan_run
 
-        _check_run_options(limit=limit, repeats=repeats)
+        check_run_options(limit=limit, repeats=repeats)
         unknown = sorted(set(refresh) - {v.name for v in self.variants})
         if unknown:
             raise WorkbenchError(f"refresh names unknown variants {unknown}; "
@@ -154,7 +155,7 @@ class Experiment:
         from .preflight import CostLimitError
         from .results import Results
 
-        _check_run_options(limit=limit, repeats=repeats, concurrency=concurrency,
+        check_run_options(limit=limit, repeats=repeats, concurrency=concurrency,
                            workers=workers, max_cost=max_cost)
         self._check_keys()
         self._cancel.clear()
@@ -333,22 +334,6 @@ class Experiment:
         results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
         results.prompt_versions = dict(tracked.prompt_versions)
         results.tracking_uri = tracked.tracking_uri
-
-
-def _check_run_options(**options: float | None) -> None:
-    """A zero or negative count would be read as "use the default" or crash mid-run."""
-    for name, value in options.items():
-        if value is None:
-            continue
-        if name == "max_cost":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            want = "a number of dollars > 0"
-        else:
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-            want = "a whole number >= 1"
-        if not ok:
-            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: give {name} "
-                                 f"{want}, or leave it out to use the experiment's setting")
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError, TemplateError
+from .errors import SpecError, TemplateError, WorkbenchError
 from .files import inside, load_yaml, read_text
 from .gateway import ModelConfig
 from .prompts import PromptTemplate
@@ -53,6 +53,22 @@ class RunSpec(_Strict):
         if self.context_policy == "truncate" and not self.truncate_variable:
             raise ValueError("context_policy truncate needs truncate_variable: <field to cut>")
         return self
+
+
+def check_run_options(**options: float | None) -> None:
+    """A zero or negative count would be read as "use the default" or crash mid-run."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "max_cost":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            want = "a number of dollars > 0"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            want = "a whole number >= 1"
+        if not ok:
+            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: give {name} "
+                                 f"{want}, or leave it out to use the experiment's setting")
 
 
 class GateSpec(_Strict):
