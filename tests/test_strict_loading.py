@@ -272,18 +272,21 @@ def test_a_directory_given_as_the_data_file_is_an_error(make_experiment, llm_ser
 
 # ---- fix hints ---------------------------------------------------------------------------
 def test_every_command_a_message_names_exists(capsys):
-    """A hint such as "see `workbench scorers`" must name a real sub-command."""
+    """A hint such as "see `workbench scorers`" must name a real sub-command and flags."""
     from workbench.cli import main
 
     package = Path(__file__).parent.parent / "workbench"
-    named = {command for source in package.rglob("*.py")
-             for command in re.findall(r"`workbench ([a-z][a-z-]*)", source.read_text())}
+    named: dict[str, set[str]] = {}
+    for source in package.rglob("*.py"):
+        for command, rest in re.findall(r"`workbench ([a-z][a-z-]*)([^`]*)`", source.read_text()):
+            named.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", rest))
     assert "run" in named
-    for command in sorted(named):
+    for command, flags in sorted(named.items()):
         with pytest.raises(SystemExit) as exit_:
             main([command, "--help"])
         assert exit_.value.code == 0, f"`workbench {command}` is named in a message"
-    capsys.readouterr()
+        usage = capsys.readouterr().out
+        assert all(flag in usage for flag in flags), (command, flags)
 
 
 def test_the_bundled_experiment_loads_without_warnings():
