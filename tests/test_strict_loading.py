@@ -90,6 +90,8 @@ def test_a_null_or_duplicate_id_is_an_error(make_experiment, llm_server, ids, te
     ("local/smollm3", "no embedded model 'smollm3'", "local/smollm2"),
     ("opnai/gpt-4o", "unknown provider prefix 'opnai'", "`openai/`"),
     ("gpt4o", "cannot tell which provider", "gpt-4o"),
+    ("smollm2", "cannot tell which provider", "did you mean `local/smollm2`"),
+    ("lokal/smollm2", "unknown provider prefix 'lokal'", "`local/`"),
 ])
 def test_a_model_the_gateway_cannot_resolve_is_an_error(make_experiment, llm_server, model,
                                                           text, fix):

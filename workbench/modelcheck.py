@@ -99,7 +99,9 @@ def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
         return
     except Exception:  # litellm raises BadRequestError (and others) for an unroutable name
         pass
-    providers = sorted(str(getattr(p, "value", p)) for p in litellm.provider_list)
+    from .local_model import embedded_models
+
+    providers = sorted({str(getattr(p, "value", p)) for p in litellm.provider_list} | {"local"})
     if "/" in model:
         prefix = model.split("/", 1)[0]
         close = difflib.get_close_matches(prefix, providers, n=1, cutoff=0.6)
@@ -108,7 +110,8 @@ def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
         raise SpecError(where, f"{field}.model",
                         f"{model!r}: unknown provider prefix {prefix!r}", hint)
     known = [m for m in litellm.model_cost if "/" not in m]
-    close = difflib.get_close_matches(model, known, n=1, cutoff=0.75)
+    close = [f"local/{model}"] if model in embedded_models() else \
+        difflib.get_close_matches(model, known, n=1, cutoff=0.75)
     hint = f"did you mean `{close[0]}`? Otherwise " if close else ""
     raise SpecError(where, f"{field}.model",
                     f"{model!r}: litellm cannot tell which provider serves this model",
