@@ -149,3 +149,14 @@ def test_a_prompt_without_the_conversation_says_how_to_add_it(make_experiment, l
     prompts = {"p": {"messages": [{"role": "system", "content": SYSTEM}]}}
     with pytest.warns(UserWarning, match=r'add the message \{role: user, content: "\{\{messages'):
         Experiment.from_yaml(make_experiment(rows=rows, prompts=prompts, baseline="p"))
+
+
+def test_a_conversation_ending_with_the_answer_is_a_warning(make_experiment, llm_server):
+    rows = [{"id": "a", "messages": [{"role": "user", "content": "I love this app"},
+                                     {"role": "assistant", "content": "positive"}],
+             "label": "positive"}]
+    with pytest.warns(UserWarning, match=r"1 conversation\(s\) in 'messages' end with an "
+                                         "assistant turn"):
+        experiment = Experiment.from_yaml(chat_experiment(make_experiment, rows, "messages",
+                                                          "label"))
+    assert len(experiment.warnings) == 1  # once, though two prompts send it

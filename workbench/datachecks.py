@@ -42,7 +42,7 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
         warnings += _single_braces(where, field, name, template, columns)
         for variable in sorted(template.variables):
             _check_present(where, field, evalset, variable, f"the template's {{{{{variable}}}}}")
-            _check_conversations(where, field, evalset.examples, variable)
+            warnings += _check_conversations(where, field, evalset.examples, variable)
         if not template.variables:
             warnings.append(f"prompt {name!r} has no {{{{variable}}}}: every example gets the "
                             "same prompt, so the eval set cannot tell the variants apart"
@@ -55,7 +55,7 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
                             f"use one of {sorted(columns)}")
         if place.endswith((".expected", ".context")):  # an input scanned may be empty
             _check_present(where, place, evalset, column, "the scorer's answer field")
-    return warnings
+    return list(dict.fromkeys(warnings))
 
 
 def _check_present(where: str | Path, field: str, evalset: EvalSet, column: str,
@@ -101,7 +101,10 @@ def _single_braces(where: str | Path, field: str, name: str, template: PromptTem
 
 
 def _check_conversations(where: str | Path, field: str, examples: Sequence[Example],
-                         variable: str) -> None:
+                         variable: str) -> list[str]:
+    """Every message well formed; a conversation ending with the assistant's turn is
+    usually the reference answer, which the model would then be shown."""
+    answered = []
     for example in examples:
         value = example.inputs.get(variable)
         if not (isinstance(value, list) and value and isinstance(value[0], dict)):
@@ -115,6 +118,13 @@ def _check_conversations(where: str | Path, field: str, examples: Sequence[Examp
                                 f"{type(content).__name__})",
                                 f"give each message a role in {sorted(ROLES)} and text "
                                 "content")
+        if value[-1].get("role") == "assistant":
+            answered.append(example.id)
+    if not answered:
+        return []
+    return [f"{len(answered)} conversation(s) in {variable!r} end with an assistant turn "
+            f"(e.g. {answered[0]}): the model is shown that answer and asked to continue; if "
+            "it is the reference answer, move it to its own field and score against that"]
 
 
 def _leaks(name: str, template: PromptTemplate, examples: Sequence[Example]) -> list[str]:
