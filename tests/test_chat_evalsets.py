@@ -160,3 +160,12 @@ def test_a_conversation_ending_with_the_answer_is_a_warning(make_experiment, llm
         experiment = Experiment.from_yaml(chat_experiment(make_experiment, rows, "messages",
                                                           "label"))
     assert len(experiment.warnings) == 1  # once, though two prompts send it
+
+
+def test_a_dataset_dict_given_in_python_asks_for_a_split():
+    import datasets
+
+    both = datasets.DatasetDict({"test": datasets.Dataset.from_list(ROWS)})
+    with pytest.raises(EvalSetError, match=r"holds the splits \['test'\]"):
+        EvalSet(both, name="hf")
+    assert len(EvalSet(both["test"], name="hf")) == 2

@@ -47,6 +47,10 @@ class EvalSet:
         self.dataset = dataset
         self.name = name
         self.source = source or name
+        if isinstance(dataset.column_names, dict):  # a DatasetDict: one table per split
+            raise EvalSetError(f"eval set {self.source}: holds the splits "
+                               f"{list(dataset.column_names)}\n  fix: pass one, e.g. "
+                               f"EvalSet(data[{next(iter(dataset.column_names))!r}], name=...)")
         if id_field is None and "id" in dataset.column_names:
             id_field = "id"
         if id_field is not None and id_field not in dataset.column_names:
