@@ -255,7 +255,8 @@ def test_a_malformed_jsonl_line_names_its_number(make_experiment, llm_server):
 def test_a_jsonl_line_that_is_not_an_object_names_its_number(make_experiment, llm_server):
     folder = make_experiment()
     (folder / "data" / "tickets.jsonl").write_text('{"id": "a", "ticket": "x"}\n[1, 2]\n')
-    assert "line 2 is a JSON list" in str(refused(folder, llm_server, EvalSetError))
+    assert "line 2 is a JSON array, not an object" in str(refused(folder, llm_server,
+                                                                  EvalSetError))
 
 
 @pytest.mark.parametrize("content", ["", "\n\n"])
@@ -465,3 +466,26 @@ def test_a_judge_key_missing_from_the_environment_stops_the_run_before_any_call(
     with pytest.raises(GatewayError, match="JUDGE_KEY_FOR_TEST"):
         Experiment.from_yaml(folder).run(track=False, progress=False)
     assert llm_server.request_count == 0
+
+
+def test_estimate_refuses_a_limit_below_one(make_experiment, llm_server):
+    experiment = Experiment.from_yaml(make_experiment())
+    with pytest.raises(WorkbenchError, match="limit=0: must be a whole number >= 1"):
+        experiment.estimate(limit=0)
+
+
+def test_the_eval_set_may_be_given_as_its_path_alone(make_experiment, llm_server):
+    folder = edit(make_experiment(), eval_set="data/tickets.jsonl")
+    assert len(Experiment.from_yaml(folder).evalset) == 20
+
+
+@pytest.mark.parametrize(("changes", "field", "fix"), [
+    ({"prompts": ["prompts/bare.yaml"]}, "prompts", "give a mapping"),
+    ({"scorers": {"type": "exact_match"}}, "scorers", "give a list"),
+    ({"run": {"trace": "sometimes"}}, "run.trace", "give true or false"),
+    ({"run": {"context_policy": "shrink"}}, "run.context_policy", "use one of"),
+])
+def test_a_value_of_the_wrong_shape_says_what_to_give(make_experiment, llm_server, changes,
+                                                      field, fix):
+    error = refused(edit(make_experiment(), **changes), llm_server)
+    assert error.field == field and error.fix.startswith(fix)

@@ -215,6 +215,10 @@ def _read(path: Path) -> bytes:
                            "  fix: check the file, or remove the compression suffix") from exc
 
 
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
 def _check_jsonl(path: Path, text: str) -> None:
     lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if len(lines) > 1 and not lines[0][1].strip().endswith("}"):
@@ -229,9 +233,10 @@ def _check_jsonl(path: Path, text: str) -> None:
     for number, line in lines:
         row = _parse_json(path, line, f"line {number}")
         if not isinstance(row, dict):
+            kind = _JSON_KINDS.get(type(row), type(row).__name__)
             raise EvalSetError(
-                f"eval set {path}: line {number} is a JSON {type(row).__name__}, not "
-                "an object\n  fix: write one object per line, with a key per field")
+                f"eval set {path}: line {number} is a JSON {kind}, not an object\n"
+                "  fix: write one object per line, with a key per field")
 
 
 def _parse_json(path: Path, text: str, where: str) -> Any:

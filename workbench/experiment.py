@@ -256,6 +256,7 @@ class Experiment:
 
         from .gateway import price
 
+        check_run_options(limit=limit, repeats=repeats)
         gateway = Gateway()
         examples = (self.evalset.head(limit) if limit else self.evalset).examples
         repeats = repeats or self.spec.run.repeats

@@ -32,6 +32,11 @@ class EvalSetSpec(_Strict):
     # which split of a `datasets` folder holding a DatasetDict (save_to_disk)
     split: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alone(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data  # eval_set: data/x.jsonl
+
 
 class RunSpec(_Strict):
     concurrency: int = Field(default=4, ge=1, le=512)
@@ -141,6 +146,13 @@ _FIXES = {
     "greater_than_equal": "give a larger value",
     "less_than_equal": "give a smaller value",
     "too_short": "add at least one entry",
+    "float_type": "give a number",
+    "bool_type": "give true or false",
+    "bool_parsing": "give true or false",
+    "dict_type": "give a mapping (key: value lines, indented under this key)",
+    "model_type": "give a mapping (key: value lines, indented under this key)",
+    "list_type": "give a list (lines starting with '- ')",
+    "literal_error": "use one of the values named above",
 }
 
 
