@@ -119,7 +119,9 @@ class Experiment:
         would fail only after the variants' calls were paid for."""
         from .modelcheck import model_configs
 
-        for config in model_configs(self.spec, self.scorers).values():
+        configs = [v.model for v in self.variants]
+        configs += list(model_configs(self.spec, self.scorers).values())
+        for config in configs:
             if config is not None:
                 config.check_keys()  # raises GatewayError naming the missing variable
 
