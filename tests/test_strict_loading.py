@@ -38,7 +38,8 @@ def test_text_that_looks_like_a_placeholder_is_an_error(make_experiment, llm_ser
     folder = make_experiment(prompts={"p": {"template": text}}, baseline="p")
     error = refused(folder, llm_server)
     assert error.file.endswith("p.yaml") and error.field == "template"
-    assert "sent literally" in str(error) and "fix:" in str(error)
+    assert "sent literally" in error.problem and error.fix.startswith(("put that", "write it as"))
+    assert str(error).count("fix:") == 1
 
 
 def test_single_braces_around_an_eval_set_field_are_an_error(make_experiment, llm_server):

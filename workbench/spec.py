@@ -295,7 +295,8 @@ def _load_prompt(spec: ExperimentSpec, path: Path, name: str,
     try:
         return PromptTemplate(value, name=name, description=description)  # type: ignore[arg-type]
     except TemplateError as exc:
-        raise SpecError(where, field, str(exc)) from exc
+        problem, _, fix = str(exc).partition("\n  fix: ")
+        raise SpecError(where, field, problem, fix) from exc
 
 
 def _prompt_file(spec: ExperimentSpec, path: Path, field: str, value: str) -> Path:
