@@ -490,3 +490,12 @@ def test_a_value_of_the_wrong_shape_says_what_to_give(make_experiment, llm_serve
                                                       field, fix):
     error = refused(edit(make_experiment(), **changes), llm_server)
     assert error.field == field and error.fix.startswith(fix)
+
+
+def test_rows_repeating_the_inputs_of_another_are_a_warning(make_experiment, llm_server):
+    rows = [{"id": "a", "ticket": "I love it", "label": "positive"},
+            {"id": "b", "ticket": "I love it", "label": "positive"},
+            {"id": "c", "ticket": "Broken", "label": "negative"}]
+    with pytest.warns(UserWarning, match=r"1 example\(s\) send the same \['ticket'\] as "
+                                         r"another \(b = a\)"):
+        Experiment.from_yaml(make_experiment(rows=rows))

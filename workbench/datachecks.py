@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import SpecError
 from .evalsets import EvalSet, Example
-from .prompts import ROLES, VARIABLE_PATTERN, PromptTemplate, conversation
+from .prompts import ROLES, VARIABLE_PATTERN, PromptTemplate, canonical_json, conversation
 
 _SINGLE_BRACES = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
 _SPACES = re.compile(r"\s+")
@@ -48,6 +48,7 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
                             "same prompt, so the eval set cannot tell the variants apart"
                             + _conversation_hint(evalset))
         warnings += _leaks(name, template, evalset.examples)
+    warnings += _repeated_inputs(templates, evalset.examples)
     for place, column in scorer_fields.items():
         if column not in columns:
             raise SpecError(where, place, f"{column!r} is not a field of the eval set "
@@ -125,6 +126,27 @@ def _check_conversations(where: str | Path, field: str, examples: Sequence[Examp
     return [f"{len(answered)} conversation(s) in {variable!r} end with an assistant turn "
             f"(e.g. {answered[0]}): the model is shown that answer and asked to continue; if "
             "it is the reference answer, move it to its own field and score against that"]
+
+
+def _repeated_inputs(templates: dict[str, PromptTemplate],
+                     examples: Sequence[Example]) -> list[str]:
+    """Rows that send the same prompt under two ids count twice in every mean and test."""
+    used = sorted(set().union(*(t.variables for t in templates.values())))
+    if not used:
+        return []
+    first: dict[str, str] = {}
+    repeats = []
+    for example in examples:
+        key = canonical_json([example.inputs.get(v) for v in used])
+        if key in first:
+            repeats.append(f"{example.id} = {first[key]}")
+        else:
+            first[key] = example.id
+    if not repeats:
+        return []
+    return [f"{len(repeats)} example(s) send the same {used} as another ({', '.join(repeats[:3])}"
+            f"{', ...' if len(repeats) > 3 else ''}): each copy counts in every mean and test, "
+            "and the confidence intervals come out too narrow; drop the copies"]
 
 
 def _leaks(name: str, template: PromptTemplate, examples: Sequence[Example]) -> list[str]:
