@@ -499,3 +499,12 @@ def test_rows_repeating_the_inputs_of_another_are_a_warning(make_experiment, llm
     with pytest.warns(UserWarning, match=r"1 example\(s\) send the same \['ticket'\] as "
                                          r"another \(b = a\)"):
         Experiment.from_yaml(make_experiment(rows=rows))
+
+
+def test_a_dataframe_mixing_types_in_a_column_is_an_eval_set_error():
+    import pandas as pd
+
+    from workbench.evalsets import EvalSet
+
+    with pytest.raises(EvalSetError, match="frame: the rows cannot form a table"):
+        EvalSet.from_pandas(pd.DataFrame({"q": ["x", 2.5]}), name="frame")

@@ -1,6 +1,6 @@
 """An experiment against its eval set, before any call: every field the prompts and the
-scorers read is there in every row, conversations are well formed, and the prompts do
-not already contain the answers (few-shot leakage).
+scorers read is there in every row, conversations are well formed; warnings for prompts
+that already contain eval-set inputs (few-shot leakage) and rows repeating another's inputs.
 
 A template variable missing from one row would be rendered as an empty string and a
 scorer's missing answer field scores every row NaN: both look like a run that worked.
@@ -55,7 +55,7 @@ def check_data(where: str | Path, templates: dict[str, PromptTemplate], evalset:
                             f"{evalset.source}; every score would be missing",
                             f"use one of {sorted(columns)}")
         if place.endswith((".expected", ".context")):  # an input scanned may be empty
-            _check_present(where, place, evalset, column, "the scorer's answer field")
+            _check_present(where, place, evalset, column, "read by the scorer")
     return list(dict.fromkeys(warnings))
 
 

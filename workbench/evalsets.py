@@ -120,8 +120,11 @@ class EvalSet:
                     id_field: str | None = None) -> EvalSet:
         import datasets
 
-        return cls(datasets.Dataset.from_pandas(frame, preserve_index=False), name=name,
-                   id_field=id_field)
+        try:
+            dataset = datasets.Dataset.from_pandas(frame, preserve_index=False)
+        except (TypeError, ValueError) as exc:  # pyarrow: mixed types in one column
+            raise EvalSetError(_MIXED.format(name=name, exc=exc)) from exc
+        return cls(dataset, name=name, id_field=id_field)
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]], *, name: str = "records",
@@ -131,9 +134,7 @@ class EvalSet:
         try:
             dataset = datasets.Dataset.from_list(records)
         except (TypeError, ValueError) as exc:  # pyarrow: mixed types in one column
-            raise EvalSetError(
-                f"eval set {name}: the rows cannot form a table ({exc})\n  fix: give each "
-                "field one type in every row (all texts, or all numbers)") from exc
+            raise EvalSetError(_MIXED.format(name=name, exc=exc)) from exc
         return cls(dataset, name=name, id_field=id_field)
 
     @classmethod
@@ -215,6 +216,8 @@ def _read(path: Path) -> bytes:
                            "  fix: check the file, or remove the compression suffix") from exc
 
 
+_MIXED = ("eval set {name}: the rows cannot form a table ({exc})\n  fix: give each field one "
+          "type in every row (all texts, or all numbers)")
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
                type(None): "null"}
 
