@@ -94,3 +94,19 @@ def test_a_scorer_that_produced_no_score_exits_1(make_experiment, llm_server, ca
     err = capsys.readouterr().err
     assert "scorer 'correctness' produced no score for 'bare' (20 answered calls" in err
     assert "exact_match" not in err
+
+
+def test_failed_calls_are_grouped_by_cause_with_counts(capsys):
+    import pandas as pd
+
+    from workbench.cli.run import _print_errors
+    from workbench.results import Results
+
+    errors = ([f"m: RateLimitError (429): retry in {n} ms" for n in range(7)]
+              + ["m: Timeout: no answer in 120 s"] * 2 + [None] * 3)
+    frame = pd.DataFrame({"variant": "v", "error": errors, "cached": False})
+    _print_errors(Results(frame, metrics={}, primary="x"))
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["failed calls: 9 of 12",
+                                "      7 × m: RateLimitError (429): retry in 0 ms",
+                                "      2 × m: Timeout: no answer in 120 s"]

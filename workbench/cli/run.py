@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -113,15 +114,19 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_errors(results: Results) -> None:
     """The first distinct error messages with their counts: one cause is usually most."""
-    errors = results.errors["error"].astype(str).map(lambda e: e.strip().splitlines()[0])
-    if errors.empty:
+    messages = [(str(e).strip().splitlines() or [""])[0] for e in results.errors["error"]]
+    if not messages:
         return
-    counts = errors.value_counts()
-    print(f"failed calls: {len(errors)} of {len(results.frame)}")
-    for message, count in counts.head(_SHOWN_ERRORS).items():
-        print(f"  {count:>5} × {message[:300]}")
-    if len(counts) > _SHOWN_ERRORS:
-        print(f"  ... and {len(counts) - _SHOWN_ERRORS} other distinct error(s)")
+    # messages that differ only in numbers (retry-after, token counts) are one cause
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        groups.setdefault(re.sub(r"\d+", "#", message), []).append(message)
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    print(f"failed calls: {len(messages)} of {len(results.frame)}")
+    for group in ranked[:_SHOWN_ERRORS]:
+        print(f"  {len(group):>5} × {group[0][:300]}")
+    if len(ranked) > _SHOWN_ERRORS:
+        print(f"  ... and {len(ranked) - _SHOWN_ERRORS} other distinct error(s)")
 
 
 def _failures(results: Results) -> list[str]:
