@@ -508,3 +508,12 @@ def test_a_dataframe_mixing_types_in_a_column_is_an_eval_set_error():
 
     with pytest.raises(EvalSetError, match="frame: the rows cannot form a table"):
         EvalSet.from_pandas(pd.DataFrame({"q": ["x", 2.5]}), name="frame")
+
+
+def test_a_key_given_twice_deep_inside_is_an_error(make_experiment, llm_server):
+    folder = make_experiment()
+    path = folder / "experiment.yaml"
+    path.write_text(path.read_text().replace("temperature: 0", "temperature: 0\n      "
+                                             "temperature: 1"))
+    error = refused(folder, llm_server)
+    assert "'temperature' appears twice" in str(error)
