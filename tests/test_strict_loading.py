@@ -517,3 +517,17 @@ def test_a_key_given_twice_deep_inside_is_an_error(make_experiment, llm_server):
                                              "temperature: 1"))
     error = refused(folder, llm_server)
     assert "'temperature' appears twice" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["absolute", "symlink"])
+def test_an_absolute_or_symlinked_prompt_path_outside_is_refused(make_experiment, llm_server,
+                                                                 project, kind):
+    secret = project / "secret.txt"
+    secret.write_text("the launch code is 0000")
+    folder = make_experiment()
+    value = str(secret)
+    if kind == "symlink":
+        (folder / "prompts" / "linked.txt").symlink_to(secret)
+        value = "prompts/linked.txt"
+    edit(folder, prompts={"bare": value, "guided": "prompts/guided.yaml"})
+    assert "outside the experiment directory" in str(refused(folder, llm_server))
