@@ -169,3 +169,14 @@ def test_a_dataset_dict_given_in_python_asks_for_a_split():
     with pytest.raises(EvalSetError, match=r"holds the splits \['test'\]"):
         EvalSet(both, name="hf")
     assert len(EvalSet(both["test"], name="hf")) == 2
+
+
+def test_an_empty_conversation_or_answer_list_is_missing(make_experiment, llm_server):
+    rows = [{"id": "a", "input": EVALS_ROWS[0]["input"], "ideal": ["positive"]},
+            {"id": "b", "input": [], "ideal": ["negative"]}]
+    with pytest.raises(SpecError, match=r"1 example\(s\) .* no value for 'input'.*: b"):
+        Experiment.from_yaml(chat_experiment(make_experiment, rows, "input", "ideal"))
+    rows[1]["input"], rows[0]["ideal"] = EVALS_ROWS[1]["input"], []
+    with pytest.raises(SpecError, match=r"no value for 'ideal'.*: a"):
+        Experiment.from_yaml(chat_experiment(make_experiment, rows, "input", "ideal"))
+    assert llm_server.request_count == 0

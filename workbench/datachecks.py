@@ -79,8 +79,9 @@ def _conversation_hint(evalset: EvalSet) -> str:
 
 
 def _missing(value: Any) -> bool:
-    """None, or the NaN a numeric csv/parquet column holds for an empty cell."""
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, the NaN of an empty numeric cell, or an empty list (no turns, no answers)."""
+    return (value is None or (isinstance(value, float) and math.isnan(value))
+            or (isinstance(value, list) and not value))
 
 
 def _single_braces(where: str | Path, field: str, name: str, template: PromptTemplate,
