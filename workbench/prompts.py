@@ -149,7 +149,9 @@ def conversation(value: Any) -> list[Message] | None:
 def _check_placeholders(where: str, text: str) -> None:
     """Text that looks like a placeholder but is not one would reach the model literally."""
     for match in _BRACED.finditer(text):
-        if match.group(1).strip() and not VARIABLE_PATTERN.fullmatch(match.group(0)):
+        # starting like a name ({{x[0]}}, {{ x | f }}); {{2}} in LaTeX or {{"a": 1}} is text
+        looks_like_one = re.match(r"\s*[A-Za-z_]", match.group(1))
+        if looks_like_one and not VARIABLE_PATTERN.fullmatch(match.group(0)):
             raise TemplateError(
                 f"{where}: {match.group(0)!r} is not a placeholder the workbench can fill "
                 "(only {{name}} or {{name.sub}}: no indexing, filters or expressions) and "
