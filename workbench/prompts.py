@@ -26,7 +26,6 @@ VARIABLE_PATTERN = re.compile(
 _BRACED = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _UNCLOSED = re.compile(r"\{\{\s*[A-Za-z_][^}\n]*(\}(?!\})|$|\n)")
 ROLES = frozenset({"system", "user", "assistant", "developer"})
-_ROLES = ROLES
 
 Message = dict[str, str]
 Template = str | list[Message]
@@ -54,10 +53,10 @@ class PromptTemplate:
                     raise TemplateError(
                         f"{where}: message {i} must have exactly the keys 'role' and 'content'"
                     )
-                if message["role"] not in _ROLES:
+                if message["role"] not in ROLES:
                     raise TemplateError(
                         f"{where}: message {i} has role {message['role']!r}; "
-                        f"use one of {sorted(_ROLES)}"
+                        f"use one of {sorted(ROLES)}"
                     )
                 if not isinstance(message["content"], str):
                     raise TemplateError(f"{where}: message {i} content must be text")
