@@ -302,10 +302,10 @@ def test_the_bundled_experiment_loads_without_warnings():
         assert Experiment.from_yaml(folder).warnings == []
 
 
-def test_rows_are_read_as_written(make_experiment):
-    folder = make_experiment(rows=[{"id": "a", "ticket": "x", "label": "positive"}])
-    (folder / "data" / "tickets.jsonl").write_text(json.dumps(
-        {"id": "a", "ticket": "x", "label": "positive"}) + "\n\n")
+def test_blank_lines_in_a_jsonl_file_are_not_rows(make_experiment):
+    folder = make_experiment()
+    row = json.dumps({"id": "a", "ticket": "x", "label": "positive"})
+    (folder / "data" / "tickets.jsonl").write_text(f"\n{row}\n\n  \n")
     assert len(Experiment.from_yaml(folder).evalset) == 1
 
 
