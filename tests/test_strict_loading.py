@@ -93,6 +93,7 @@ def test_a_null_or_duplicate_id_is_an_error(make_experiment, llm_server, ids, te
     ("gpt4o", "cannot tell which provider", "gpt-4o"),
     ("smollm2", "cannot tell which provider", "did you mean `local/smollm2`"),
     ("lokal/smollm2", "unknown provider prefix 'lokal'", "`local/`"),
+    ("myserver/llama-3", "unknown provider prefix 'myserver'", "`openai/myserver/llama-3`"),
 ])
 def test_a_model_the_gateway_cannot_resolve_is_an_error(make_experiment, llm_server, model,
                                                           text, fix):

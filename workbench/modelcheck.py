@@ -107,6 +107,8 @@ def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
         close = difflib.get_close_matches(prefix, providers, n=1, cutoff=0.6)
         hint = f"did you mean `{close[0]}/`?" if close else \
             "use a litellm provider prefix (https://docs.litellm.ai/docs/providers)"
+        if config.api_base and not close:  # a self-hosted server speaking OpenAI's protocol
+            hint = f"for an OpenAI-compatible server at api_base write `openai/{model}`"
         raise SpecError(where, f"{field}.model",
                         f"{model!r}: unknown provider prefix {prefix!r}", hint)
     known = [m for m in litellm.model_cost if "/" not in m]
