@@ -101,8 +101,7 @@ class Experiment:
         return notes
 
     def preview(self, variant: str, example: int | str = 0) -> list[dict[str, str]]:
-        """The messages ``variant`` would send for one example (by position or id), sending
-        nothing: what to read before paying for a run."""
+        """The messages ``variant`` would send for one example (position or id); sends nothing."""
         chosen = next((v for v in self.variants if v.name == variant), None)
         if chosen is None:
             raise WorkbenchError(f"no variant {variant!r}; variants are "
@@ -115,13 +114,11 @@ class Experiment:
         return chosen.prompt.render(**found.inputs)
 
     def _check_keys(self) -> None:
-        """Keys of every model the run calls, judges included: a judge without its key
-        would fail only after the variants' calls were paid for."""
+        """Keys of every model the run calls: a judge's too, or it fails after paid calls."""
         from .modelcheck import model_configs
 
-        configs = [v.model for v in self.variants]
-        configs += list(model_configs(self.spec, self.scorers).values())
-        for config in configs:
+        judges = model_configs(self.spec, self.scorers).values()
+        for config in [*(v.model for v in self.variants), *judges]:
             if config is not None:
                 config.check_keys()  # raises GatewayError naming the missing variable
 
