@@ -1,5 +1,6 @@
 """The command line: a thin layer that prints what the Python API returns."""
 
+import re
 import signal
 
 import pytest
@@ -100,3 +101,44 @@ def test_ctrl_c_during_the_calls_reports_the_interruption(make_experiment, monke
     captured = capsys.readouterr()
     assert "parent run" not in captured.out
     assert "interrupted: finished calls are cached" in captured.err
+
+
+def test_a_run_where_every_call_of_a_variant_fails_exits_1_with_the_causes(
+        make_experiment, llm_server, capsys):
+    from tests.llm_server import Faults
+
+    folder = make_experiment()
+    llm_server.faults = Faults(server_error=1.0)
+    assert main(["run", str(folder), "--no-track"]) == 1
+    captured = capsys.readouterr()
+    assert "failed calls: 40 of 40" in captured.out
+    assert re.search(r"\n\s+40 × openai/test-model: \w+Error \(500\)", captured.out)
+    assert "error: every call of 'bare' failed (20 calls)" in captured.err
+    assert "error: every call of 'guided' failed" in captured.err
+
+
+def test_a_scorer_that_produced_no_score_exits_1(make_experiment, llm_server, capsys):
+    judge = {"model": "openai/test-model", "api_base": llm_server.base_url, "num_retries": 0}
+    folder = make_experiment(scorers=[
+        {"type": "exact_match", "expected": "label"},
+        {"type": "correctness", "expected": "label", "model": judge}])  # answers: no verdict
+    assert main(["run", str(folder), "--no-track"]) == 1
+    err = capsys.readouterr().err
+    assert "scorer 'correctness' produced no score for 'bare' (20 answered calls" in err
+    assert "exact_match" not in err
+
+
+def test_failed_calls_are_grouped_by_cause_with_counts(capsys):
+    import pandas as pd
+
+    from workbench.cli.run import _print_errors
+    from workbench.results import Results
+
+    errors = ([f"m: RateLimitError (429): retry in {n} ms" for n in range(7)]
+              + ["m: Timeout: no answer in 120 s"] * 2 + [None] * 3)
+    frame = pd.DataFrame({"variant": "v", "error": errors, "cached": False})
+    _print_errors(Results(frame, metrics={}, primary="x"))
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["failed calls: 9 of 12",
+                                "      7 × m: RateLimitError (429): retry in 0 ms",
+                                "      2 × m: Timeout: no answer in 120 s"]

@@ -72,3 +72,21 @@ def test_head_keeps_ids(tmp_path):
     evalset = EvalSet.from_file(write_jsonl(tmp_path / "s.jsonl", ROWS))
     assert [e.id for e in evalset.head(1).examples] == ["a"]
     assert evalset.head(1).digest != evalset.digest
+
+
+def test_compressed_tsv_and_bom_files_load(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "set.jsonl.gz", "wt") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in ROWS))
+    (tmp_path / "set.tsv").write_text("id\tq\tlabel\na\tone, two\tx\n")
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps(ROWS[0]).encode() + b"\n")
+    assert [e.id for e in EvalSet.from_file(tmp_path / "set.jsonl.gz").examples] == ["a", "b"]
+    assert EvalSet.from_file(tmp_path / "set.tsv").examples[0].inputs["q"] == "one, two"
+    assert EvalSet.from_file(tmp_path / "bom.jsonl").columns == ["id", "q", "label"]
+
+
+def test_a_file_that_is_not_what_its_suffix_says_is_an_eval_set_error(tmp_path):
+    (tmp_path / "set.jsonl.gz").write_text('{"id": "a"}\n')
+    with pytest.raises(EvalSetError, match="cannot be decompressed as gzip"):
+        EvalSet.from_file(tmp_path / "set.jsonl.gz")

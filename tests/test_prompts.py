@@ -80,3 +80,18 @@ def test_a_template_round_trips_through_mlflows_formatter():
     ours = PromptTemplate(chat).format(tone="brief", q="why?")
     theirs = PromptVersion("p", 1, chat).format(tone="brief", q="why?")
     assert ours == theirs
+
+
+@pytest.mark.parametrize("text", ["x^{{2}} + {{ticket}}", 'Return {{"label": "..."}} for {{t}}',
+                                  "{{}} and {{ }} {{t}}"])
+def test_double_braces_that_do_not_start_like_a_name_stay_text(text):
+    prompt = PromptTemplate(text)
+    assert len(prompt.variables) == 1
+    assert "{{" in prompt.format(ticket="a", t="b")
+
+
+@pytest.mark.parametrize("text", ["{{x[0]}}", "{{ x | upper }}", "{{ x() }}", "{{x}",
+                                  "{{ user.name[0] }}"])
+def test_text_that_starts_like_a_placeholder_but_is_not_one_is_refused(text):
+    with pytest.raises(TemplateError, match="sent literally"):
+        PromptTemplate(text)

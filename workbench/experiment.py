@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
 from .settings import cache_path
-from .spec import _NAME, ExperimentSpec, load_spec, variant_name
+from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
 if TYPE_CHECKING:
     from .preflight import Plan
@@ -38,6 +39,11 @@ class Experiment:
 
     def __init__(self, spec: ExperimentSpec, *, evalset: EvalSet | None = None,
                  extra_scorers: Sequence[Scorer] = ()) -> None:
+        unloaded = sorted(set(spec.prompts) - set(spec.templates))
+        if unloaded:  # a spec built in Python rather than read by load_spec
+            raise SpecError(spec.path or spec.name, "prompts", f"prompts {unloaded} are not "
+                            "loaded", "build the spec with workbench.spec.load_spec(path) or "
+                            "use Experiment.from_yaml(path)")
         self.spec = spec
         self.evalset = evalset or self._load_evalset()
         self._extra_scorers = list(extra_scorers)
@@ -49,7 +55,7 @@ class Experiment:
                     model_name=m, model=spec.models[m])
             for p in spec.prompts for m in spec.models
         ]
-        self._check_variables()
+        self.warnings = self._validate()
         self._check_scorers()
         self._cancel = threading.Event()
         self.progress = Progress()
@@ -75,19 +81,38 @@ class Experiment:
     # ---- validation -----------------------------------------------------------------------
     def _load_evalset(self) -> EvalSet:
         es = self.spec.eval_set
-        evalset = EvalSet.from_file(self.spec.directory / es.path, id_field=es.id_field)
+        evalset = EvalSet.from_file(self.spec.directory / es.path, id_field=es.id_field,
+                                    split=es.split)
         return evalset.head(es.limit) if es.limit else evalset
 
-    def _check_variables(self) -> None:
-        columns = set(self.evalset.columns)
-        for name, template in self.spec.templates.items():
-            missing = sorted(template.variables - columns)
-            if missing:
-                raise SpecError(
-                    self.spec.path or self.name, f"prompts.{name}",
-                    f"the template uses {missing} but the eval set "
-                    f"{self.evalset.source} has only the fields {sorted(columns)}",
-                    "rename the placeholder or add the field to the eval set")
+    def _validate(self) -> list[str]:
+        """Everything that can be checked before a call: models, names, the data each
+        prompt and scorer reads. Raises ``SpecError``; returns (and warns) the rest."""
+        from .datachecks import check_data, scorer_fields
+        from .modelcheck import check_models, model_configs
+        from .spec import check_variant_names
+
+        where = self.spec.path or self.name
+        check_models(where, model_configs(self.spec, self.scorers))
+        check_variant_names(self.spec, where)
+        notes = check_data(where, self.spec.templates, self.evalset,
+                           scorer_fields(self.scorers[:len(self.spec.scorers)]))
+        for note in notes:
+            warnings.warn(note, UserWarning, stacklevel=4)
+        return notes
+
+    def preview(self, variant: str, example: int | str = 0) -> list[dict[str, str]]:
+        """The messages ``variant`` would send for one example (position or id); sends nothing."""
+        chosen = next((v for v in self.variants if v.name == variant), None)
+        if chosen is None:
+            raise WorkbenchError(f"no variant {variant!r}; variants are "
+                                 f"{[v.name for v in self.variants]}")
+        examples = self.evalset.examples
+        found = examples[example] if isinstance(example, int) else next(
+            (e for e in examples if e.id == example), None)
+        if found is None:
+            raise WorkbenchError(f"no example {example!r} in {self.evalset.source}")
+        return chosen.prompt.render(**found.inputs)
 
     def _check_scorers(self) -> None:
         """Scorers that can check the eval set (e.g. its labels) do so before any call."""
@@ -101,8 +126,13 @@ class Experiment:
                 raise SpecError(self.spec.path or self.name, place, str(exc)) from exc
 
     def _check_keys(self) -> None:
-        for variant in self.variants:
-            variant.model.check_keys()  # raises GatewayError naming the missing variable
+        """Keys of every model the run calls: a judge's too, or it fails after paid calls."""
+        from .modelcheck import model_configs
+
+        judges = model_configs(self.spec, self.scorers).values()
+        for config in [*(v.model for v in self.variants), *judges]:
+            if config is not None:
+                config.check_keys()  # raises GatewayError naming the missing variable
 
     # ---- running ----------------------------------------------------------------------------
     def plan(self, *, limit: int | None = None, repeats: int | None = None,
@@ -112,6 +142,7 @@ class Experiment:
         and an upper estimate of the cost of the rest (``str(plan)`` says it in words)."""
         from .preflight import plan_run
 
+        check_run_options(limit=limit, repeats=repeats)
         unknown = sorted(set(refresh) - {v.name for v in self.variants})
         if unknown:
             raise WorkbenchError(f"refresh names unknown variants {unknown}; "
@@ -144,6 +175,8 @@ class Experiment:
         from .preflight import CostLimitError
         from .results import Results
 
+        check_run_options(limit=limit, repeats=repeats, concurrency=concurrency,
+                           workers=workers, max_cost=max_cost)
         self._check_keys()
         self._cancel.clear()
         evalset = self.evalset.head(limit) if limit else self.evalset
@@ -260,6 +293,7 @@ class Experiment:
 
         from .gateway import price
 
+        check_run_options(limit=limit, repeats=repeats)
         gateway = Gateway()
         examples = (self.evalset.head(limit) if limit else self.evalset).examples
         repeats = repeats or self.spec.run.repeats

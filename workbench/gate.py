@@ -133,10 +133,10 @@ def _regression_set(exp: Experiment) -> EvalSet:
     if chosen is None:
         return exp.evalset
     path = exp.spec.directory / chosen.path
-    if not path.is_file():
+    if not path.exists():
         raise SpecError(exp.spec.path or exp.name, "gate.regression_set.path",
                         f"{path} not found", "give a path relative to the experiment directory")
-    evalset = EvalSet.from_file(path, id_field=chosen.id_field)
+    evalset = EvalSet.from_file(path, id_field=chosen.id_field, split=chosen.split)
     return evalset.head(chosen.limit) if chosen.limit else evalset
 
 

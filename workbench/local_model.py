@@ -40,6 +40,11 @@ _registered = False
 _KEY = secrets.token_hex(16)
 
 
+def embedded_models() -> list[str]:
+    """Names usable as ``local/<name>`` (checked when an experiment loads)."""
+    return sorted(_WEIGHTS)
+
+
 def weights_path(name: str = "smollm2") -> Path:
     """Where the GGUF file of an embedded model lives, without importing its package."""
     if name not in _WEIGHTS:

@@ -21,7 +21,11 @@ from .errors import TemplateError
 VARIABLE_PATTERN = re.compile(
     r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\s*\}\}"
 )
-_ROLES = {"system", "user", "assistant", "developer"}
+# anything between double braces, and an opening pair that is never closed: text a user
+# meant as a placeholder but that would be sent literally
+_BRACED = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_UNCLOSED = re.compile(r"\{\{\s*[A-Za-z_][^}\n]*(\}(?!\})|$|\n)")
+ROLES = frozenset({"system", "user", "assistant", "developer"})
 
 Message = dict[str, str]
 Template = str | list[Message]
@@ -39,6 +43,8 @@ class PromptTemplate:
     def __post_init__(self) -> None:
         where = f"prompt {self.name!r}" if self.name else "prompt"
         if isinstance(self.template, str):
+            if not self.template.strip():  # would send an empty user message
+                raise TemplateError(f"{where}: the template is empty\n  fix: write the prompt")
             texts = [self.template]
         elif isinstance(self.template, list) and self.template:
             texts = []
@@ -47,10 +53,10 @@ class PromptTemplate:
                     raise TemplateError(
                         f"{where}: message {i} must have exactly the keys 'role' and 'content'"
                     )
-                if message["role"] not in _ROLES:
+                if message["role"] not in ROLES:
                     raise TemplateError(
                         f"{where}: message {i} has role {message['role']!r}; "
-                        f"use one of {sorted(_ROLES)}"
+                        f"use one of {sorted(ROLES)}"
                     )
                 if not isinstance(message["content"], str):
                     raise TemplateError(f"{where}: message {i} content must be text")
@@ -64,6 +70,7 @@ class PromptTemplate:
                     f"{where}: Jinja blocks ('{{% ... %}}') are not allowed; "
                     "use only {{variable}} placeholders"
                 )
+            _check_placeholders(where, text)
         found = frozenset(v for text in texts for v in VARIABLE_PATTERN.findall(text))
         object.__setattr__(self, "variables", found)
 
@@ -78,25 +85,40 @@ class PromptTemplate:
 
     def format(self, **values: Any) -> Template:
         """Fill the placeholders; the result has the template's own shape (text or chat)."""
+        self._require(values)
+        if isinstance(self.template, str):
+            return _fill(self.template, values)
+        return [{"role": m["role"], "content": _fill(m["content"], values)}
+                for m in self.template]
+
+    def render(self, **values: Any) -> list[Message]:
+        """Chat messages ready for a model call; a text template becomes one user message.
+
+        A message (or a whole text template) that is only ``{{name}}``, where the value is a
+        conversation (a list of ``{"role", "content"}``, as in openai/evals ``input`` or a
+        Hugging Face ``messages`` column), is replaced by that conversation's messages, so
+        the prompt supplies the system message or the turns around it.
+        """
+        self._require(values)
+        parts = [self.template] if isinstance(self.template, str) else self.template
+        messages: list[Message] = []
+        for part in parts:
+            text = part if isinstance(part, str) else part["content"]
+            whole = VARIABLE_PATTERN.fullmatch(text.strip())
+            turns = conversation(values.get(whole.group(1))) if whole else None
+            if turns is not None:
+                messages.extend(turns)
+                continue
+            role = "user" if isinstance(part, str) else part["role"]
+            messages.append({"role": role, "content": _fill(text, values)})
+        return messages
+
+    def _require(self, values: Mapping[str, Any]) -> None:
         missing = self.variables - values.keys()
         if missing:
             raise TemplateError(
                 f"prompt {self.name!r} needs {sorted(missing)} but got only {sorted(values)}"
             )
-
-        def fill(text: str) -> str:
-            return VARIABLE_PATTERN.sub(lambda m: _to_text(values[m.group(1)]), text)
-
-        if isinstance(self.template, str):
-            return fill(self.template)
-        return [{"role": m["role"], "content": fill(m["content"])} for m in self.template]
-
-    def render(self, **values: Any) -> list[Message]:
-        """Chat messages ready for a model call; a text template becomes one user message."""
-        filled = self.format(**values)
-        if isinstance(filled, str):
-            return [{"role": "user", "content": filled}]
-        return filled
 
     def diff(self, other: PromptTemplate) -> str:
         """A unified diff of the two templates, for reviews and the UI."""
@@ -108,6 +130,38 @@ class PromptTemplate:
                 tofile=other.name or "b",
             )
         )
+
+
+def _fill(text: str, values: Mapping[str, Any]) -> str:
+    return VARIABLE_PATTERN.sub(lambda m: _to_text(values[m.group(1)]), text)
+
+
+def conversation(value: Any) -> list[Message] | None:
+    """``value`` as chat messages if it is a list of ``{"role", "content"}``, else None."""
+    if not isinstance(value, list) or not value:
+        return None
+    if not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in value):
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _check_placeholders(where: str, text: str) -> None:
+    """Text that looks like a placeholder but is not one would reach the model literally."""
+    for match in _BRACED.finditer(text):
+        # starting like a name ({{x[0]}}, {{ x | f }}); {{2}} in LaTeX or {{"a": 1}} is text
+        looks_like_one = re.match(r"\s*[A-Za-z_]", match.group(1))
+        if looks_like_one and not VARIABLE_PATTERN.fullmatch(match.group(0)):
+            raise TemplateError(
+                f"{where}: {match.group(0)!r} is not a placeholder the workbench can fill "
+                "(only {{name}} or {{name.sub}}: no indexing, filters or expressions) and "
+                "would be sent literally\n  fix: put that value in an eval-set column of its "
+                "own and write {{column}}")
+    unclosed = _UNCLOSED.search(_BRACED.sub("", text))
+    if unclosed:
+        name = re.match(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.]*)", unclosed.group(0)).group(1)
+        raise TemplateError(
+            f"{where}: {unclosed.group(0).strip()!r} opens a placeholder that is never closed "
+            f"and would be sent literally\n  fix: write it as {{{{{name}}}}}")
 
 
 def canonical_json(value: Any) -> str:

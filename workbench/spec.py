@@ -6,14 +6,15 @@ nothing: unknown fields, prompt files, scorer options, the primary metric, secre
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import SpecError, TemplateError
+from .errors import SpecError, TemplateError, WorkbenchError
+from .files import inside, load_yaml, read_text
 from .gateway import ModelConfig
 from .prompts import PromptTemplate
 
@@ -28,6 +29,13 @@ class EvalSetSpec(_Strict):
     path: str
     id_field: str | None = None
     limit: int | None = Field(default=None, gt=0)
+    # which split of a `datasets` folder holding a DatasetDict (save_to_disk)
+    split: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _path_alone(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str) else data  # eval_set: data/x.jsonl
 
 
 class RunSpec(_Strict):
@@ -50,6 +58,22 @@ class RunSpec(_Strict):
         if self.context_policy == "truncate" and not self.truncate_variable:
             raise ValueError("context_policy truncate needs truncate_variable: <field to cut>")
         return self
+
+
+def check_run_options(**options: float | None) -> None:
+    """A zero or negative count would be read as "use the default" or crash mid-run."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "max_cost":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+            want = "a number of dollars > 0"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            want = "a whole number >= 1"
+        if not ok:
+            raise WorkbenchError(f"{name}={value!r}: must be {want}\n  fix: give {name} "
+                                 f"{want}, or leave it out to use the experiment's setting")
 
 
 class GateSpec(_Strict):
@@ -122,7 +146,19 @@ _FIXES = {
     "greater_than_equal": "give a larger value",
     "less_than_equal": "give a smaller value",
     "too_short": "add at least one entry",
+    "float_type": "give a number",
+    "bool_type": "give true or false",
+    "bool_parsing": "give true or false",
+    "dict_type": "give a mapping (key: value lines, indented under this key)",
+    "model_type": "give a mapping (key: value lines, indented under this key)",
+    "list_type": "give a list (lines starting with '- ')",
+    "literal_error": "use one of the values named above",
 }
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "eval_set": EvalSetSpec, "regression_set": EvalSetSpec, "run": RunSpec, "gate": GateSpec,
+    "judge": ModelConfig, "fallbacks": ModelConfig}
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -133,21 +169,39 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     if not path.is_file():
         raise SpecError(path, "", "file not found",
                         "pass an experiment directory containing experiment.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SpecError(path, "", f"not valid YAML: {exc}") from exc
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise SpecError(path, "", "the file must be a YAML mapping (name:, prompts:, ...)")
     try:
         spec = ExperimentSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        # an unknown key first: a misspelt one also makes the right one "missing"
+        first = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        loc = tuple(str(p) for p in first["loc"])
         fix = _FIXES.get(first["type"], "")
+        if first["type"] == "extra_forbidden":
+            fix = _did_you_mean(loc, fix)
         more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise SpecError(path, field, first["msg"] + more, fix) from exc
+        raise SpecError(path, ".".join(loc), first["msg"] + more, fix) from exc
     return _check(spec.model_copy(update={"path": path}), path)
+
+
+def _did_you_mean(loc: tuple[str, ...], fix: str) -> str:
+    """For an unknown key, the allowed key it is closest to (a typo costs nothing)."""
+    parts = [p for p in loc[:-1] if not p.isdigit()]
+    if not parts:
+        model: type[BaseModel] | None = ExperimentSpec
+    elif parts[0] == "models" and len(parts) == 2:
+        model = ModelConfig
+    else:
+        model = _SECTIONS.get(parts[-1])
+    if model is None:
+        return fix
+    allowed = [f for f in model.model_fields if f not in ("path", "templates")]
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`? (allowed: {', '.join(allowed)})"
+    return f"remove it; allowed here: {', '.join(allowed)}"
 
 
 def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
@@ -181,8 +235,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
         try:
             build_scorer(scorer.type, scorer.options, name=scorer.name)
         except Exception as exc:
-            raise SpecError(path, f"scorers.{i}", str(exc),
-                            "see `workbench scorers` for types and options") from exc
+            raise SpecError(path, f"scorers.{i}", str(exc), _scorer_fix(scorer)) from exc
         metrics.append(scorer.metric)
     duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
     if duplicated:
@@ -196,48 +249,104 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
             field = "gate.guardrails" if i < len(spec.gate.guardrails) else "gate.thresholds"
             raise SpecError(path, field, f"{metric!r} is not a scorer", f"use one of {metrics}")
     variant_names = _variant_names(spec)
+    check_variant_names(spec, path)
     if spec.baseline is not None and spec.baseline not in variant_names:
         raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",
                         f"use one of {variant_names}")
     data = spec.directory / spec.eval_set.path
-    if not data.is_file():
+    if not data.exists():
         raise SpecError(path, "eval_set.path", f"{data} not found",
                         "give a path relative to the experiment directory")
     return spec.model_copy(update={"templates": templates})
+
+
+def _scorer_fix(scorer: ScorerSpec) -> str:
+    """The type or option the user probably meant, else where the options are listed."""
+    from .scorers import registered_types
+
+    types = registered_types()
+    if scorer.type not in types:
+        wrong, allowed = scorer.type, sorted(types)
+    else:
+        opts = getattr(types[scorer.type], "Opts", None)
+        allowed = sorted(opts.model_fields) if opts is not None else []
+        unknown = [k for k in scorer.options if k not in allowed]
+        wrong = unknown[0] if unknown else ""
+    close = difflib.get_close_matches(wrong, allowed, n=1, cutoff=0.6) if wrong else []
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return f"{hint}see docs/scorers.md for the types and their options"
+
+
+_PATH_LIKE = re.compile(r"^[^\s{}]+(/[^\s{}]*|\.[A-Za-z0-9]{1,5})$")
 
 
 def _load_prompt(spec: ExperimentSpec, path: Path, name: str,
                  value: str | list[dict[str, str]]) -> PromptTemplate:
     field = f"prompts.{name}"
     where, description = path, ""
-    if isinstance(value, str) and value.endswith((".yaml", ".yml", ".txt", ".md")):
-        file = spec.directory / value
-        if not file.is_file():
-            raise SpecError(path, field, f"prompt file {file} not found",
-                            "give a path relative to the experiment directory")
+    # one word with a slash or a file suffix is a path, never prompt text
+    if isinstance(value, str) and _PATH_LIKE.match(value.strip()):
+        file = _prompt_file(spec, path, field, value.strip())
         where = file
         if file.suffix in (".yaml", ".yml"):
-            try:
-                content = yaml.safe_load(file.read_text(encoding="utf-8"))
-            except yaml.YAMLError as exc:
-                raise SpecError(file, "", f"not valid YAML: {exc}") from exc
-            if not isinstance(content, dict) or not ({"template", "messages"} & content.keys()):
-                raise SpecError(file, "", "a prompt file needs `template:` (text) or "
-                                "`messages:` (chat)", "see experiments/support-triage/prompts/")
-            unknown = sorted(set(content) - {"template", "messages", "description"})
-            if unknown:
-                raise SpecError(file, unknown[0], "unknown field",
-                                "allowed: template, messages, description")
-            value = content.get("messages", content.get("template"))
-            description = str(content.get("description", ""))
-            field = "messages" if "messages" in content else "template"
+            value, description, field = _prompt_yaml(file)
         else:
-            value = file.read_text(encoding="utf-8")
-            field = ""
+            value, field = read_text(file), ""
     try:
         return PromptTemplate(value, name=name, description=description)  # type: ignore[arg-type]
     except TemplateError as exc:
-        raise SpecError(where, field, str(exc)) from exc
+        problem, _, fix = str(exc).partition("\n  fix: ")
+        raise SpecError(where, field, problem, fix) from exc
+
+
+def _prompt_file(spec: ExperimentSpec, path: Path, field: str, value: str) -> Path:
+    """The prompt file, which must exist inside the experiment's directory: whatever it
+    holds is sent to the provider and stored in the registry."""
+    file = inside(spec.directory, value)
+    if file is None:
+        raise SpecError(path, field, f"{value!r} is outside the experiment directory "
+                        f"{spec.directory}",
+                        "copy the prompt into the experiment directory (e.g. prompts/) "
+                        "and give a path relative to it")
+    if not file.is_file():
+        problem = "is a directory" if file.is_dir() else "not found"
+        raise SpecError(path, field, f"prompt file {spec.directory / value} {problem}",
+                        "give the path of a prompt file relative to the experiment directory "
+                        "(e.g. prompts/<name>.yaml); inline text needs spaces or a newline")
+    return file
+
+
+def _prompt_yaml(file: Path) -> tuple[Any, str, str]:
+    content = load_yaml(file)
+    if not isinstance(content, dict) or not ({"template", "messages"} & content.keys()):
+        raise SpecError(file, "", "a prompt file needs `template:` (text) or "
+                        "`messages:` (chat)", "see experiments/support-triage/prompts/")
+    unknown = sorted(set(content) - {"template", "messages", "description"})
+    if unknown:
+        raise SpecError(file, unknown[0], "unknown field",
+                        "allowed: template, messages, description")
+    if {"template", "messages"} <= content.keys():
+        raise SpecError(file, "messages", "both `template:` and `messages:` are given",
+                        "keep one: `template:` for text, `messages:` for chat")
+    value = content.get("messages", content.get("template"))
+    field = "messages" if "messages" in content else "template"
+    return value, str(content.get("description", "")), field
+
+
+def check_variant_names(spec: ExperimentSpec, path: Path | str) -> None:
+    """Two (prompt, model) pairs with one joined name would have their rows merged."""
+    seen: dict[str, tuple[str, str]] = {}
+    for p in spec.prompts:
+        for m in spec.models:
+            name = variant_name(p, m, spec)
+            if name in seen:
+                first = seen[name]
+                raise SpecError(path, "prompts", f"prompt {first[0]!r} on model {first[1]!r} "
+                                f"and prompt {p!r} on model {m!r} are both named {name!r}; "
+                                "their results would be merged",
+                                "rename a prompt or a model so that no name joined with "
+                                "'.' repeats (e.g. avoid '.' in variant names)")
+            seen[name] = (p, m)
 
 
 def _variant_names(spec: ExperimentSpec) -> list[str]:

@@ -3,7 +3,36 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..results import Results
+
+# distinct error messages printed after a run with failed calls
+_SHOWN_ERRORS = 5
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a count, where 0 or less would silently mean "the default"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value}")
+    return value
+
+
+def _dollars(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be an amount in USD > 0, got {text}")
+    return value
 
 
 def register(commands: Any) -> None:
@@ -11,19 +40,20 @@ def register(commands: Any) -> None:
                               description="Run every variant over the eval set, score, print "
                                           "the summary and the paired comparison, log to MLflow.")
     run.add_argument("experiment", help="experiment directory (or its experiment.yaml)")
-    run.add_argument("--limit", type=int, metavar="N", help="only the first N examples")
+    run.add_argument("--limit", type=_at_least_one, metavar="N", help="only the first N examples")
     run.add_argument("--no-cache", action="store_true",
                      help="call the models again even when a cached answer exists")
     run.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     run.add_argument("--log-again", action="store_true",
                      help="log a new MLflow run even when every call is cached and an "
                           "identical run was logged before")
-    run.add_argument("--concurrency", type=int, metavar="N", help="calls in flight at once")
-    run.add_argument("--workers", type=int, metavar="N",
+    run.add_argument("--concurrency", type=_at_least_one, metavar="N",
+                     help="calls in flight at once")
+    run.add_argument("--workers", type=_at_least_one, metavar="N",
                      help="processes making calls (default: run.workers, 1)")
     run.add_argument("--refresh", action="append", default=[], metavar="VARIANT",
                      help="call this variant again even when cached (repeatable)")
-    run.add_argument("--max-cost", type=float, metavar="USD",
+    run.add_argument("--max-cost", type=_dollars, metavar="USD",
                      help="refuse to start when the estimate is higher; stop once spent")
     run.add_argument("--estimate", action="store_true",
                      help="print what the run would send and cost, then stop")
@@ -41,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..results import format_summary
 
     experiment = Experiment.from_yaml(args.experiment)
+    for warning in experiment.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"{experiment.name}: {len(experiment.variants)} variants × "
           f"{min(args.limit or len(experiment.evalset), len(experiment.evalset))} examples × "
           f"{experiment.spec.run.repeats} repeat(s)")
@@ -58,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     print(report.to_text() if report else format_summary(results.summary(), results.metrics))
     print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
           f"errors: {len(results.errors)}")
+    _print_errors(results)
     for warning in results.warnings:
         print(f"warning: {warning}")
     if report is None:  # with a report, its caveats already say this
@@ -70,6 +103,10 @@ def _run(args: argparse.Namespace) -> int:
             if variant != "parent":
                 version = results.prompt_versions.get(variant)
                 print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
+    problems = _failures(results)
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+        return 1
     if args.promote and report is not None:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
@@ -87,3 +124,41 @@ def _run(args: argparse.Namespace) -> int:
             else:  # a protected alias: the request waits for someone else's approval
                 print(f"\nnot promoted yet: {outcome}")
     return 0
+
+
+def _print_errors(results: Results) -> None:
+    """The first distinct error messages with their counts: one cause is usually most."""
+    messages = [(str(e).strip().splitlines() or [""])[0] for e in results.errors["error"]]
+    if not messages:
+        return
+    # messages that differ only in numbers (retry-after, token counts) are one cause
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        groups.setdefault(re.sub(r"\d+", "#", message), []).append(message)
+    ranked = sorted(groups.values(), key=len, reverse=True)
+    print(f"failed calls: {len(messages)} of {len(results.frame)}")
+    for group in ranked[:_SHOWN_ERRORS]:
+        print(f"  {len(group):>5} × {group[0][:300]}")
+    if len(ranked) > _SHOWN_ERRORS:
+        print(f"  ... and {len(ranked) - _SHOWN_ERRORS} other distinct error(s)")
+
+
+def _failures(results: Results) -> list[str]:
+    """Why the run's verdict cannot be trusted at all: a variant none of whose calls
+    succeeded, or a scorer that produced no score on the calls that did."""
+    frame = results.frame
+    if frame.empty:
+        return ["no call was made"]
+    problems = []
+    for variant, rows in frame.groupby("variant", sort=False):
+        answered = rows[rows["error"].isna()]
+        if answered.empty:
+            problems.append(f"every call of {variant!r} failed ({len(rows)} calls)")
+            continue
+        for metric in results.metrics:
+            column = f"score.{metric}"
+            if column in answered and answered[column].isna().all():
+                reason = str(answered[f"reason.{metric}"].iloc[0])[:200]
+                problems.append(f"scorer {metric!r} produced no score for {variant!r} "
+                                f"({len(answered)} answered calls; first reason: {reason})")
+    return problems

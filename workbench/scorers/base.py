@@ -87,6 +87,8 @@ class OptionScorer:
     Opts: type[Options] = Options
     kind: MetricKind = "binary"
     type_name: str = ""
+    # options that name an eval-set field; the experiment checks them against its data
+    data_fields: tuple[str, ...] = ("expected", "context")
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
         self.options = self.Opts(**options)

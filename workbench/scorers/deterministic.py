@@ -30,25 +30,38 @@ def _expected(example: Example, field: str) -> Any:
         raise KeyError(f"example {example.id} has no field {field!r}") from None
 
 
+def _answers(example: Example, field: str) -> list[str]:
+    """The acceptable answers: a field holds one, or a list of them (openai/evals ``ideal``)."""
+    raw = _expected(example, field)
+    answers = [str(a) for a in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+    if not answers:
+        raise ValueError(f"example {example.id}: {field!r} is an empty list of answers")
+    return answers
+
+
 class _ExpectedField(Options):
     expected: str = Field(default="expected", description="eval-set field with the answer")
 
 
 @register("exact_match")
 class ExactMatch(OptionScorer):
-    """Output equals the expected answer (normalised unless ``normalize: false``)."""
+    """Output equals the expected answer, or one of a list of acceptable answers
+    (normalised unless ``normalize: false``)."""
 
     class Opts(_ExpectedField):
         normalize: bool = True
 
     def score(self, output: str, example: Example) -> Score:
-        want = str(_expected(example, self.options.expected))
+        wants = _answers(example, self.options.expected)
         got = output
         if self.options.normalize:
-            want, got = normalize(want), normalize(got)
-        if got == want:
-            return Score(1.0, "matches")
-        return Score(0.0, f"expected {want!r}, got {got[:80]!r}")
+            wants, got = [normalize(w) for w in wants], normalize(got)
+        if got in wants:
+            return Score(1.0, "matches" if len(wants) == 1
+                         else f"matches {got!r}, one of {len(wants)} acceptable answers")
+        if len(wants) == 1:
+            return Score(0.0, f"expected {wants[0]!r}, got {got[:80]!r}")
+        return Score(0.0, f"expected one of {wants[:5]}, got {got[:80]!r}")
 
     def categorize(self, output: str, example: Example) -> tuple[str, str]:
         """(answer, expected answer) as compared, for confusion matrices over label sets."""
@@ -60,7 +73,8 @@ class ExactMatch(OptionScorer):
 
 @register("contains")
 class Contains(OptionScorer):
-    """The expected text (a field, or a fixed ``value``) appears in the output."""
+    """The expected text (a field, or a fixed ``value``) appears in the output; a field
+    holding a list of acceptable answers passes when any of them appears."""
 
     class Opts(Options):
         expected: str | None = None
@@ -76,14 +90,17 @@ class Contains(OptionScorer):
 
     def score(self, output: str, example: Example) -> Score:
         o = self.options
-        needle = o.value if o.value is not None else str(_expected(example, o.expected))
+        needles = [o.value] if o.value is not None else _answers(example, o.expected)
         flags = 0 if o.case_sensitive else re.IGNORECASE
-        pattern = re.escape(needle)
-        if o.whole_word:
-            pattern = rf"(?<!\w){pattern}(?!\w)"
-        if re.search(pattern, unicodedata.normalize("NFKC", output), flags):
-            return Score(1.0, f"contains {needle!r}")
-        return Score(0.0, f"does not contain {needle!r}")
+        text = unicodedata.normalize("NFKC", output)
+        for needle in needles:
+            pattern = re.escape(needle)
+            if o.whole_word:
+                pattern = rf"(?<!\w){pattern}(?!\w)"
+            if re.search(pattern, text, flags):
+                return Score(1.0, f"contains {needle!r}")
+        shown = repr(needles[0]) if len(needles) == 1 else f"any of {needles[:5]}"
+        return Score(0.0, f"does not contain {shown}")
 
 
 @register("regex")

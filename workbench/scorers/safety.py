@@ -164,6 +164,8 @@ def _source(output: str, example: Example, field: str | None) -> str:
 class Pii(OptionScorer):
     """Passes when the text holds no personal data of the listed kinds."""
 
+    data_fields = ("field",)
+
     class Opts(Options):
         kinds: list[PiiKind] | None = Field(default=None, min_length=1)
         field: str | None = Field(default=None, description="scan an input field, not output")
@@ -231,6 +233,8 @@ class PromptInjection(OptionScorer):
     (an injection that got through often shows up in the answer). With ``judge`` a model is
     asked too, and either flagging fails the row.
     """
+
+    data_fields = ("field",)
 
     class Opts(Options):
         field: str | None = None
