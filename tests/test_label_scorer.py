@@ -103,6 +103,7 @@ def test_an_eval_set_with_labels_outside_the_set_fails_when_the_experiment_loads
         Experiment.from_yaml(folder)
     folder = make_experiment(scorers=[{"type": "label", "labels": ["positive", "negative"]}],
                              primary_metric="label")
-    with pytest.raises(SpecError, match=r"20 example\(s\) have no field 'expected'"):
+    with pytest.raises(SpecError, match=r"scorers\.0\.expected: 'expected' is not a field of "
+                                        r"the eval set .*\n  fix: use one of \['id', 'label'"):
         Experiment.from_yaml(folder)
     assert llm_server.request_count == 0
