@@ -97,23 +97,25 @@ def _gateway_record(names: Mapping[str, str | None], config: Any, completion: An
 
 
 def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, str],
-           config: Any, reply: Any = None, error: BaseException | None = None,
-           steps: dict[str, float], ttft_s: float | None = None) -> None:
-    """Record one request served by ``PromptService`` (``reply`` is its ``Reply``)."""
+           config: Any, steps: dict[str, float], completion: Any = None,
+           error: BaseException | None = None, ttft_s: float | None = None) -> None:
+    """Record one request served by ``PromptService``; ``completion`` is a gateway
+    ``Completion`` or a streamed ``Reply`` (model, tokens, cost), absent on failure."""
     names = {"application": tags.get("application"), "user": tags.get("user"),
              "request_type": tags.get("request_type"),
-             "request_id": tags.get("request_id", "")}
-    if reply is None:
-        record(UsageRecord(**names, prompt=prompt, prompt_version=version, prompt_alias=alias,
-                           model=config.model, provider=config.provider,
-                           requested_model=config.model, steps=steps, ttft_s=ttft_s,
+             "request_id": tags.get("request_id", ""), "prompt": prompt,
+             "prompt_version": version, "prompt_alias": alias,
+             "requested_model": config.model, "steps": steps, "ttft_s": ttft_s}
+    if completion is None:
+        record(UsageRecord(**names, model=config.model, provider=config.provider,
                            status="error", error_type=_error_type(error)))
         return
+    answered = completion.model
     record(UsageRecord(
-        **names, prompt=prompt, prompt_version=version, prompt_alias=alias, model=reply.model,
-        provider=provider_of(reply.model), requested_model=config.model,
-        tokens_in=reply.prompt_tokens, tokens_out=reply.completion_tokens, cost=reply.cost,
-        priced=_priced(config, reply.model), steps=steps, ttft_s=ttft_s))
+        **names, model=answered, provider=provider_of(answered),
+        tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
+        cost=completion.cost, priced=_priced(config, answered),
+        fallback=bool(getattr(completion, "fallback", False))))
 
 
 def _priced(config: Any, answered: str) -> bool:
