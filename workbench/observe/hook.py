@@ -26,10 +26,14 @@ def enabled() -> bool:
     return os.environ.get("WORKBENCH_LEDGER", "on").lower() not in ("off", "0", "false")
 
 
+def _ledgers_key() -> tuple[str | None, str | None, str]:
+    return (os.environ.get("WORKBENCH_LEDGER_URL"), os.environ.get("WORKBENCH_HOME"),
+            os.getcwd())
+
+
 def default_ledger() -> Any:
     """The ledger of the current project (or ``$WORKBENCH_LEDGER_URL``), opened once."""
-    where = (os.environ.get("WORKBENCH_LEDGER_URL"), os.environ.get("WORKBENCH_HOME"),
-             os.getcwd())
+    where = _ledgers_key()
     ledger = _ledgers.get(where)
     if ledger is None:
         from .ledger import Ledger

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -46,11 +46,16 @@ class UsageRecord:
     error_type: str | None = None
     request_id: str = ""
     ts: float = field(default_factory=time.time)
-    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    call_id: str = field(default_factory=lambda: new_id())
 
     def __post_init__(self) -> None:
         if not self.request_id:
             self.request_id = self.call_id
+
+
+def new_id() -> str:
+    """32 hex digits, time first: unique, and appended in order to the store's index."""
+    return f"{time.time_ns():016x}{random.getrandbits(64):016x}"
 
 
 def provider_of(model: str | None) -> str | None:

@@ -49,7 +49,7 @@ def tables() -> tuple[Any, Any, Any, Any]:
     )
     steps = sa.Table(
         "steps", meta,
-        sa.Column("call_id", sa.String(32), nullable=False, index=True),
+        sa.Column("call_id", sa.String(32), nullable=False),
         sa.Column("ts", num, nullable=False, index=True),
         sa.Column("step", text(100), nullable=False), sa.Column("seconds", num),
     )
@@ -85,24 +85,39 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.calls, self.steps, self.lost, self.alerts = tables()
         self.calls.metadata.create_all(self.engine)
+        self._insert_calls = self._insert_sql("calls", CALL_COLUMNS)
+        self._insert_steps = self._insert_sql("steps", ("call_id", "ts", "step", "seconds"))
+
+    def _insert_sql(self, table: str, columns: Sequence[str]) -> str:
+        # driver-level executemany with tuples: a third of the CPU of Core's dict rows
+        quote = self.engine.dialect.identifier_preparer.quote
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        return (f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES ({', '.join([mark] * len(columns))})")
 
     def write(self, records: Sequence[UsageRecord], lost: Sequence[tuple[float, int, str]] = ()
               ) -> None:
         """One transaction: the calls, their steps, and any loss counts to report."""
-        call_rows = [{c: getattr(r, c) for c in CALL_COLUMNS} for r in records]
-        step_rows = [{"call_id": r.call_id, "ts": r.ts, "step": s, "seconds": v}
-                     for r in records for s, v in r.steps.items()]
+        call_rows = [_row(r) for r in records]
+        step_rows = [(r.call_id, r.ts, s, v) for r in records for s, v in r.steps.items()]
         with self.engine.begin() as conn:
             if call_rows:
-                conn.execute(self.calls.insert(), call_rows)
+                conn.exec_driver_sql(self._insert_calls, call_rows)
             if step_rows:
-                conn.execute(self.steps.insert(), step_rows)
+                conn.exec_driver_sql(self._insert_steps, step_rows)
             if lost:
                 conn.execute(self.lost.insert(),
                              [{"ts": t, "count": n, "reason": why} for t, n, why in lost])
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _row(r: UsageRecord) -> tuple[Any, ...]:
+    return (r.call_id, r.request_id, r.ts, r.application, r.user, r.request_type, r.prompt,
+            r.prompt_version, r.prompt_alias, r.model, r.provider, r.requested_model,
+            r.tokens_in, r.tokens_out, r.tokens_cached, r.cost, r.priced, r.ttft_s,
+            r.cache_hit, r.fallback, r.status, r.error_type)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
