@@ -18,7 +18,7 @@ from typing import Any
 from .hook import attribute, default_ledger, record
 from .record import UsageRecord
 
-__all__ = ["UsageRecord", "attribute", "default_ledger", "latency", "record",
+__all__ = ["UsageRecord", "alerts", "attribute", "default_ledger", "latency", "record",
            "usage"]
 
 
@@ -34,3 +34,18 @@ def latency(since: Any = "24h", by: str | list[str] | None = "step") -> Any:
     from . import queries
 
     return queries.latency(default_ledger().store(), since, by)
+
+
+def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
+           webhook: str | None = None) -> Any:
+    """Anomaly alerts ending within ``since`` as a DataFrame (``new``: not delivered before).
+
+    New alerts are logged and, with ``webhook``, POSTed as JSON; each is delivered once.
+    """
+    from . import alerting as checking
+
+    store = default_ledger().store()
+    found = checking.check(store, since, history, thresholds)
+    before = checking._delivered(store, [a.alert_id for a in found])
+    checking.deliver(found, store, webhook=webhook)
+    return checking.frame(found, {a.alert_id for a in found} - before)

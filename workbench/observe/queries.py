@@ -91,9 +91,8 @@ def steps_frame(store: Any, since: Since, dimensions: list[str],
     ttft_q = sa.select(c.ts, sa.literal("ttft").label("step"), c.ttft_s.label("seconds"),
                        *extra).where(c.ttft_s.is_not(None), *_window(c, since, until))
     columns = ["ts", "step", "seconds", *dimensions]
-    with store.engine.connect() as conn:
-        rows = conn.execute(step_q).fetchall() + conn.execute(ttft_q).fetchall()
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame.from_records(_fetch(store, step_q) + _fetch(store, ttft_q),
+                                     columns=columns)
 
 
 def calls_frame(store: Any, since: Since = "30d", until: float | None = None) -> Any:
@@ -103,9 +102,21 @@ def calls_frame(store: Any, since: Since = "30d", until: float | None = None) ->
 
     c = store.calls.c
     query = sa.select(store.calls).where(*_window(c, since, until)).order_by(c.ts)
+    frame = pd.DataFrame.from_records(_fetch(store, query), columns=[col.name for col in c])
+    for flag in ("priced", "cache_hit", "fallback"):
+        frame[flag] = frame[flag].fillna(False).astype(bool)  # SQLite gives 0/1
+    return frame
+
+
+def _fetch(store: Any, query: Any) -> list[tuple[Any, ...]]:
+    """The rows as the driver returns them: SQLAlchemy's Row objects cost 4x the fetch."""
+    dialect = store.engine.dialect
+    compiled = query.compile(dialect=dialect)
+    params: Any = compiled.params
+    if dialect.positional:
+        params = tuple(params[name] for name in compiled.positiontup)
     with store.engine.connect() as conn:
-        result = conn.execute(query)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        return conn.exec_driver_sql(str(compiled), params).cursor.fetchall()
 
 
 def lost(store: Any, since: Since = "7d") -> int:
