@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from .aio import run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
 from .observe import hook as usage
+from .observe.budgets import Budget, BudgetGuard
 from .registry import RegisteredPrompt, client, load
 
 log = logging.getLogger("workbench.serving")
@@ -58,15 +59,18 @@ class PromptService:
     ``tags`` (for example ``{"application": "helpdesk"}``) go with every request's log
     record, merged with the per-call ``tags=`` (``user``, ``request_type``, ...), so cost
     can be attributed. Variables are keyword arguments, or a mapping as the first positional
-    argument when a variable is called ``tags``.
+    argument when a variable is called ``tags``. ``budgets`` refuse a request whose
+    application or user has spent its limit (``BudgetExceeded``), before any call.
     """
 
     def __init__(self, name: str, alias: str = "production", *, refresh_s: float = 60.0,
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
-                 tracking_uri: str | None = None, tags: Mapping[str, str] | None = None) -> None:
+                 tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
+                 budgets: Sequence[Budget] = ()) -> None:
         self.name, self.alias, self.refresh_s = name, alias, refresh_s
         self.refresh_timeout_s = refresh_timeout_s
         self.tags = _check_tags(tags)
+        self.budgets = BudgetGuard(budgets) if budgets else None
         self._model_override = model
         self._client = client(tracking_uri)
         self._gateway = Gateway(cache=None)
@@ -196,6 +200,8 @@ class PromptService:
         messages = self._render(prompt, variables, kwargs)
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        if self.budgets is not None:
+            self.budgets.check(all_tags)
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
         try:
@@ -226,8 +232,10 @@ class PromptService:
         started = time.perf_counter()
         prompt = self.prompt
         messages = self._render(prompt, variables, kwargs)
-        stream = ReplyStream(self, prompt, self._model_for(prompt), messages,
-                             {**self.tags, **_check_tags(tags)})
+        all_tags = {**self.tags, **_check_tags(tags)}
+        if self.budgets is not None:
+            self.budgets.check(all_tags)
+        stream = ReplyStream(self, prompt, self._model_for(prompt), messages, all_tags)
         stream.steps["render"] = time.perf_counter() - started
         return stream
 
@@ -381,6 +389,8 @@ def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig
     usage.served(prompt=service.name, version=prompt.version, alias=service.alias, tags=tags,
                  config=model, completion=completion, error=error, steps=steps,
                  ttft_s=None if first is None else first - call_started)
+    if completion is not None and service.budgets is not None:
+        service.budgets.add(tags, completion.cost)
 
 
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
