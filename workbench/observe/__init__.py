@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .anomalies import Thresholds
+from .budgets import Budget, BudgetExceeded
 from .hook import attribute, default_ledger, record
 from .record import UsageRecord
 
-__all__ = ["UsageRecord", "alerts", "attribute", "default_ledger", "latency", "record",
-           "usage"]
+__all__ = ["Budget", "BudgetExceeded", "Thresholds", "UsageRecord", "alerts", "attribute",
+           "default_ledger", "latency", "record", "usage"]
 
 
 def usage(since: Any = "7d", by: str | list[str] | None = None) -> Any:

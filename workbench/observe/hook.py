@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from .record import UsageRecord, provider_of
 _attribution: contextvars.ContextVar[dict[str, str | None] | None] = contextvars.ContextVar(
     "workbench_usage_attribution", default=None)
 _ledgers: dict[tuple[str | None, str | None, str], Any] = {}
+_opening = threading.Lock()
 
 
 def enabled() -> bool:
@@ -39,9 +41,10 @@ def default_ledger() -> Any:
         from .ledger import Ledger
         from .store import default_url
 
-        url = default_url()
-        ledger = next((lg for lg in _ledgers.values() if lg.url == url), None) or Ledger(url)
-        _ledgers[where] = ledger
+        with _opening:  # one writer per store, even when threads start at once
+            url = default_url()
+            ledger = next((lg for lg in _ledgers.values() if lg.url == url), None)
+            ledger = _ledgers[where] = ledger or Ledger(url)
     return ledger
 
 

@@ -57,9 +57,9 @@ def simulate(days: int = 28, seed: int = 7, start: datetime | None = None) -> Si
     frames = [_traffic(rng, app, t0, days) for app in APPS]
     calls = pd.concat(frames, ignore_index=True)
     incidents = _incidents(t0)
-    calls = _inject(calls, rng, incidents, t0)
+    calls = _inject(calls, rng, incidents)
     calls = calls.sort_values("ts", kind="stable").reset_index(drop=True)
-    calls = _price_and_time(calls, rng, t0)
+    calls = _price_and_time(calls, rng)
     steps = _steps(calls)
     return Simulation(calls=calls.drop(columns=[c for c in calls if c.startswith("_")]),
                       steps=steps, incidents=incidents, start=t0, end=t0 + days * 86400)
@@ -124,8 +124,7 @@ def _incidents(t0: float) -> list[Incident]:
     ]
 
 
-def _inject(calls: Any, rng: Any, incidents: list[Incident], t0: float) -> Any:
-    import numpy as np
+def _inject(calls: Any, rng: Any, incidents: list[Incident]) -> Any:
     import pandas as pd
 
     prompt, runaway, latency, unpriced, outage = incidents
@@ -149,10 +148,10 @@ def _inject(calls: Any, rng: Any, incidents: list[Incident], t0: float) -> Any:
     calls.loc[down & ~failed, ["model", "fallback"]] = ["anthropic/claude-haiku", True]
     calls.loc[failed, "status"] = "error"
     calls["_retrieve_x"] = calls["_retrieve_x"].astype(float)
-    return calls.assign(fallback=calls["fallback"].astype(bool), _t0=np.float64(t0))
+    return calls.assign(fallback=calls["fallback"].astype(bool))
 
 
-def _price_and_time(calls: Any, rng: Any, t0: float) -> Any:
+def _price_and_time(calls: Any, rng: Any) -> Any:
     import numpy as np
 
     n = len(calls)
