@@ -98,3 +98,11 @@ def test_gateway_calls_outside_an_attribution_are_not_recorded(project, llm_serv
     asyncio.run(attributed())
     row = ledger_calls().iloc[0]
     assert (row.application, row.user, row.request_type) == ("notebook", "ana", "probe")
+
+
+def test_calls_made_by_worker_processes_are_recorded_once(make_experiment):
+    folder = make_experiment(name="triage-workers")
+    Experiment.from_yaml(folder).run(track=False, progress=False, use_cache=False, workers=2)
+    calls = ledger_calls()
+    assert len(calls) == 40 and calls["call_id"].is_unique
+    assert set(calls["application"]) == {"triage-workers"} and not calls["cache_hit"].any()
