@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import logging
 import queue
 import threading
@@ -25,6 +26,7 @@ from .record import UsageRecord
 log = logging.getLogger("workbench.observe")
 
 _open: weakref.WeakSet[Ledger] = weakref.WeakSet()
+_STOP: Any = object()  # wakes an idle writer so that it sees it should stop
 
 
 class LedgerError(WorkbenchError):
@@ -52,7 +54,7 @@ class Ledger:
         self.url = url
         self.batch_size, self.interval_s = batch_size, interval_s
         self.max_waiting, self.retry_s = max_waiting, retry_s
-        self._queue: queue.Queue[UsageRecord] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._waiting: collections.deque[UsageRecord] = collections.deque()
         self._lost_unreported: list[tuple[float, int, str]] = []
         self._lock = threading.Lock()
@@ -105,17 +107,29 @@ class Ledger:
                 return
 
     def _take(self) -> None:
-        """Move queued records to the waiting list: block for the first, then drain."""
+        """Move queued records to the waiting list: block for the first, then drain.
+
+        An idle writer blocks without a timeout, so a ledger nobody uses costs no wake-ups.
+        """
+        idle = not (self._waiting or self._lost_unreported or self._stopping.is_set())
         try:
-            self._waiting.append(self._queue.get(timeout=self.interval_s))
+            item = self._queue.get(timeout=None if idle else self.interval_s)
         except queue.Empty:
             return
+        if item is _STOP:
+            self._queue.task_done()
+            return
+        self._waiting.append(item)
         overflow = 0
         for _ in range(self.batch_size * 10):
             try:
-                self._waiting.append(self._queue.get_nowait())
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if item is _STOP:
+                self._queue.task_done()
+            else:
+                self._waiting.append(item)
         while len(self._waiting) > self.max_waiting:
             self._waiting.popleft()
             self._queue.task_done()
@@ -203,6 +217,8 @@ class Ledger:
         """Write what is queued (waiting up to ``timeout``), then stop the writer."""
         self.flush(timeout)
         self._stopping.set()
+        with contextlib.suppress(queue.Full):  # a full queue wakes the writer anyway
+            self._queue.put(_STOP, timeout=1.0)
         self._writer.join(timeout=max(timeout, self.interval_s * 2))
         left = self._queue.unfinished_tasks
         if left > 0:
