@@ -32,8 +32,8 @@ WEEK_H = 168
 
 @dataclass(frozen=True)
 class Thresholds:
-    """When a finding is an alert. With the defaults, 20 simulated months had one false
-    alert in 80 weeks (benchmarks/observe_anomalies.py)."""
+    """When a finding is an alert; the defaults are measured on simulated months by
+    benchmarks/observe_anomalies.py (figures in benchmarks/RESULTS.md)."""
 
     history_days: int = 28
     min_history_days: int = 3

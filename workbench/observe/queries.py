@@ -110,7 +110,8 @@ def calls_frame(store: Any, since: Since = "30d", until: float | None = None) ->
 
 
 def _fetch(store: Any, query: Any) -> list[tuple[Any, ...]]:
-    """The rows as the driver returns them: SQLAlchemy's Row objects cost 4x the fetch."""
+    """The rows as the driver returns them: building SQLAlchemy Row objects for millions of
+    rows costs more than the fetch (benchmarks/RESULTS.md, Observability)."""
     dialect = store.engine.dialect
     compiled = query.compile(dialect=dialect)
     params: Any = compiled.params
@@ -135,7 +136,7 @@ def _window(columns: Any, since: Since, until: float | None, store: Any = None) 
     start = since_ts(since)
     ts = columns.ts
     if store is not None and _most_of(store, ts, start):
-        ts = ts + 0  # SQLite reads most of a table 2.4x faster by a scan than by the index
+        ts = ts + 0  # an expression SQLite cannot index: most of a table reads faster by scan
     conditions = [ts >= start]
     if until is not None:
         conditions.append(ts < until)

@@ -89,7 +89,7 @@ class Store:
         self._insert_steps = self._insert_sql("steps", ("call_id", "ts", "step", "seconds"))
 
     def _insert_sql(self, table: str, columns: Sequence[str]) -> str:
-        # driver-level executemany with tuples: a third of the CPU of Core's dict rows
+        # driver-level executemany with tuples: Core's dict rows made ingest CPU-bound
         quote = self.engine.dialect.identifier_preparer.quote
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         return (f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) "
