@@ -10,7 +10,7 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.observe import queries
-from workbench.observe.ledger import Ledger, LedgerError
+from workbench.observe.ledger import Ledger, LedgerError, LedgerHealth
 from workbench.observe.record import UsageRecord, seconds, since_ts
 
 
@@ -116,18 +116,17 @@ def test_a_store_that_is_down_keeps_records_waiting_then_writes_them(tmp_path, c
         ledger.store()
     (tmp_path / "down").unlink()  # the store comes back
     assert ledger.flush(timeout=10)
-    assert ledger.health() == ledger.health().__class__(
-        url=ledger.url, recorded=20, written=20, waiting=0, lost=0, store_error=None)
+    assert ledger.health() == LedgerHealth(url=ledger.url, recorded=20, written=20, waiting=0,
+                                           lost=0, store_error=None)
     assert queries.usage(ledger.store(), since="1h")["calls"].sum() == 20
     ledger.close()
 
 
 def test_a_full_queue_counts_and_warns_and_the_count_reaches_the_store(tmp_path, caplog):
     ledger = Ledger(blocked_store(tmp_path), queue_size=5, interval_s=0.02,
-                    retry_s=(0.05, 0.1))
+                    retry_s=(0.5, 0.5))  # the writer waits 0.5 s between tries
     ledger.record(call())
-    wait_for(lambda: ledger.health().store_error is not None)
-    ledger._stopping.wait(0.02)
+    wait_for(lambda: ledger.health().store_error is not None)  # the writer now backs off
     with caplog.at_level(logging.WARNING, logger="workbench.observe"):
         for _ in range(200):
             ledger.record(call())
