@@ -106,3 +106,20 @@ def test_calls_made_by_worker_processes_are_recorded_once(make_experiment):
     calls = ledger_calls()
     assert len(calls) == 40 and calls["call_id"].is_unique
     assert set(calls["application"]) == {"triage-workers"} and not calls["cache_hit"].any()
+
+
+def test_a_stream_the_caller_abandons_is_recorded_as_cancelled(registered, llm_server):
+    llm_server.responder = lambda body: "one two three four"
+    service = PromptService("triage")
+
+    async def read_one_piece():
+        stream = service.stream(ticket="hi", tags={"user": "u-9"})
+        pieces = aiter(stream)
+        first = await anext(pieces)
+        await pieces.aclose()  # what `break` in `async for` leads to
+        return first
+
+    assert asyncio.run(read_one_piece()).strip() == "one"
+    row = ledger_calls().iloc[0]
+    assert (row.status, row.user, row.tokens_out) == ("cancelled", "u-9", 0)
+    assert row.ttft_s > 0

@@ -284,6 +284,10 @@ class ReplyStream:
                 if piece:
                     first = first or time.perf_counter()
                     yield piece
+        except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
+            _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                    status="cancelled", first=first)
+            raise
         except Exception as exc:
             error = GatewayError(f"{model.model}: {type(exc).__name__}: {str(exc)[:300]}")
             _log_failure(self._service, self._prompt, model, self._tags, error)
@@ -381,14 +385,14 @@ def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
 def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
             tags: dict[str, str], steps: dict[str, float], call_started: float, *,
             completion: Any = None, error: Exception | None = None,
-            first: float | None = None) -> None:
+            status: str = "error", first: float | None = None) -> None:
     """One usage-ledger record: steps so far plus the call, and the total."""
     now = time.perf_counter()
     steps = {**steps, "call": now - call_started}
     steps["total"] = sum(steps.values())
     usage.served(prompt=service.name, version=prompt.version, alias=service.alias, tags=tags,
-                 config=model, completion=completion, error=error, steps=steps,
-                 ttft_s=None if first is None else first - call_started)
+                 config=model, completion=completion, error=error, status=status,
+                 steps=steps, ttft_s=None if first is None else first - call_started)
     if completion is not None and service.budgets is not None:
         service.budgets.add(tags, completion.cost)
 

@@ -225,7 +225,7 @@ def _failures(calls: Any, th: Thresholds) -> list[tuple[Any, ...]]:
 
     model = calls["requested_model"].fillna(calls["model"])
     calls = calls.assign(requested=model.map(provider_of),
-                         error=(calls["status"] != "ok").astype(float),
+                         error=(calls["status"] == "error").astype(float),
                          fell_back=calls["fallback"].astype(float))
     rows: list[tuple[Any, ...]] = []
     for column, kind in (("error", "error_rate"), ("fell_back", "fallback_rate")):

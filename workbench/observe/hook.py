@@ -105,9 +105,12 @@ def _gateway_record(names: Mapping[str, str | None], config: Any, completion: An
 
 def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, str],
            config: Any, steps: dict[str, float], completion: Any = None,
-           error: BaseException | None = None, ttft_s: float | None = None) -> None:
+           error: BaseException | None = None, status: str = "error",
+           ttft_s: float | None = None) -> None:
     """Record one request served by ``PromptService``; ``completion`` is a gateway
-    ``Completion`` or a streamed ``Reply`` (model, tokens, cost), absent on failure."""
+    ``Completion`` or a streamed ``Reply`` (model, tokens, cost). Without one, the request
+    failed (``status="error"``) or its stream was abandoned (``"cancelled"``: the tokens
+    of a stream are only reported at its end, so they are unknown)."""
     names = {"application": tags.get("application"), "user": tags.get("user"),
              "request_type": tags.get("request_type"),
              "request_id": tags.get("request_id", ""), "prompt": prompt,
@@ -115,7 +118,7 @@ def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, s
              "requested_model": config.model, "steps": steps, "ttft_s": ttft_s}
     if completion is None:
         record(UsageRecord(**names, model=config.model, provider=config.provider,
-                           status="error", error_type=_error_type(error)))
+                           status=status, error_type=_error_type(error)))
         return
     answered = completion.model
     record(UsageRecord(

@@ -50,7 +50,7 @@ def usage(store: Any, since: Since = "7d", by: str | list[str] | None = None,
             0).label("unpriced_calls"),
         sa.func.coalesce(sa.func.sum(sa.case((c.cache_hit.is_(True), yes), else_=0)),
                          0).label("cache_hits"),
-        sa.func.coalesce(sa.func.sum(sa.case((c.status != "ok", yes), else_=0)),
+        sa.func.coalesce(sa.func.sum(sa.case((c.status == "error", yes), else_=0)),
                          0).label("errors"),
     ).where(*_window(c, since, until, store)).group_by(*columns)
     with store.engine.connect() as conn:

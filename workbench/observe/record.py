@@ -21,7 +21,8 @@ class UsageRecord:
     ``cache_hit`` set. ``priced`` is false when tokens were used but no price was known,
     so a cost of 0 is never mistaken for free. ``steps`` maps a step of the request
     (``render``, ``call``, ``total``, ...) to its seconds. ``model``/``provider`` answered;
-    ``requested_model`` was asked first (they differ after a fallback).
+    ``requested_model`` was asked first (they differ after a fallback). ``status`` is
+    ``ok``, ``error`` or ``cancelled`` (a stream its caller stopped reading).
     """
 
     application: str | None = None
