@@ -19,6 +19,7 @@ from .cache import ResponseCache
 from .errors import SpecError, WorkbenchError
 from .evalsets import EvalSet
 from .gateway import Gateway, ModelConfig
+from .observe import attribute
 from .prompts import PromptTemplate
 from .runner import Progress, Variant, run_matrix
 from .scorers import Scorer, build_scorer
@@ -185,7 +186,7 @@ class Experiment:
         max_cost = max_cost or self.spec.run.max_cost
         remotes, notes = self._workers(workers or self.spec.run.workers)
         # the collector stays out of the calls, the scoring and the MLflow logging alike
-        with collector.quiet():
+        with collector.quiet(), attribute(self.name, request_type="experiment"):
             with _open_cache(self, cache) as opened:
                 plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
                                  cache=opened)

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from .cache import ResponseCache, cache_key
 from .errors import GatewayError
 from .limits import AdaptiveConcurrency, MinuteWindow
+from .observe.hook import recorded
 from .prompts import canonical_json
 
 log = logging.getLogger("workbench.gateway")
@@ -154,6 +155,7 @@ class Gateway:
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
 
+    @recorded  # one usage record per call inside observe.attribute(...)
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
                        repeat: int = 0, use_cache: bool = True, key: str | None = None,
                        send: Send | None = None) -> Completion:

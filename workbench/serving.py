@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -28,6 +28,8 @@ from typing import Any
 from .aio import run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
+from .observe import hook as usage
+from .observe.budgets import Budget, BudgetGuard
 from .registry import RegisteredPrompt, client, load
 
 log = logging.getLogger("workbench.serving")
@@ -57,15 +59,18 @@ class PromptService:
     ``tags`` (for example ``{"application": "helpdesk"}``) go with every request's log
     record, merged with the per-call ``tags=`` (``user``, ``request_type``, ...), so cost
     can be attributed. Variables are keyword arguments, or a mapping as the first positional
-    argument when a variable is called ``tags``.
+    argument when a variable is called ``tags``. ``budgets`` refuse a request whose
+    application or user has spent its limit (``BudgetExceeded``), before any call.
     """
 
     def __init__(self, name: str, alias: str = "production", *, refresh_s: float = 60.0,
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
-                 tracking_uri: str | None = None, tags: Mapping[str, str] | None = None) -> None:
+                 tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
+                 budgets: Sequence[Budget] = ()) -> None:
         self.name, self.alias, self.refresh_s = name, alias, refresh_s
         self.refresh_timeout_s = refresh_timeout_s
         self.tags = _check_tags(tags)
+        self.budgets = BudgetGuard(budgets) if budgets else None
         self._model_override = model
         self._client = client(tracking_uri)
         self._gateway = Gateway(cache=None)
@@ -189,15 +194,23 @@ class PromptService:
 
     async def acomplete(self, variables: Mapping[str, Any] | None = None, /, *,
                         tags: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
+        started = time.perf_counter()
         prompt = await self.aprompt()
+        loaded = time.perf_counter()
         messages = self._render(prompt, variables, kwargs)
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        if self.budgets is not None:
+            self.budgets.check(all_tags)
+        rendered = time.perf_counter()
+        steps = {"prompt": loaded - started, "render": rendered - loaded}
         try:
             completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
+            _record(self, prompt, model, all_tags, steps, rendered, error=exc)
             raise
+        _record(self, prompt, model, all_tags, steps, rendered, completion=completion)
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
                       model=model.model, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, cost=completion.cost,
@@ -216,10 +229,15 @@ class PromptService:
         The variables are checked now, before any call; the finished :class:`Reply` (tokens,
         cost, latency) is the stream's ``reply`` once it is exhausted.
         """
+        started = time.perf_counter()
         prompt = self.prompt
         messages = self._render(prompt, variables, kwargs)
-        return ReplyStream(self, prompt, self._model_for(prompt), messages,
-                           {**self.tags, **_check_tags(tags)})
+        all_tags = {**self.tags, **_check_tags(tags)}
+        if self.budgets is not None:
+            self.budgets.check(all_tags)
+        stream = ReplyStream(self, prompt, self._model_for(prompt), messages, all_tags)
+        stream.steps["render"] = time.perf_counter() - started
+        return stream
 
     def __repr__(self) -> str:
         version = self._prompt.version if self._prompt else "?"
@@ -235,6 +253,7 @@ class ReplyStream:
         self._messages, self._tags = messages, tags
         self._started = False
         self.reply: Reply | None = None
+        self.steps: dict[str, float] = {}  # for the usage ledger: render, call, total
 
     @property
     def version(self) -> int:
@@ -253,6 +272,7 @@ class ReplyStream:
         started = time.perf_counter()
         chunks: list[Any] = []
         usage = None
+        first: float | None = None
         try:
             response = await litellm.acompletion(**kwargs, stream=True,
                                                  stream_options={"include_usage": True})
@@ -262,10 +282,17 @@ class ReplyStream:
                 choices = getattr(chunk, "choices", None) or []
                 piece = choices[0].delta.content if choices else None
                 if piece:
+                    first = first or time.perf_counter()
                     yield piece
+        except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
+            _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                    status="cancelled", first=first)
+            raise
         except Exception as exc:
             error = GatewayError(f"{model.model}: {type(exc).__name__}: {str(exc)[:300]}")
             _log_failure(self._service, self._prompt, model, self._tags, error)
+            _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                    error=error, first=first)
             raise error from exc
         latency = time.perf_counter() - started
         text = "".join(c.choices[0].delta.content or "" for c in chunks
@@ -277,6 +304,8 @@ class ReplyStream:
             cost=_stream_cost(litellm, chunks, self._messages), latency_s=latency,
             tags=self._tags)
         _log_reply(self._service, self.reply, stream=True)
+        _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                completion=self.reply, first=first)
 
     def __iter__(self) -> Iterator[str]:
         """Sync iteration: the async stream runs on a helper thread (works inside Jupyter)."""
@@ -351,6 +380,21 @@ def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
               "completion_tokens": reply.completion_tokens, "cost": reply.cost,
               "latency_s": round(reply.latency_s, 6), "stream": stream, "tags": reply.tags}
     log.info(json.dumps(record), extra={"workbench": record})
+
+
+def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
+            tags: dict[str, str], steps: dict[str, float], call_started: float, *,
+            completion: Any = None, error: Exception | None = None,
+            status: str = "error", first: float | None = None) -> None:
+    """One usage-ledger record: steps so far plus the call, and the total."""
+    now = time.perf_counter()
+    steps = {**steps, "call": now - call_started}
+    steps["total"] = sum(steps.values())
+    usage.served(prompt=service.name, version=prompt.version, alias=service.alias, tags=tags,
+                 config=model, completion=completion, error=error, status=status,
+                 steps=steps, ttft_s=None if first is None else first - call_started)
+    if completion is not None and service.budgets is not None:
+        service.budgets.add(tags, completion.cost)
 
 
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import WorkbenchError
-from . import check, compare, registry, run, serve
+from . import check, compare, observe, registry, run, serve
 
 EPILOG = """examples:
   workbench run experiments/support-triage
@@ -23,9 +23,11 @@ EPILOG = """examples:
   workbench approve support-triage --alias production --approver bob
   workbench rollback support-triage --alias production
   workbench serve support-triage@production --port 8000
+  workbench observe report --since 7d
+  workbench observe alerts --webhook http://127.0.0.1:9000/alerts
 """
 
-COMMAND_GROUPS = [run, compare, registry, check, serve]
+COMMAND_GROUPS = [run, compare, registry, check, serve, observe]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,53 @@
+"""Cost and latency observability: the usage ledger and what is read from it.
+
+```python
+from workbench import observe
+observe.usage(since="7d", by=["application", "user", "request_type"])
+observe.latency(since="24h", by="step")
+observe.alerts(since="24h")
+```
+
+Every served request and every experiment call is one record in the project's ledger
+(``.workbench/usage.sqlite``, or ``$WORKBENCH_LEDGER_URL`` for a team database).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .anomalies import Thresholds
+from .budgets import Budget, BudgetExceeded
+from .hook import attribute, default_ledger, record
+from .record import UsageRecord
+
+__all__ = ["Budget", "BudgetExceeded", "Thresholds", "UsageRecord", "alerts", "attribute",
+           "default_ledger", "latency", "record", "usage"]
+
+
+def usage(since: Any = "7d", by: str | list[str] | None = None) -> Any:
+    """Calls, tokens (in/out/cached), cost, unpriced calls, cache hits, errors per group."""
+    from . import queries
+
+    return queries.usage(default_ledger().store(), since, by)
+
+
+def latency(since: Any = "24h", by: str | list[str] | None = "step") -> Any:
+    """p50/p95/p99 seconds per step (``render``, ``call``, ``total``, ``ttft``) or group."""
+    from . import queries
+
+    return queries.latency(default_ledger().store(), since, by)
+
+
+def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
+           webhook: str | None = None) -> Any:
+    """Anomaly alerts ending within ``since`` as a DataFrame (``new``: not delivered before).
+
+    New alerts are logged and, with ``webhook``, POSTed as JSON; each is delivered once.
+    """
+    from . import alerting as checking
+
+    store = default_ledger().store()
+    found = checking.check(store, since, history, thresholds)
+    before = checking._delivered(store, [a.alert_id for a in found])
+    checking.deliver(found, store, webhook=webhook)
+    return checking.frame(found, {a.alert_id for a in found} - before)
