@@ -63,6 +63,8 @@ class Faults:
     retry_after: str = "1"
     hang_seconds: float = 30.0
     auth_key: str | None = None
+    # a 401 that quotes the key it was sent, as some providers' error messages do
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         self.down_models = set(self.down_models)
@@ -377,9 +379,14 @@ class FakeLLMServer:
 
         if faults.auth_key is not None:
             expected = f"Bearer {faults.auth_key}"
-            if request.headers.get("Authorization") != expected:
+            given = request.headers.get("Authorization", "")
+            if given != expected:
+                sent = given.removeprefix("Bearer ")
+                quoted = f": {sent}. You can find your API key in your account" if (
+                    faults.echo_key) else ""
                 return error_response(
-                    401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+                    401, f"Incorrect API key provided{quoted}.", "invalid_request_error",
+                    "invalid_api_key"
                 )
         if body is None:
             return error_response(

@@ -33,6 +33,7 @@ from .cache import ResponseCache, cache_key
 from .errors import GatewayError
 from .limits import AdaptiveConcurrency, MinuteWindow
 from .prompts import canonical_json
+from .scrub import scrub
 
 log = logging.getLogger("workbench.gateway")
 
@@ -463,7 +464,8 @@ def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int
 
 def _describe(exc: Exception, config: ModelConfig) -> str:
     kind = type(exc).__name__
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else kind
+    text = scrub(str(exc), [config])  # before the cut: a key cut in half would not match
+    message = text.strip().splitlines()[0] if text.strip() else kind
     status = getattr(exc, "status_code", None)
     prefix = f"{config.model}: {kind}" + (f" ({status})" if status else "")
     hint = {401: " — check the key in the environment variable named by api_key_env",

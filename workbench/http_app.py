@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import GatewayError, RegistryError, TemplateError
+from .scrub import scrub
 
 if TYPE_CHECKING:
     from .serving import PromptService
@@ -109,7 +110,7 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         except TemplateError as exc:  # the alias moved between the check and the call
             raise HTTPException(422, str(exc)) from exc
         except GatewayError as exc:
-            raise HTTPException(502, str(exc)) from exc
+            raise HTTPException(502, scrub(str(exc))) from exc
         except RegistryError as exc:  # e.g. a version registered without a model config
             raise HTTPException(503, str(exc)) from exc
         return CompleteResponse(

@@ -29,6 +29,7 @@ from .aio import run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
 from .registry import RegisteredPrompt, client, load
+from .scrub import scrub
 
 log = logging.getLogger("workbench.serving")
 
@@ -264,7 +265,8 @@ class ReplyStream:
                 if piece:
                     yield piece
         except Exception as exc:
-            error = GatewayError(f"{model.model}: {type(exc).__name__}: {str(exc)[:300]}")
+            text = scrub(str(exc), [model])  # before the cut: half a key would not match
+            error = GatewayError(f"{model.model}: {type(exc).__name__}: {text[:300]}")
             _log_failure(self._service, self._prompt, model, self._tags, error)
             raise error from exc
         latency = time.perf_counter() - started
@@ -356,5 +358,6 @@ def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
                  tags: dict[str, str], exc: Exception) -> None:
     record = {"event": "failed", "prompt": service.name, "alias": service.alias,
-              "version": prompt.version, "model": model.model, "error": str(exc), "tags": tags}
+              "version": prompt.version, "model": model.model,
+              "error": scrub(str(exc), [model]), "tags": tags}
     log.warning(json.dumps(record), extra={"workbench": record})
