@@ -1,0 +1,85 @@
+"""An interrupt in a notebook stops a blocking call's work, not just the wait for it.
+
+Jupyter runs a cell inside its running event loop, so a blocking ``exp.run()`` does its
+work on a helper thread; the kernel's stop button raises KeyboardInterrupt in the main
+thread. These tests reproduce that: a cell runs synchronously inside a running loop, and
+SIGINT is sent to the main thread while it blocks.
+"""
+
+import asyncio
+import signal
+import threading
+import time
+
+import pytest
+
+from workbench import Experiment
+from workbench.aio import run_sync
+
+pytestmark = pytest.mark.skipif(
+    signal.getsignal(signal.SIGINT) is not signal.default_int_handler,
+    reason="needs Python's default SIGINT handler, as a Jupyter kernel executing a cell has")
+
+
+def interrupt_when(condition, timeout=20.0):
+    """Send SIGINT to the main thread once ``condition()`` holds; the time it was sent."""
+    main, sent = threading.main_thread().ident, {}
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        sent["at"] = time.monotonic()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return sent
+
+
+def in_a_running_loop(cell):
+    """Run ``cell`` as Jupyter runs one: synchronously, inside a running event loop."""
+    async def kernel():
+        return cell()
+
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(kernel())
+    finally:
+        loop.close()
+
+
+def test_an_interrupt_cancels_the_coroutine_on_the_helper_thread():
+    steps, cleaned = [], threading.Event()
+
+    async def work():
+        try:
+            while True:
+                steps.append(1)
+                await asyncio.sleep(0.01)
+        finally:
+            cleaned.set()
+
+    sent = interrupt_when(lambda: len(steps) >= 5)
+    with pytest.raises(KeyboardInterrupt):
+        in_a_running_loop(lambda: run_sync(work))
+    assert time.monotonic() - sent["at"] < 1.0
+    assert cleaned.is_set()  # the coroutine saw the cancellation
+    counted = len(steps)
+    time.sleep(0.1)
+    assert len(steps) == counted
+    deadline = time.monotonic() + 1.0  # the helper thread ends too
+    while any(t.name == "workbench-sync" for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_interrupting_a_run_stops_its_calls(make_experiment, llm_server):
+    llm_server.latency = 0.2
+    experiment = Experiment.from_yaml(make_experiment(run={"concurrency": 4}))
+    sent = interrupt_when(lambda: llm_server.request_count >= 6)
+    with pytest.raises(KeyboardInterrupt):
+        in_a_running_loop(lambda: experiment.run(progress=False, track=False))
+    assert time.monotonic() - sent["at"] < 1.0
+    at_interrupt = llm_server.request_count
+    time.sleep(1.0)  # five calls' time: a run still going would send about twenty more
+    assert llm_server.request_count == at_interrupt < 40
