@@ -193,6 +193,7 @@ class FakeLLMServer:
         model_latency: Mapping[str, float] | None = None,
     ) -> None:
         self.latency = latency
+        self.chunk_latency = 0.0  # seconds between streamed chunks (0: one write)
         self.model_latency: dict[str, float] = dict(model_latency or {})
         self.responder: Responder = responder or echo
         self.seed = seed
@@ -503,7 +504,8 @@ class FakeLLMServer:
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
-            return await self._stream(request, head, content, finish_reason, usage, include_usage)
+            return await self._stream(request, head, content, finish_reason, usage, include_usage,
+                                      self.chunk_latency)
         completion = {
             **head,
             "object": "chat.completion",
@@ -527,6 +529,7 @@ class FakeLLMServer:
         finish_reason: str,
         usage: dict[str, int],
         include_usage: bool,
+        chunk_latency: float = 0.0,
     ) -> web.StreamResponse:
         base = {**head, "object": "chat.completion.chunk"}
         if include_usage:
@@ -540,13 +543,18 @@ class FakeLLMServer:
         chunks.append({**base, "choices": [choice({}, finish_reason)]})
         if include_usage:
             chunks.append({**base, "choices": [], "usage": usage})
-        payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        events = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        await resp.write(payload.encode())  # one write: no per-chunk syscalls under load
+        if chunk_latency > 0:  # a model that writes slowly
+            for event in events:
+                await resp.write(event.encode())
+                await asyncio.sleep(chunk_latency)
+        else:
+            await resp.write("".join(events).encode())  # one write: no per-chunk syscalls
         await resp.write_eof()
         return resp
 

@@ -83,3 +83,44 @@ def test_interrupting_a_run_stops_its_calls(make_experiment, llm_server):
     at_interrupt = llm_server.request_count
     time.sleep(1.0)  # five calls' time: a run still going would send about twenty more
     assert llm_server.request_count == at_interrupt < 40
+
+
+def threads_named(name):
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+def wait_gone(name, timeout=1.0):
+    deadline = time.monotonic() + timeout
+    while threads_named(name):
+        assert time.monotonic() < deadline, f"{name} still running"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def service(project, llm_server):
+    from workbench import ModelConfig, PromptService, PromptTemplate
+    from workbench.registry import promote, register_version
+
+    model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url, num_retries=0)
+    register_version("triage", PromptTemplate("Sentiment: {{ticket}}"), model)
+    promote("triage", 1, "production", approver="test")
+    return PromptService("triage", "production")
+
+
+def test_interrupting_a_stream_in_a_notebook_stops_it(service, llm_server):
+    service.complete(ticket="warm-up")  # imports litellm before the clock matters
+    llm_server.latency = 3.0
+    sent = interrupt_when(lambda: llm_server.request_count >= 2)
+    with pytest.raises(KeyboardInterrupt):
+        in_a_running_loop(lambda: list(service.stream(ticket="I love it")))
+    assert time.monotonic() - sent["at"] < 1.0
+    wait_gone("workbench-stream")  # it waited out the model's 3 s before
+
+
+def test_leaving_a_stream_early_stops_it(service, llm_server):
+    llm_server.responder = lambda body: "one two three four five"
+    llm_server.chunk_latency = 0.3  # the whole answer takes about 2 s
+    for piece in service.stream(ticket="I love it"):
+        assert piece == "one "
+        break
+    wait_gone("workbench-stream", timeout=0.5)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import queue
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -64,3 +66,45 @@ def _cancel(started: threading.Event, finished: threading.Event, held: dict[str,
         except RuntimeError:  # the loop has closed: it finished meanwhile
             return
     finished.wait(CANCEL_GRACE_S)
+
+
+def iterate_sync(make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+    """An async iterator as a sync one, run on a helper thread with its own loop (so it works
+    inside Jupyter's running loop too). Leaving the ``for`` loop early, or an interrupt,
+    cancels the async side instead of letting it run to its end unseen."""
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop, held = threading.Event(), {}
+
+    async def pump() -> None:
+        held["loop"], held["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        if stop.is_set():  # closed before this thread got going
+            return
+        async for item in make():
+            items.put(("item", item))
+
+    def target() -> None:
+        try:
+            asyncio.run(pump())
+            items.put(("end", None))
+        except BaseException as exc:  # re-raised in the caller's thread
+            items.put(("error", exc))
+
+    threading.Thread(target=target, name="workbench-stream", daemon=True).start()
+    done = False
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+                continue
+            done = True
+            if kind == "error":
+                raise value
+            return
+    finally:
+        if not done:
+            stop.set()  # set before reading held: pump sees one or the other
+            loop, task = held.get("loop"), held.get("task")
+            if loop is not None and task is not None:
+                with contextlib.suppress(RuntimeError):  # its loop has closed meanwhile
+                    loop.call_soon_threadsafe(task.cancel)

@@ -16,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import run_sync
+from .aio import iterate_sync, run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
 from .live_prompt import LivePrompt
@@ -230,29 +228,9 @@ class ReplyStream:
         _log_reply(self._service, self.reply, stream=True)
 
     def __iter__(self) -> Iterator[str]:
-        """Sync iteration: the async stream runs on a helper thread (works inside Jupyter)."""
-        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-        async def pump() -> None:
-            async for piece in self:
-                pieces.put(("piece", piece))
-
-        def worker() -> None:
-            try:
-                asyncio.run(pump())
-                pieces.put(("end", None))
-            except BaseException as exc:  # re-raised in the caller's thread
-                pieces.put(("error", exc))
-
-        threading.Thread(target=worker, name="workbench-stream", daemon=True).start()
-        while True:
-            kind, value = pieces.get()
-            if kind == "piece":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
+        leaving the loop early or an interrupt cancels it there."""
+        return iterate_sync(self.__aiter__)
 
 
 def _litellm_kwargs(model: ModelConfig, messages: list[dict[str, str]]) -> dict[str, Any]:
