@@ -70,6 +70,14 @@ class PromptService:
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
 
+    @property
+    def refresh_s(self) -> float:
+        return self._live.refresh_s
+
+    @property
+    def refresh_timeout_s(self) -> float:
+        return self._live.refresh_timeout_s
+
     # -- the prompt in memory ------------------------------------------------------------
 
     @property
