@@ -157,6 +157,10 @@ async def run_matrix(
                 await asyncio.gather(*running)
             if isinstance(via, _ViaWorker):
                 via.end()  # every call answered: the worker forgets the share
+        except asyncio.CancelledError:
+            if isinstance(via, _ViaWorker):
+                via.end()  # interrupted: the worker drops the calls it holds, not yet sent
+            raise
         finally:
             for task in running:
                 task.cancel()
