@@ -2,9 +2,12 @@
 
 ``POST /v1/prompts/{name}/complete`` takes the template's variables and answers with the
 output, the version that produced it, token usage, cost and latency. Bad bodies get a 422
-that names the field (a missing or unexpected variable included), never a 500; a failing
-model is a 502. With a token, the prompt routes want ``Authorization: Bearer <token>``; the
-health probe and the OpenAPI docs stay open (they reveal no output and spend nothing).
+that names the field (a missing or unexpected variable included), never a 500; a body over
+the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
+a failing model is a 502, its text scrubbed of keys. With a token, the prompt routes want
+``Authorization: Bearer <token>``; the health probe and the OpenAPI docs stay open, but
+without the token the probe says only whether each prompt's registry is ok (the versions
+and the reasons, which may name the store, are for the token's holders).
 
 FastAPI is imported at the top: only ``workbench serve`` and applications import this module.
 """
@@ -131,7 +134,7 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         except GatewayError as exc:
             detail = scrub(str(exc), [prompt.model] if prompt.model else [])
             raise HTTPException(502, detail) from exc
-        except RegistryError as exc:  # e.g. a version registered without a model config
+        except RegistryError as exc:  # a version this service cannot call
             raise HTTPException(503, str(exc)) from exc
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
