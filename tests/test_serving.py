@@ -204,14 +204,14 @@ def hanging_registry(monkeypatch):
 
 def test_requests_do_not_wait_for_a_hanging_registry(registered, hanging_registry):
     calls, release = hanging_registry
-    service = PromptService("triage", alias="production", refresh_s=0, refresh_timeout_s=0.2)
+    service = PromptService("triage", alias="production", refresh_s=0, refresh_timeout_s=1.0)
     service.complete(ticket="warm-up")  # imports litellm; the registry is not involved
     took = []
     for _ in range(12):
         started = time.perf_counter()
         assert service.complete(ticket="I love it").version == registered[0]
         took.append(time.perf_counter() - started)
-    assert max(took) < 0.5, took  # each waited the refresh timeout before
+    assert sum(took) < 3.0 and max(took) < 1.0, took  # each waited the 1 s timeout before
     assert len(calls) == 2  # the first load, then one refresh in flight, never more
     wait_until(lambda: service.status()["registry"] == "unreachable")
     assert "no answer" in service.status()["registry_error"]
