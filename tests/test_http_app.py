@@ -178,3 +178,14 @@ def test_a_prompt_over_the_context_window_is_a_422(project, llm_server):
                              json={"variables": {"x": "word " * 5000}})
     assert response.status_code == 422 and "context window" in response.json()["detail"]
     assert llm_server.request_count == 0
+
+
+def test_serve_passes_its_body_limit_to_the_app(service, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    assert main(["serve", "triage@production", "--max-body", "100"]) == 0
+    with TestClient(started["app"]) as http:
+        response = http.post(URL, json={"variables": {"ticket": "x" * 200}})
+    assert response.status_code == 413 and "over 100 bytes" in response.json()["detail"]

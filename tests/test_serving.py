@@ -275,3 +275,12 @@ def test_a_prompt_over_the_context_window_is_refused_before_sending(project, llm
     # a prompt that surely fits is not counted: counting a long prompt costs CPU
     monkeypatch.setattr(Gateway, "count_tokens", lambda *a: pytest.fail("counted"))
     assert service.complete(ticket="I love it").text == "positive"
+
+
+def test_a_cold_start_on_a_lost_sqlite_file_does_not_create_one(project):
+    db = project / "elsewhere" / "mlflow.db"
+    db.parent.mkdir()
+    with pytest.raises(RegistryError, match=r"prompts:/triage@production: there is no MLflow "
+                                            r"store at .*/elsewhere/mlflow.db"):
+        PromptService("triage", alias="production", tracking_uri=f"sqlite:///{db}")
+    assert not db.exists()

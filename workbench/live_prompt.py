@@ -20,8 +20,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from .errors import RegistryError, TemplateError
-from .registry import RegisteredPrompt, alias_version, load
+from .registry import RegisteredPrompt, alias_version, client, load
 from .scrub import scrub
+from .settings import tracking_uri as default_tracking_uri
 
 log = logging.getLogger("workbench.serving")
 
@@ -33,11 +34,16 @@ class LivePrompt:
     """``prompts:/name@alias`` in memory, with the registry's state: ``ok``, ``unreachable``
     (no answer, or none within ``refresh_timeout_s``) or ``unservable``."""
 
-    def __init__(self, name: str, alias: str, mlflow_client: Any, *, refresh_s: float,
-                 refresh_timeout_s: float, needs_model: bool) -> None:
+    def __init__(self, name: str, alias: str, tracking_uri: str | None = None, *,
+                 refresh_s: float, refresh_timeout_s: float, needs_model: bool) -> None:
         self.name, self.alias, self.uri = name, alias, f"prompts:/{name}@{alias}"
         self.refresh_s, self.refresh_timeout_s = refresh_s, refresh_timeout_s
-        self._client, self._needs_model = mlflow_client, needs_model
+        store = tracking_uri or default_tracking_uri()
+        missing = _missing_store(store)
+        if missing is not None:  # an MLflow client would create an empty store there
+            raise RegistryError(f"cannot start serving {self.uri}: there is no MLflow store "
+                                f"at {missing}; check MLFLOW_TRACKING_URI and the project folder")
+        self._client, self._needs_model = client(store), needs_model
         self._lock = threading.Lock()
         self._prompt: RegisteredPrompt | None = None
         self._checked_at = self._loaded_at = self._refresh_started = 0.0

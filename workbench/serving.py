@@ -25,7 +25,7 @@ from .aio import iterate_sync, run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
 from .live_prompt import LivePrompt
-from .registry import RegisteredPrompt, client
+from .registry import RegisteredPrompt
 from .scrub import scrub
 
 log = logging.getLogger("workbench.serving")
@@ -66,7 +66,7 @@ class PromptService:
         self.tags = _check_tags(tags)
         self._model_override = model
         self._gateway = Gateway(cache=None)
-        self._live = LivePrompt(name, alias, client(tracking_uri), refresh_s=refresh_s,
+        self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
 
