@@ -127,13 +127,14 @@ def test_leaving_a_stream_early_stops_it(service, llm_server):
 
 
 def test_interrupting_a_run_on_workers_drops_the_calls_they_hold(make_experiment, llm_server):
-    llm_server.latency = 0.5
+    llm_server.latency = 1.0
     # two workers, one call in flight each, and each holds two more that have not started
     experiment = Experiment.from_yaml(make_experiment(run={"concurrency": 2, "workers": 2}))
     sent = interrupt_when(lambda: llm_server.request_count >= 2, timeout=60)  # workers start
     with pytest.raises(KeyboardInterrupt):
         in_a_running_loop(lambda: experiment.run(progress=False, track=False))
     assert time.monotonic() - sent["at"] < 1.0
-    at_interrupt = llm_server.request_count
-    time.sleep(1.0)  # the calls in flight end after 0.5 s; those held would start then
-    assert llm_server.request_count == at_interrupt
+    time.sleep(max(0.0, sent["at"] + 0.5 - time.monotonic()))  # calls already sent arrive
+    settled = llm_server.request_count
+    time.sleep(1.5)  # the calls in flight end after 1 s; a held call would be sent then
+    assert llm_server.request_count == settled
