@@ -249,6 +249,9 @@ def test_a_version_without_a_model_is_not_served(registered):
 
 def test_a_lost_sqlite_file_is_unreachable_and_not_recreated(registered, project):
     service = PromptService("triage", alias="production", refresh_s=0)
+    for thread in threading.enumerate():  # MLflow tags the prompt after a load, in the background
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join(timeout=10)
     db = project / "mlruns" / "mlflow.db"
     db.unlink()
     service.prompt  # noqa: B018  (starts the refresh)
