@@ -94,3 +94,17 @@ def test_a_served_call_returns_and_logs_no_echoed_key(wrong_key, project, caplog
     assert response.status_code == 502 and PLAIN_KEY not in response.text
     assert "[redacted]" in response.json()["detail"]
     assert PLAIN_KEY not in caplog.text
+
+
+def test_litellm_logs_no_echoed_key(wrong_key, caplog, capfd):
+    import asyncio
+
+    from workbench.gateway import Gateway
+
+    fallback = ModelConfig(**{**wrong_key, "model": "openai/test-model-2"})
+    config = ModelConfig(**wrong_key, fallbacks=[fallback])  # through litellm's Router
+    with caplog.at_level(logging.DEBUG), pytest.raises(GatewayError):
+        asyncio.run(Gateway().complete(config, [{"role": "user", "content": "hi"}]))
+    assert "Incorrect API key provided" in caplog.text  # the Router did log the error
+    assert PLAIN_KEY not in caplog.text
+    assert PLAIN_KEY not in capfd.readouterr().err

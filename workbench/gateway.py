@@ -33,7 +33,7 @@ from .cache import ResponseCache, cache_key
 from .errors import GatewayError
 from .limits import AdaptiveConcurrency, MinuteWindow
 from .prompts import canonical_json
-from .scrub import scrub
+from .scrub import guard_logs, scrub
 
 log = logging.getLogger("workbench.gateway")
 
@@ -366,6 +366,7 @@ def _litellm(config: ModelConfig) -> Any:
     import litellm
 
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
+    guard_logs(config)  # its Router logs provider errors, which may quote the key
     if any(c.model.startswith("local/") for c in (config, *config.fallbacks)):
         from .local_model import register_with_litellm
 

@@ -4,11 +4,14 @@ Some providers echo the key they were sent in an error message ("Incorrect API k
 provided: sk-..."), and error text travels far: results tables, MLflow traces, logs and
 HTTP bodies. So every error text that leaves a model call passes through :func:`scrub`,
 which removes the configured key values (the variables named by ``api_key_env``, and
-key-like variables litellm reads by itself) and anything shaped like a key.
+key-like variables litellm reads by itself) and anything shaped like a key. litellm logs
+such messages itself too (its Router at ERROR level), so :func:`guard_logs` scrubs the
+records of its loggers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterable
@@ -38,16 +41,26 @@ _SHAPES = [
 ]
 
 
-def configured_secrets(configs: Iterable[Any] = ()) -> set[str]:
-    """Key values in the environment: each config's ``api_key_env`` (fallbacks included)
-    and every variable whose name says it holds a key."""
-    names = {name for name in os.environ if _SECRET_NAME.search(name)}
-    pending = list(configs)
+# api_key_env names of the configs that have called a model in this process
+_key_envs: set[str] = set()
+
+
+def _env_names(configs: Iterable[Any]) -> set[str]:
+    names, pending = set(), list(configs)
     while pending:
         config = pending.pop()
         if getattr(config, "api_key_env", None):
             names.add(config.api_key_env)
         pending.extend(getattr(config, "fallbacks", None) or [])
+    return names
+
+
+def configured_secrets(configs: Iterable[Any] = ()) -> set[str]:
+    """Key values in the environment: each config's ``api_key_env`` (fallbacks included),
+    those of the configs that called a model here, and every variable whose name says it
+    holds a key."""
+    names = {name for name in os.environ if _SECRET_NAME.search(name)}
+    names |= _key_envs | _env_names(configs)
     values = (os.environ.get(name, "") for name in names)
     return {value for value in values if len(value) >= _MIN_SECRET}
 
@@ -63,3 +76,33 @@ def scrub(text: str, configs: Iterable[Any] = ()) -> str:
     for pattern, replacement in _SHAPES:
         text = pattern.sub(replacement, text)
     return text
+
+
+# litellm's own loggers, and the SDK underneath, which log provider error messages
+_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "openai")
+_guarded = False
+
+
+class _ScrubRecords(logging.Filter):
+    """Scrubs a record's message and traceback before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:  # formatters reuse exc_text
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def guard_logs(config: Any = None) -> None:
+    """Scrub what litellm and the OpenAI SDK log, knowing ``config``'s keys as well."""
+    global _guarded
+    if config is not None:
+        _key_envs.update(_env_names([config]))
+    if _guarded:
+        return
+    _guarded = True
+    for name in _LOGGERS:
+        logging.getLogger(name).addFilter(_ScrubRecords())
