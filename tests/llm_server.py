@@ -63,6 +63,8 @@ class Faults:
     retry_after: str = "1"
     hang_seconds: float = 30.0
     auth_key: str | None = None
+    # a 401 that quotes the key it was sent, as some providers' error messages do
+    echo_key: bool = False
 
     def __post_init__(self) -> None:
         self.down_models = set(self.down_models)
@@ -191,6 +193,7 @@ class FakeLLMServer:
         model_latency: Mapping[str, float] | None = None,
     ) -> None:
         self.latency = latency
+        self.chunk_latency = 0.0  # seconds between streamed chunks (0: one write)
         self.model_latency: dict[str, float] = dict(model_latency or {})
         self.responder: Responder = responder or echo
         self.seed = seed
@@ -377,9 +380,14 @@ class FakeLLMServer:
 
         if faults.auth_key is not None:
             expected = f"Bearer {faults.auth_key}"
-            if request.headers.get("Authorization") != expected:
+            given = request.headers.get("Authorization", "")
+            if given != expected:
+                sent = given.removeprefix("Bearer ")
+                quoted = f": {sent}. You can find your API key in your account" if (
+                    faults.echo_key) else ""
                 return error_response(
-                    401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+                    401, f"Incorrect API key provided{quoted}.", "invalid_request_error",
+                    "invalid_api_key"
                 )
         if body is None:
             return error_response(
@@ -496,7 +504,8 @@ class FakeLLMServer:
         if body.get("stream"):
             options = body.get("stream_options")
             include_usage = isinstance(options, Mapping) and bool(options.get("include_usage"))
-            return await self._stream(request, head, content, finish_reason, usage, include_usage)
+            return await self._stream(request, head, content, finish_reason, usage, include_usage,
+                                      self.chunk_latency)
         completion = {
             **head,
             "object": "chat.completion",
@@ -520,6 +529,7 @@ class FakeLLMServer:
         finish_reason: str,
         usage: dict[str, int],
         include_usage: bool,
+        chunk_latency: float = 0.0,
     ) -> web.StreamResponse:
         base = {**head, "object": "chat.completion.chunk"}
         if include_usage:
@@ -533,13 +543,18 @@ class FakeLLMServer:
         chunks.append({**base, "choices": [choice({}, finish_reason)]})
         if include_usage:
             chunks.append({**base, "choices": [], "usage": usage})
-        payload = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        events = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
 
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await resp.prepare(request)
-        await resp.write(payload.encode())  # one write: no per-chunk syscalls under load
+        if chunk_latency > 0:  # a model that writes slowly
+            for event in events:
+                await resp.write(event.encode())
+                await asyncio.sleep(chunk_latency)
+        else:
+            await resp.write("".join(events).encode())  # one write: no per-chunk syscalls
         await resp.write_eof()
         return resp
 

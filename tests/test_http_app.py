@@ -10,6 +10,7 @@ from workbench.http_app import create_app
 from workbench.registry import promote, register_version
 
 from .llm_server import Faults
+from .test_serving import wait_until
 
 URL = "/v1/prompts/triage/complete"
 
@@ -46,7 +47,8 @@ def test_complete_answers_with_output_version_usage_cost_and_latency(http):
 
 def test_an_alias_move_reaches_the_app(http):
     promote("triage", 2, "production", approver="test")
-    assert http.post(URL, json={"variables": {"ticket": "broken"}}).json()["version"] == 2
+    wait_until(lambda: http.post(URL, json={"variables": {"ticket": "broken"}}
+                                 ).json()["version"] == 2)
 
 
 @pytest.mark.parametrize(("body", "loc"), [
@@ -121,3 +123,69 @@ def test_serve_refuses_a_public_bind_without_a_token(project, capsys, monkeypatc
 def test_serve_wants_name_at_alias(project, capsys):
     assert main(["serve", "triage"]) == 1
     assert "NAME@ALIAS" in capsys.readouterr().err
+
+
+def test_health_without_the_token_says_only_the_state(service, project):
+    with TestClient(create_app(service, token="s3cret")) as http:
+        (project / "mlruns").rename(project / "mlruns-away")  # the store disappears
+        service.prompt  # noqa: B018  (starts the refresh)
+        wait_until(lambda: service.status()["registry"] == "unreachable")
+        anonymous = http.get("/healthz")
+        detailed = http.get("/healthz", headers={"Authorization": "Bearer s3cret"}).json()
+    assert anonymous.json() == {"status": "degraded",
+                                "prompts": [{"prompt": "triage", "registry": "unreachable"}]}
+    assert "sqlite" not in anonymous.text and str(project) not in anonymous.text
+    assert detailed["prompts"][0]["version"] == 1
+    assert "registry unreachable" in detailed["prompts"][0]["registry_error"]
+
+
+def test_one_registry_look_up_per_request(service, http, monkeypatch):
+    from workbench import live_prompt
+
+    calls = []
+    real_load = live_prompt.load
+    monkeypatch.setattr(live_prompt, "load", lambda *a, **k: calls.append(1) or real_load(*a, **k))
+    for _ in range(5):
+        assert http.post(URL, json={"variables": {"ticket": "I love it"}}).status_code == 200
+        wait_until(lambda: not service._live.refreshing)
+    assert len(calls) == 5  # refresh_s=0: every request looks the alias up, once
+
+
+def test_a_body_over_the_limit_is_a_413(service, llm_server):
+    with TestClient(create_app(service, max_body_bytes=1000)) as http:
+        big = {"variables": {"ticket": "x" * 2000}}
+        assert http.post(URL, json=big).status_code == 413
+
+        def chunks():  # no Content-Length: the limit counts what arrives
+            yield b'{"variables": {"ticket": "'
+            for _ in range(100):
+                yield b"x" * 100
+            yield b'"}}'
+
+        chunked = http.post(URL, content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code == 413 and "over 1000 bytes" in chunked.json()["detail"]
+        assert http.post(URL, json={"variables": {"ticket": "I love it"}}).status_code == 200
+    assert llm_server.request_count == 1
+
+
+def test_a_prompt_over_the_context_window_is_a_422(project, llm_server):
+    model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url,
+                        context_window=300, num_retries=0)
+    register_version("small", PromptTemplate("Say: {{x}}"), model)
+    promote("small", 1, "production", approver="test")
+    with TestClient(create_app(PromptService("small"))) as http:
+        response = http.post("/v1/prompts/small/complete",
+                             json={"variables": {"x": "word " * 5000}})
+    assert response.status_code == 422 and "context window" in response.json()["detail"]
+    assert llm_server.request_count == 0
+
+
+def test_serve_passes_its_body_limit_to_the_app(service, monkeypatch):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app))
+    assert main(["serve", "triage@production", "--max-body", "100"]) == 0
+    with TestClient(started["app"]) as http:
+        response = http.post(URL, json={"variables": {"ticket": "x" * 200}})
+    assert response.status_code == 413 and "over 100 bytes" in response.json()["detail"]

@@ -3,6 +3,8 @@
 import asyncio
 import json
 import logging
+import threading
+import time
 
 import mlflow
 import pytest
@@ -40,6 +42,8 @@ def test_an_alias_move_is_seen_after_the_refresh_interval(registered):
     service = PromptService("triage", alias="production", refresh_s=0)
     assert service.prompt.version == v1
     promote("triage", v2, "production", approver="test")
+    service.complete(ticket="The screen is broken")  # starts the refresh, does not wait
+    wait_until(lambda: service.prompt.version == v2)
     reply = service.complete(ticket="The screen is broken")
     assert reply.version == v2 and reply.text == "negative"
 
@@ -81,12 +85,13 @@ def test_a_registry_outage_keeps_the_last_good_version_serving(registered, proje
     (project / "mlruns").rename(project / "mlruns-away")  # the store disappears
     with caplog.at_level(logging.WARNING, logger="workbench.serving"):
         reply = service.complete(ticket="The screen is broken")
+        wait_until(lambda: service.status()["registry"] == "unreachable")
     assert reply.version == v1
     assert "registry unreachable" in caplog.text and "still serving triage v1" in caplog.text
-    assert service.status()["registry"] == "unreachable"
+    assert not (project / "mlruns").exists()
     (project / "mlruns-away").rename(project / "mlruns")  # back again, and the alias moved
     promote("triage", v2, "production", approver="test")
-    assert service.complete(ticket="The screen is broken").version == v2
+    wait_until(lambda: service.complete(ticket="The screen is broken").version == v2)
     assert service.status()["registry"] == "ok"
 
 
@@ -162,9 +167,123 @@ def test_acomplete_in_an_event_loop(registered):
     assert {r.version for r in replies} == {registered[0]}
 
 
+def wait_until(condition, timeout=10.0):
+    """Poll for what a background refresh brings; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the time limit"
+        time.sleep(0.01)
+
+
 def served_records(caplog):
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "workbench.serving"]
 
 
 async def _gather(service):
     return await asyncio.gather(*(service.acomplete(ticket=f"t{i}") for i in range(5)))
+
+
+@pytest.fixture
+def hanging_registry(monkeypatch):
+    """Registry look-ups after the first block until released, as a stopped server's would."""
+    from workbench import live_prompt
+
+    calls, release = [], threading.Event()
+
+    def load(*args, **kwargs):
+        calls.append(time.monotonic())
+        if len(calls) > 1:
+            release.wait(timeout=30)
+        return real_load(*args, **kwargs)
+
+    real_load = live_prompt.load
+    monkeypatch.setattr(live_prompt, "load", load)
+    yield calls, release
+    release.set()
+
+
+def test_requests_do_not_wait_for_a_hanging_registry(registered, hanging_registry):
+    calls, release = hanging_registry
+    service = PromptService("triage", alias="production", refresh_s=0, refresh_timeout_s=1.0)
+    service.complete(ticket="warm-up")  # imports litellm; the registry is not involved
+    took = []
+    for _ in range(12):
+        started = time.perf_counter()
+        assert service.complete(ticket="I love it").version == registered[0]
+        took.append(time.perf_counter() - started)
+    assert sum(took) < 3.0 and max(took) < 1.0, took  # each waited the 1 s timeout before
+    assert len(calls) == 2  # the first load, then one refresh in flight, never more
+    wait_until(lambda: service.status()["registry"] == "unreachable")
+    assert "no answer" in service.status()["registry_error"]
+    promote("triage", registered[1], "production", approver="test")
+    release.set()
+    wait_until(lambda: service.prompt.version == registered[1])
+    assert service.status()["registry"] == "ok"
+
+
+def test_a_version_that_cannot_be_rendered_is_reported_as_such(registered, caplog):
+    v1, _ = registered
+    service = PromptService("triage", alias="production", refresh_s=0)
+    mlflow.genai.register_prompt("triage", "{% if x %}{{ticket}}{% endif %}")  # Jinja: refused
+    version = mlflow.genai.load_prompt("prompts:/triage@latest").version
+    mlflow.genai.set_prompt_alias("triage", "production", version)  # promote() would refuse
+    with caplog.at_level(logging.WARNING, logger="workbench.serving"):
+        assert service.complete(ticket="I love it").version == v1
+        wait_until(lambda: service.status()["registry"] != "ok")
+    status = service.status()
+    assert status["registry"] == "unservable" and status["version"] == v1
+    assert f"names v{version}, which cannot be served (TemplateError" in status["registry_error"]
+    assert "Jinja blocks" in caplog.text and "registry unreachable" not in caplog.text
+
+
+def test_a_version_without_a_model_is_not_served(registered):
+    v1, _ = registered
+    service = PromptService("triage", alias="production", refresh_s=0)
+    v3, _ = register_version("triage", PromptTemplate("No model: {{ticket}}"))
+    promote("triage", v3, "production", approver="test")
+    service.prompt  # noqa: B018  (starts the refresh)
+    wait_until(lambda: service.status()["registry"] == "unservable")
+    assert service.complete(ticket="x").version == v1
+    assert "has no model config" in service.status()["registry_error"]
+
+
+def test_a_lost_sqlite_file_is_unreachable_and_not_recreated(registered, project):
+    service = PromptService("triage", alias="production", refresh_s=0)
+    for thread in threading.enumerate():  # MLflow tags the prompt after a load, in the background
+        if thread.name.startswith("link_prompt_to_experiment_thread"):
+            thread.join(timeout=10)
+    db = project / "mlruns" / "mlflow.db"
+    db.unlink()
+    service.prompt  # noqa: B018  (starts the refresh)
+    wait_until(lambda: service.status()["registry"] == "unreachable")
+    assert "mlflow.db is gone" in service.status()["registry_error"]
+    assert service.complete(ticket="I love it").version == registered[0]
+    assert not db.exists()
+
+
+def test_a_prompt_over_the_context_window_is_refused_before_sending(project, llm_server,
+                                                                    monkeypatch):
+    from workbench.gateway import ContextWindowError, Gateway
+
+    model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url,
+                        context_window=300, params={"max_tokens": 50}, num_retries=0)
+    register_version("small", PromptTemplate("Sentiment: {{ticket}}"), model)
+    promote("small", 1, "production", approver="test")
+    service = PromptService("small")
+    with pytest.raises(ContextWindowError, match="over the 300-token context window"):
+        service.complete(ticket="word " * 2000)
+    with pytest.raises(ContextWindowError):
+        service.stream(ticket="word " * 2000)
+    assert llm_server.request_count == 0
+    # a prompt that surely fits is not counted: counting a long prompt costs CPU
+    monkeypatch.setattr(Gateway, "count_tokens", lambda *a: pytest.fail("counted"))
+    assert service.complete(ticket="I love it").text == "positive"
+
+
+def test_a_cold_start_on_a_lost_sqlite_file_does_not_create_one(project):
+    db = project / "elsewhere" / "mlflow.db"
+    db.parent.mkdir()
+    with pytest.raises(RegistryError, match=r"prompts:/triage@production: there is no MLflow "
+                                            r"store at .*/elsewhere/mlflow.db"):
+        PromptService("triage", alias="production", tracking_uri=f"sqlite:///{db}")
+    assert not db.exists()

@@ -34,6 +34,7 @@ from .errors import GatewayError
 from .limits import AdaptiveConcurrency, MinuteWindow
 from .observe.hook import recorded
 from .prompts import canonical_json
+from .scrub import guard_logs, scrub
 
 log = logging.getLogger("workbench.gateway")
 
@@ -381,6 +382,7 @@ def _litellm(config: ModelConfig) -> Any:
     import litellm
 
     litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
+    guard_logs(config)  # its Router logs provider errors, which may quote the key
     if any(c.model.startswith("local/") for c in (config, *config.fallbacks)):
         from .local_model import register_with_litellm
 
@@ -479,7 +481,8 @@ def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int
 
 def _describe(exc: Exception, config: ModelConfig) -> str:
     kind = type(exc).__name__
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else kind
+    text = scrub(str(exc), [config])  # before the cut: a key cut in half would not match
+    message = text.strip().splitlines()[0] if text.strip() else kind
     status = getattr(exc, "status_code", None)
     prefix = f"{config.model}: {kind}" + (f" ({status})" if status else "")
     hint = {401: " — check the key in the environment variable named by api_key_env",

@@ -2,15 +2,19 @@
 
 ``POST /v1/prompts/{name}/complete`` takes the template's variables and answers with the
 output, the version that produced it, token usage, cost and latency. Bad bodies get a 422
-that names the field (a missing or unexpected variable included), never a 500; a failing
-model is a 502. With a token, the prompt routes want ``Authorization: Bearer <token>``; the
-health probe and the OpenAPI docs stay open (they reveal no output and spend nothing).
+that names the field (a missing or unexpected variable included), never a 500; a body over
+the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
+a failing model is a 502, its text scrubbed of keys. With a token, the prompt routes want
+``Authorization: Bearer <token>``; the health probe and the OpenAPI docs stay open, but
+without the token the probe says only whether each prompt's registry is ok (the versions
+and the reasons, which may name the store, are for the token's holders).
 
 FastAPI is imported at the top: only ``workbench serve`` and applications import this module.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -20,6 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import GatewayError, RegistryError, TemplateError
+from .gateway import ContextWindowError
+from .scrub import scrub
 
 if TYPE_CHECKING:
     from .serving import PromptService
@@ -56,9 +62,15 @@ class CompleteResponse(BaseModel):
     tags: dict[str, str]
 
 
+MAX_BODY_BYTES = 1_000_000
+
+
 def create_app(services: PromptService | Iterable[PromptService], *,
-               token: str | None = None) -> FastAPI:
-    """An app serving one or more prompts, each under its own name."""
+               token: str | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """An app serving one or more prompts, each under its own name.
+
+    A body over ``max_body_bytes`` is refused with a 413 before it is read into memory.
+    """
     from . import __version__
 
     if not isinstance(services, Iterable):
@@ -69,13 +81,16 @@ def create_app(services: PromptService | Iterable[PromptService], *,
             raise ValueError(f"{service.name!r} is served twice; one alias per prompt name")
         by_name[service.name] = service
 
-    def authorize(request: Request) -> None:
+    def authorized(request: Request) -> bool:
         if token is None:
-            return
+            return True
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(value.encode(),
-                                                                    token.encode()):
+        return scheme.lower() == "bearer" and secrets.compare_digest(value.encode(),
+                                                                     token.encode())
+
+    def authorize(request: Request) -> None:
+        if not authorized(request):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
@@ -83,9 +98,13 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                   description="Prompts promoted in MLflow's prompt registry, served over HTTP: "
                               + ", ".join(f"`{s.name}@{s.alias}`" for s in by_name.values()))
 
-    @app.get("/healthz", summary="liveness, the versions served and the registry's state")
-    def healthz() -> dict[str, Any]:
-        states = [service.status() for service in by_name.values()]
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+
+    @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
+                                 "(or none configured) also the versions served and why")
+    def healthz(request: Request) -> dict[str, Any]:
+        detail = authorized(request)
+        states = [service.status(detail=detail) for service in by_name.values()]
         degraded = any(state["registry"] != "ok" for state in states)
         return {"status": "degraded" if degraded else "ok", "prompts": states}
 
@@ -93,24 +112,29 @@ def create_app(services: PromptService | Iterable[PromptService], *,
               summary="render the served version with the variables and call its model",
               dependencies=[Depends(authorize)],
               responses={404: {"description": "this server does not serve that prompt"},
-                         422: {"description": "a field or a template variable is wrong"},
+                         413: {"description": "the body is over the size limit"},
+                         422: {"description": "a field or a template variable is wrong, or "
+                                            "the prompt is over the model's context window"},
                          502: {"description": "the model call failed"},
                          503: {"description": "the served version cannot be called"}})
     async def complete(name: str, body: CompleteRequest) -> CompleteResponse:
         service = by_name.get(name)
         if service is None:
             raise HTTPException(404, f"{name!r} is not served here; try one of {sorted(by_name)}")
-        prompt = await service.aprompt()
+        prompt = await service.aprompt()  # the one look-up: checked and called alike
         problems = _variable_problems(body.variables, prompt.template.variables)
         if problems:
             raise RequestValidationError(problems)
         try:
-            reply = await service.acomplete(body.variables, tags=body.tags)
-        except TemplateError as exc:  # the alias moved between the check and the call
+            reply = await service.acomplete_version(prompt, body.variables, tags=body.tags)
+        except TemplateError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        except ContextWindowError as exc:  # nothing was sent
             raise HTTPException(422, str(exc)) from exc
         except GatewayError as exc:
-            raise HTTPException(502, str(exc)) from exc
-        except RegistryError as exc:  # e.g. a version registered without a model config
+            detail = scrub(str(exc), [prompt.model] if prompt.model else [])
+            raise HTTPException(502, detail) from exc
+        except RegistryError as exc:  # a version this service cannot call
             raise HTTPException(503, str(exc)) from exc
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
@@ -131,3 +155,39 @@ def _variable_problems(given: dict[str, Any], expected: frozenset[str]) -> list[
                   "input": given[name]}
                  for name in sorted(set(given) - expected)]
     return problems
+
+
+class _BodyLimit:
+    """Refuse a body over ``limit`` bytes with a 413: by its Content-Length, or, sent in
+    chunks, as soon as the chunks read pass the limit (never reading the whole body)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            body = json.dumps({"detail": self._too_large}).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # FastAPI passes an HTTPException from the body read on
+                raise HTTPException(413, self._too_large)
+            return message
+
+        await self.app(scope, limited, send)
+
+    @property
+    def _too_large(self) -> str:
+        return f"the body is over {self.limit} bytes"

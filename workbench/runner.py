@@ -25,6 +25,7 @@ from .evalsets import Example
 from .gateway import Completion, Gateway, ModelConfig
 from .prompts import PromptTemplate
 from .scorers import Score, Scorer
+from .scrub import scrub
 from .workers import CallDropped, split_limits
 
 if TYPE_CHECKING:
@@ -157,6 +158,10 @@ async def run_matrix(
                 await asyncio.gather(*running)
             if isinstance(via, _ViaWorker):
                 via.end()  # every call answered: the worker forgets the share
+        except asyncio.CancelledError:
+            if isinstance(via, _ViaWorker):
+                via.end()  # interrupted: the worker drops the calls it holds, not yet sent
+            raise
         finally:
             for task in running:
                 task.cancel()
@@ -213,9 +218,9 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
     except CallDropped:
         raise
     except GatewayError as exc:
-        row["error"] = str(exc)
+        row["error"] = scrub(str(exc), [variant.model])  # a worker's text too
     except Exception as exc:  # a bug must not sink the other calls of the run
-        row["error"] = f"{type(exc).__name__}: {exc}"
+        row["error"] = scrub(f"{type(exc).__name__}: {exc}", [variant.model])
     else:
         row.update(output=completion.text, prompt_tokens=completion.prompt_tokens,
                    completion_tokens=completion.completion_tokens, cost=completion.cost,

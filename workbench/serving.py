@@ -3,12 +3,12 @@
 It depends on the registry and the gateway only, so an application installs the workbench
 and uses this without the runner, the statistics or the widgets.
 
-The registry is read off the request path: a request uses the version in memory, and once
-``refresh_s`` has passed it asks the registry again but waits at most ``refresh_timeout_s``
-for the answer. So an alias move is seen within the interval, and a registry that is slow
-or down costs a request that bounded wait once per interval, never an error: the last
-version that loaded keeps serving and the outage is logged. Only a service that never
-loaded its prompt fails, with the reason.
+The registry is read off the request path (``live_prompt``): a request uses the version in
+memory and never waits for the registry, so a registry that is slow or down costs requests
+nothing; the last version that loaded keeps serving and the outage is logged. An alias move
+is seen within ``refresh_s`` plus one registry look-up. Only a service that never loaded
+its prompt fails, with the reason. A prompt over the model's context window is refused
+before it is sent.
 """
 
 from __future__ import annotations
@@ -16,21 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import run_sync
+from .aio import iterate_sync, run_sync
 from .errors import GatewayError, RegistryError, TemplateError
 from .gateway import Gateway, ModelConfig, _litellm, connection_params
+from .live_prompt import LivePrompt
 from .observe import hook as usage
 from .observe.budgets import Budget, BudgetGuard
-from .registry import RegisteredPrompt, client, load
+from .registry import RegisteredPrompt
+from .scrub import scrub
 
 log = logging.getLogger("workbench.serving")
 
@@ -60,109 +58,50 @@ class PromptService:
     record, merged with the per-call ``tags=`` (``user``, ``request_type``, ...), so cost
     can be attributed. Variables are keyword arguments, or a mapping as the first positional
     argument when a variable is called ``tags``. ``budgets`` refuse a request whose
-    application or user has spent its limit (``BudgetExceeded``), before any call.
+    application or user has spent its limit (``BudgetExceeded``), before any call. A refresh
+    that has not answered within ``refresh_timeout_s`` makes the registry count as unreachable
+    in :meth:`status`.
     """
 
     def __init__(self, name: str, alias: str = "production", *, refresh_s: float = 60.0,
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = ()) -> None:
-        self.name, self.alias, self.refresh_s = name, alias, refresh_s
-        self.refresh_timeout_s = refresh_timeout_s
+        self.name, self.alias = name, alias
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
         self._model_override = model
-        self._client = client(tracking_uri)
         self._gateway = Gateway(cache=None)
-        self._lock = threading.Lock()
-        self._prompt: RegisteredPrompt | None = None
-        self._checked_at = 0.0
-        self._loaded_at = 0.0
-        self._refresh: Future[None] | None = None
-        self._registry_error: str | None = None
-        _ = self.prompt  # fail fast: a service that cannot load its prompt should not start
+        self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
+                                refresh_timeout_s=refresh_timeout_s,
+                                needs_model=model is None)
+
+    @property
+    def refresh_s(self) -> float:
+        return self._live.refresh_s
+
+    @property
+    def refresh_timeout_s(self) -> float:
+        return self._live.refresh_timeout_s
 
     # -- the prompt in memory ------------------------------------------------------------
 
     @property
     def prompt(self) -> RegisteredPrompt:
-        """The current version, refreshed from the registry when older than ``refresh_s``."""
-        prompt = self._prompt
-        if prompt is not None and time.monotonic() - self._checked_at < self.refresh_s:
-            return prompt
-        future = self._start_refresh()
-        if self._prompt is None:
-            future.result()  # a cold start waits, and fails with the reason
-        else:
-            try:
-                future.result(timeout=self.refresh_timeout_s)
-            except FutureTimeout:
-                log.warning("registry slow (> %.1fs); still serving %s v%s",
-                            self.refresh_timeout_s, self.name, self._prompt.version)
-        assert self._prompt is not None
-        return self._prompt
+        """The version in memory; once older than ``refresh_s`` a refresh starts in the
+        background and this still returns at once (only the first load, at start, waits)."""
+        return self._live.current()
 
     async def aprompt(self) -> RegisteredPrompt:
-        """``prompt`` without blocking the event loop while the registry answers."""
-        prompt = self._prompt
-        if prompt is not None and time.monotonic() - self._checked_at < self.refresh_s:
-            return prompt
-        waiting = asyncio.wrap_future(self._start_refresh())
-        if self._prompt is None:
-            await waiting
-        else:
-            try:
-                await asyncio.wait_for(asyncio.shield(waiting), self.refresh_timeout_s)
-            except TimeoutError:
-                log.warning("registry slow (> %.1fs); still serving %s v%s",
-                            self.refresh_timeout_s, self.name, self._prompt.version)
-        assert self._prompt is not None
-        return self._prompt
+        """``prompt`` from async code."""
+        return await self._live.acurrent()
 
-    def _start_refresh(self) -> Future[None]:
-        with self._lock:
-            if self._refresh is None or self._refresh.done():
-                self._refresh = Future()
-                threading.Thread(target=self._reload, args=(self._refresh,),
-                                 name=f"workbench-refresh-{self.name}", daemon=True).start()
-            return self._refresh
+    def status(self, *, detail: bool = True) -> dict[str, Any]:
+        """What a health check reports: the version served and whether the registry answers.
 
-    def _reload(self, future: Future[None]) -> None:
-        try:
-            # cache_ttl_seconds=0: this service is the cache; MLflow's own would add up to
-            # another interval of delay before an alias move is seen.
-            fresh = load(self.name, alias=self.alias, cache_ttl_seconds=0,
-                         mlflow_client=self._client)
-        except Exception as exc:  # any failure of the registry: keep the version we have
-            self._checked_at = time.monotonic()
-            self._registry_error = f"{type(exc).__name__}: {exc}"
-            if self._prompt is None:
-                future.set_exception(_cold_start_error(self, exc))
-                return
-            log.warning("registry unreachable (%s); still serving %s v%s",
-                        self._registry_error, self.name, self._prompt.version)
-            future.set_result(None)
-            return
-        if self._prompt is not None and fresh.version != self._prompt.version:
-            log.info("prompts:/%s@%s moved: v%s → v%s", self.name, self.alias,
-                     self._prompt.version, fresh.version)
-        if self._registry_error is not None and self._prompt is not None:
-            log.info("registry reachable again; serving %s v%s", self.name, fresh.version)
-        self._prompt, self._registry_error = fresh, None
-        self._checked_at = self._loaded_at = time.monotonic()
-        future.set_result(None)
-
-    def status(self) -> dict[str, Any]:
-        """What a health check reports: the version served and whether the registry answers."""
-        prompt = self._prompt
-        return {
-            "prompt": self.name,
-            "alias": self.alias,
-            "version": prompt.version if prompt else None,
-            "registry": "unreachable" if self._registry_error else "ok",
-            "registry_error": self._registry_error,
-            "loaded_s_ago": round(time.monotonic() - self._loaded_at, 3),
-        }
+        Without ``detail``, only the prompt and the registry's state: a probe that anyone
+        may call learns nothing about the store behind it."""
+        return self._live.status(detail=detail)
 
     @property
     def model(self) -> ModelConfig:
@@ -196,8 +135,17 @@ class PromptService:
                         tags: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
         started = time.perf_counter()
         prompt = await self.aprompt()
+        return await self.acomplete_version(prompt, {**(variables or {}), **kwargs}, tags=tags,
+                                            started=started)
+
+    async def acomplete_version(self, prompt: RegisteredPrompt, variables: Mapping[str, Any],
+                                *, tags: Mapping[str, str] | None = None,
+                                started: float | None = None) -> Reply:
+        """Answer with this version, as ``prompt`` returned it: a caller that checked the
+        variables against a version (the HTTP app) is answered by that same version."""
         loaded = time.perf_counter()
-        messages = self._render(prompt, variables, kwargs)
+        started = loaded if started is None else started
+        messages = self._render(prompt, variables, {})
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
         if self.budgets is not None:
@@ -205,6 +153,8 @@ class PromptService:
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
         try:
+            if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
+                await asyncio.to_thread(self._gateway.check_context, model, messages)
             completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
@@ -217,6 +167,15 @@ class PromptService:
                       latency_s=completion.latency_s, tags=all_tags)
         _log_reply(self, reply, stream=False)
         return reply
+
+    def _fits_for_sure(self, model: ModelConfig, messages: list[dict[str, str]]) -> bool:
+        """True when the prompt fits the context window without counting its tokens: a
+        token is at least one byte, and a chat template adds a few tokens per message."""
+        window = self._gateway.context_window(model)
+        if window is None:
+            return True  # unknown window: the provider is the judge
+        size = sum(len((m.get("content") or "").encode()) + 8 for m in messages)
+        return size + int(model.params.get("max_tokens") or 0) <= window
 
     def complete(self, variables: Mapping[str, Any] | None = None, /, *,
                  tags: Mapping[str, str] | None = None, **kwargs: Any) -> Reply:
@@ -232,16 +191,18 @@ class PromptService:
         started = time.perf_counter()
         prompt = self.prompt
         messages = self._render(prompt, variables, kwargs)
+        model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
         if self.budgets is not None:
             self.budgets.check(all_tags)
-        stream = ReplyStream(self, prompt, self._model_for(prompt), messages, all_tags)
+        if not self._fits_for_sure(model, messages):
+            self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
+        stream = ReplyStream(self, prompt, model, messages, all_tags)
         stream.steps["render"] = time.perf_counter() - started
         return stream
 
     def __repr__(self) -> str:
-        version = self._prompt.version if self._prompt else "?"
-        return f"PromptService('{self.name}@{self.alias}', version={version})"
+        return f"PromptService('{self.name}@{self.alias}', version={self.prompt.version})"
 
 
 class ReplyStream:
@@ -289,7 +250,8 @@ class ReplyStream:
                     status="cancelled", first=first)
             raise
         except Exception as exc:
-            error = GatewayError(f"{model.model}: {type(exc).__name__}: {str(exc)[:300]}")
+            text = scrub(str(exc), [model])  # before the cut: half a key would not match
+            error = GatewayError(f"{model.model}: {type(exc).__name__}: {text[:300]}")
             _log_failure(self._service, self._prompt, model, self._tags, error)
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
                     error=error, first=first)
@@ -308,29 +270,9 @@ class ReplyStream:
                 completion=self.reply, first=first)
 
     def __iter__(self) -> Iterator[str]:
-        """Sync iteration: the async stream runs on a helper thread (works inside Jupyter)."""
-        pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
-
-        async def pump() -> None:
-            async for piece in self:
-                pieces.put(("piece", piece))
-
-        def worker() -> None:
-            try:
-                asyncio.run(pump())
-                pieces.put(("end", None))
-            except BaseException as exc:  # re-raised in the caller's thread
-                pieces.put(("error", exc))
-
-        threading.Thread(target=worker, name="workbench-stream", daemon=True).start()
-        while True:
-            kind, value = pieces.get()
-            if kind == "piece":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
+        leaving the loop early or an interrupt cancels it there."""
+        return iterate_sync(self.__aiter__)
 
 
 def _litellm_kwargs(model: ModelConfig, messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -356,19 +298,6 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     if bad:
         raise TypeError(f"request tags are text: {bad} must be str → str")
     return dict(tags)
-
-
-_ANSWERED = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
-
-
-def _cold_start_error(service: PromptService, exc: Exception) -> RegistryError:
-    cause = exc.__cause__ if isinstance(exc, RegistryError) else exc
-    if isinstance(exc, RegistryError) and getattr(cause, "error_code", None) in _ANSWERED:
-        return exc  # the registry answered: no such prompt or alias, and the message says so
-    return RegistryError(
-        f"cannot start serving prompts:/{service.name}@{service.alias}: the registry at "
-        f"{service._client._registry_uri} did not answer ({type(exc).__name__}: {exc}); "
-        "check MLFLOW_TRACKING_URI and that the tracking server is up")
 
 
 def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
@@ -400,5 +329,6 @@ def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
                  tags: dict[str, str], exc: Exception) -> None:
     record = {"event": "failed", "prompt": service.name, "alias": service.alias,
-              "version": prompt.version, "model": model.model, "error": str(exc), "tags": tags}
+              "version": prompt.version, "model": model.model,
+              "error": scrub(str(exc), [model]), "tags": tags}
     log.warning(json.dumps(record), extra={"workbench": record})

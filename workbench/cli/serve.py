@@ -23,6 +23,8 @@ def register(commands: Any) -> None:
                        help=f"bearer token clients must send (default: ${TOKEN_ENV})")
     serve.add_argument("--refresh", type=float, default=60.0, metavar="SECONDS",
                        help="how soon an alias move is picked up (default: 60)")
+    serve.add_argument("--max-body", type=int, default=1_000_000, metavar="BYTES",
+                       help="larger request bodies get a 413 (default: 1000000)")
     serve.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                        help="tag on every request's log record, e.g. application=helpdesk")
     serve.set_defaults(handler=_serve)
@@ -75,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"serving prompts:/{service.name}@{service.alias} "
               f"(version {service.prompt.version}) on http://{args.host}:{args.port}"
               f"/v1/prompts/{service.name}/complete", flush=True)
-    uvicorn.run(create_app(services, token=args.token), host=args.host, port=args.port,
+    app = create_app(services, token=args.token, max_body_bytes=args.max_body)
+    uvicorn.run(app, host=args.host, port=args.port,
                 access_log=False, log_level="warning")
     return 0
