@@ -62,6 +62,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    if name == "ui":
-        return import_module(".ui", __name__)
+    if name in ("ui", "rag"):
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
