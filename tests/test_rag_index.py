@@ -141,19 +141,24 @@ def test_an_lsa_update_embeds_only_the_chunks_of_changed_and_added_documents(roo
     assert load_index("kb", root=root).version == "v2"
 
 
-def test_a_bm25_update_equals_a_full_build(root):
+def test_a_bm25_update_tokenizes_only_new_chunks_and_scores_like_a_full_build(root):
     base = build_index(corpus(), name="kb", chunker=CHUNKER, embedder="bm25", root=root,
                        track=False)
-    changed = corpus(dict="A mapping maps keys to values.")
-    updated = update_index(base, changed, root=root, track=False)
+    changed = corpus(**{"dict": "A mapping maps keys to values; zebra.", "lambda": None})
+    updated = update_index("kb", changed, root=root, track=False)
     full = build_index(changed, name="full", chunker=CHUNKER, embedder="bm25", root=root,
                        track=False)
 
     assert [c.id for c in updated.chunks] == [c.id for c in full.chunks]
-    assert (updated.vectors != full.vectors).nnz == 0
-    assert updated.manifest["embedder"]["fingerprint"] == full.manifest["embedder"]["fingerprint"]
-    assert updated.manifest["incremental"]["reused_chunks"] == len(
-        [c for c in base.chunks if c.doc_id != "dict"])
+    inc = updated.manifest["incremental"]
+    assert inc["reembedded_chunks"] == len([c for c in full.chunks if c.doc_id == "dict"])
+    assert inc["reused_chunks"] == len([c for c in base.chunks
+                                        if c.doc_id not in ("dict", "lambda")])
+    for query in ("which clause catches exceptions", "zebra keys", "closing files"):
+        ours, theirs = updated.search(query, k=10), full.search(query, k=10)
+        assert [(h.doc_id, h.start) for h in ours] == [(h.doc_id, h.start) for h in theirs]
+        assert [h.score for h in ours] == pytest.approx([h.score for h in theirs], rel=1e-5)
+    assert load_index("kb", root=root).search("zebra", k=1)[0].doc_id == "dict"
 
 
 def test_an_update_with_nothing_changed_makes_no_new_version(root):

@@ -59,6 +59,7 @@ class Corpus:
         if not self.documents:
             raise CorpusError(f"corpus {self.describe()} has no documents")
         self._by_id = {doc.id: doc for doc in self.documents}
+        self._hashes = {doc.id: doc.hash for doc in self.documents}
 
     def describe(self) -> str:
         return str(self.source.get("path") or self.source.get("kind"))
@@ -80,11 +81,11 @@ class Corpus:
 
     @property
     def hashes(self) -> dict[str, str]:
-        return {doc.id: doc.hash for doc in self.documents}
+        return dict(self._hashes)
 
     @property
     def hash(self) -> str:
-        payload = json.dumps(sorted(self.hashes.items()), separators=(",", ":"))
+        payload = json.dumps(sorted(self._hashes.items()), separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()
 
     @classmethod

@@ -64,15 +64,20 @@ def _fingerprint(kind: str, params: Mapping[str, Any], fitted_on: str, probe_vec
 
 class BM25Embedder:
     """Lexical BM25 (``bm25s``): a chunk's vector holds its BM25 weight for each term, a
-    query's vector counts its terms, and their dot product is the BM25 score."""
+    query's vector marks its terms, and their dot product is the BM25 score.
+
+    The term counts of every fitted chunk are kept, so ``refit`` after a corpus change
+    tokenizes only new chunks; the weights (which depend on every chunk) are recomputed.
+    """
 
     kind: ClassVar[str] = "bm25"
 
     def __init__(self, *, k1: float = 1.5, b: float = 0.75, stem: bool = True) -> None:
         self.k1, self.b, self.stem = float(k1), float(b), bool(stem)
         self.vocab: dict[str, int] | None = None
+        self.counts: Any = None  # chunks x terms, term counts of the fitted texts
         self.fitted_on = ""
-        self._fit_matrix: Any = None
+        self._weights: Any = None
 
     def params(self) -> dict[str, Any]:
         return {"k1": self.k1, "b": self.b, "stem": self.stem}
@@ -83,42 +88,65 @@ class BM25Embedder:
         stemmer = _snowball() if self.stem else None
         return Tokenizer(lower=True, stopwords="english", stemmer=stemmer)
 
-    def fit(self, texts: Sequence[str]) -> None:
-        import bm25s
+    def _terms(self, texts: Sequence[str]) -> list[list[str]]:
+        # a fresh vocabulary per call: the tokenizer then returns stemmed terms to look up
+        return self._tokenizer().tokenize(list(texts), update_vocab=True, return_as="string",
+                                          show_progress=False)
 
-        tokenizer = self._tokenizer()
-        ids = tokenizer.tokenize(list(texts), update_vocab=True, return_as="ids",
-                                 show_progress=False)
-        self.vocab = dict(tokenizer.get_vocab_dict())
+    def fit(self, texts: Sequence[str]) -> None:
+        self.refit(texts, [None] * len(texts))
+
+    def refit(self, texts: Sequence[str], reuse: Sequence[int | None]) -> None:
+        """Fit on ``texts``; ``reuse[i]`` is the row of this model's counts that holds the
+        terms of ``texts[i]`` (unchanged since the last fit), or ``None`` to tokenize it."""
+        from scipy import sparse
+
+        vocab = dict(self.vocab or {})
+        old = self.counts
+        fresh = [i for i, row in enumerate(reuse) if row is None]
+        rows: list[Any] = [None] * len(texts)
+        for i, words in zip(fresh, self._terms([texts[i] for i in fresh]), strict=True):
+            ids = [vocab.setdefault(w, len(vocab)) for w in words]
+            rows[i] = np.asarray(ids, dtype=np.int64)
+        for i, row in enumerate(reuse):
+            if row is not None:
+                start, end = old.indptr[row], old.indptr[row + 1]
+                rows[i] = np.repeat(old.indices[start:end], old.data[start:end])
+        self.vocab = vocab
+        self.counts = sparse.csr_matrix(
+            (np.ones(sum(len(r) for r in rows), dtype=np.int32),
+             np.concatenate(rows) if rows else np.zeros(0, np.int64),
+             np.concatenate([[0], np.cumsum([len(r) for r in rows])])),
+            shape=(len(texts), len(vocab)))
+        self.counts.sum_duplicates()
+        self._weights = self._bm25([r.tolist() for r in rows])
+        self.fitted_on = texts_hash(texts)
+
+    def _bm25(self, ids: list[list[int]]) -> Any:
+        import bm25s
+        from scipy import sparse
+
         model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
         model.index(bm25s.tokenization.Tokenized(ids=ids, vocab=self.vocab),
                     show_progress=False, create_empty_token=False)
-        from scipy import sparse
-
         scores = model.scores
-        self._fit_matrix = sparse.csc_matrix(
-            (scores["data"], scores["indices"], scores["indptr"]),
-            shape=(scores["num_docs"], len(self.vocab))).tocsr()
-        self.fitted_on = texts_hash(texts)
+        return sparse.csc_matrix((scores["data"], scores["indices"], scores["indptr"]),
+                                 shape=(scores["num_docs"], len(self.vocab))).tocsr()
 
     def embed(self, texts: Sequence[str]) -> Any:
         """BM25 weights of the texts the model was fitted on (term statistics are global)."""
         self._require_fit()
-        if texts_hash(texts) != self.fitted_on:
+        if self._weights is None or texts_hash(texts) != self.fitted_on:
             raise RagError("BM25 weights depend on the whole collection: embed exactly the "
                            "texts given to fit (refit to index different texts)")
-        return self._fit_matrix
+        return self._weights
 
     def embed_queries(self, texts: Sequence[str]) -> Any:
         from scipy import sparse
 
         self._require_fit()
-        tokenizer = self._tokenizer()
         rows, cols = [], []
-        # a fresh vocabulary per call: the tokenizer then returns stemmed terms to look up
-        for row, words in enumerate(tokenizer.tokenize(list(texts), update_vocab=True,
-                                                       return_as="string",
-                                                       show_progress=False)):
+        for row, words in enumerate(self._terms(texts)):
             for term in set(words):
                 if term in self.vocab:
                     rows.append(row)
@@ -132,13 +160,23 @@ class BM25Embedder:
                             self.embed_queries(PROBES))
 
     def save(self, folder: Path) -> None:
+        from scipy import sparse
+
         self._require_fit()
         (folder / "bm25_vocab.json").write_text(json.dumps(self.vocab, sort_keys=True))
+        sparse.save_npz(folder / "bm25_counts.npz", self.counts, compressed=False)
 
     @classmethod
     def load(cls, folder: Path, params: Mapping[str, Any], fitted_on: str) -> BM25Embedder:
+        from scipy import sparse
+
         model = cls(**params)
         model.vocab = _read_json(folder / "bm25_vocab.json")
+        try:
+            model.counts = sparse.load_npz(folder / "bm25_counts.npz").tocsr()
+        except (OSError, ValueError) as exc:
+            raise IndexIntegrityError(f"{folder / 'bm25_counts.npz'}: unreadable ({exc}); "
+                                      "rebuild the index") from exc
         model.fitted_on = fitted_on
         return model
 

@@ -8,6 +8,7 @@ embedder (see ``update_index``).
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -43,7 +44,9 @@ class Index:
     def __init__(self, path: Path, manifest: dict[str, Any], chunks: list[Chunk],
                  vectors: Any, embedder: Embedder) -> None:
         self.path, self.manifest, self.chunks = path, manifest, chunks
-        self.vectors, self.embedder = vectors, embedder
+        # sparse (BM25) scores are sums of the query terms' columns: CSC slices them fast
+        self.vectors = vectors.tocsc() if hasattr(vectors, "tocsc") else vectors
+        self.embedder = embedder
 
     @property
     def name(self) -> str:
@@ -86,9 +89,15 @@ class Index:
 
 
 def _scores(queries: Any, vectors: Any) -> np.ndarray:
-    if hasattr(vectors, "tocsr"):
-        return np.asarray((vectors @ queries.T).T.todense(), dtype=np.float32)
-    return np.asarray(queries @ vectors.T, dtype=np.float32)
+    if not hasattr(vectors, "tocsr"):
+        return np.asarray(queries @ vectors.T, dtype=np.float32)
+    queries = queries.tocsr()
+    out = np.zeros((queries.shape[0], vectors.shape[0]), dtype=np.float32)
+    for row in range(queries.shape[0]):
+        span = slice(queries.indptr[row], queries.indptr[row + 1])
+        if span.start != span.stop:
+            out[row] = vectors[:, queries.indices[span]] @ queries.data[span]
+    return out
 
 
 def build_index(corpus: Corpus, *, name: str = "kb",
@@ -126,9 +135,9 @@ def update_index(parent: Index | str, corpus: Corpus | None = None, *,
 
     LSA keeps the parent's fitted model and embeds only the new chunks, so the version
     shares the parent's fingerprint; its vocabulary does not learn new words until a full
-    ``build_index``. BM25 term weights depend on every chunk, so BM25 re-weights all chunks
-    from the reused ones (the result equals a full build; only chunking is saved). With
-    nothing changed the parent is returned as it is.
+    ``build_index``. BM25 keeps the term counts of reused chunks and tokenizes only new
+    ones, but recomputes every weight, since they depend on all chunks: its scores equal a
+    full build's. With nothing changed the parent is returned as it is.
     """
     started = time.perf_counter()
     root = Path(root) if root else store.default_root()
@@ -138,42 +147,54 @@ def update_index(parent: Index | str, corpus: Corpus | None = None, *,
     new = corpus.hashes
     if old == new:
         return base
-    config = ChunkerConfig.parse(base.manifest["chunker"])
-    kept = {i for i, c in enumerate(base.chunks) if old.get(c.doc_id) == new.get(c.doc_id)}
-    fresh_docs = [d for d in corpus if old.get(d.id) != d.hash]
-    fresh = chunk_documents(fresh_docs, config)
-    by_doc: dict[str, list[tuple[Chunk, int | None]]] = {}
-    for i in sorted(kept):
-        by_doc.setdefault(base.chunks[i].doc_id, []).append((base.chunks[i], i))
-    for c in fresh:
-        by_doc.setdefault(c.doc_id, []).append((c, None))
-    ordered = [pair for doc in corpus for pair in by_doc.get(doc.id, [])]
+    ordered = _reuse_unchanged(base, corpus)
     chunks = [c for c, _ in ordered]
-    model = base.embedder
-    if hasattr(base.vectors, "tocsr"):
-        model = make_embedder({"kind": model.kind, **model.params()})
-        model.fit([c.text for c in chunks])
-        vectors = model.embed([c.text for c in chunks])
-        reembedded = len(chunks)
-    else:
-        vectors = np.empty((len(chunks), base.vectors.shape[1]), dtype=np.float32)
-        old_rows = [(row, i) for row, (_, i) in enumerate(ordered) if i is not None]
-        new_rows = [row for row, (_, i) in enumerate(ordered) if i is None]
-        if old_rows:
-            dst, src = zip(*old_rows, strict=True)
-            vectors[list(dst)] = base.vectors[list(src)]
-        if new_rows:
-            vectors[new_rows] = model.embed([chunks[r].text for r in new_rows])
-        reembedded = len(new_rows)
+    model, vectors, reembedded = _embed_update(base, ordered)
     changes = {"changed": sorted(d for d in new if d in old and old[d] != new[d]),
                "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new))}
     extra = {"parent": base.version, "freshness_sla": base.manifest.get("freshness_sla"),
              "incremental": {**changes, "reembedded_chunks": reembedded,
-                             "reused_chunks": len(kept),
+                             "reused_chunks": sum(i is not None for _, i in ordered),
                              "model_fitted_in": base.manifest["embedder"].get("fitted_in")
                              if model is base.embedder else None}}
+    config = ChunkerConfig.parse(base.manifest["chunker"])
     return _write(root, base.name, corpus, config, model, chunks, vectors, extra, started,
                   track=track, uri=uri)
+
+
+def _reuse_unchanged(base: Index, corpus: Corpus) -> list[tuple[Chunk, int | None]]:
+    """Chunks in corpus order: the parent's (with their row) for unchanged documents, new
+    ones (row ``None``) for changed and added documents."""
+    old, new = base.manifest["corpus"]["documents"], corpus.hashes
+    config = ChunkerConfig.parse(base.manifest["chunker"])
+    by_doc: dict[str, list[tuple[Chunk, int | None]]] = {}
+    for row, chunk in enumerate(base.chunks):
+        if new.get(chunk.doc_id) == old.get(chunk.doc_id):
+            by_doc.setdefault(chunk.doc_id, []).append((chunk, row))
+    fresh_docs = [d for d in corpus if old.get(d.id) != new[d.id]]
+    for chunk in chunk_documents(fresh_docs, config):
+        by_doc.setdefault(chunk.doc_id, []).append((chunk, None))
+    return [pair for doc in corpus for pair in by_doc.get(doc.id, [])]
+
+
+def _embed_update(base: Index, ordered: list[tuple[Chunk, int | None]]
+                  ) -> tuple[Embedder, Any, int]:
+    """Dense: the parent's model embeds only new chunks. BM25: term counts of reused chunks
+    are kept, new chunks are tokenized, and every weight is recomputed (they are global)."""
+    texts = [c.text for c, _ in ordered]
+    if hasattr(base.vectors, "tocsr"):
+        model = copy.copy(base.embedder)
+        model.refit(texts, [row for _, row in ordered])
+        return model, model.embed(texts), sum(row is None for _, row in ordered)
+    vectors = np.empty((len(ordered), base.vectors.shape[1]), dtype=np.float32)
+    old_rows = [(row, i) for row, (_, i) in enumerate(ordered) if i is not None]
+    new_rows = [row for row, (_, i) in enumerate(ordered) if i is None]
+    if old_rows:
+        dst, src = zip(*old_rows, strict=True)
+        vectors[list(dst)] = base.vectors[list(src)]
+    if new_rows:
+        vectors[new_rows] = base.embedder.embed([texts[r] for r in new_rows])
+    return base.embedder, vectors, len(new_rows)
 
 
 def _write(root: Path, name: str, corpus: Corpus, config: ChunkerConfig, model: Embedder,
