@@ -63,8 +63,9 @@ def _fingerprint(kind: str, params: Mapping[str, Any], fitted_on: str, probe_vec
 
 
 class BM25Embedder:
-    """Lexical BM25 (``bm25s``): a chunk's vector holds its BM25 weight for each term, a
-    query's vector marks its terms, and their dot product is the BM25 score.
+    """Lexical BM25 (``bm25s``'s tokenizer and scoring): a chunk's vector holds its BM25
+    weight for each term, a query's vector marks its distinct terms, and their dot product
+    is the BM25 score.
 
     The term counts of every fitted chunk are kept, so ``refit`` after a corpus change
     tokenizes only new chunks; the weights (which depend on every chunk) are recomputed.
@@ -102,36 +103,39 @@ class BM25Embedder:
         from scipy import sparse
 
         vocab = dict(self.vocab or {})
-        old = self.counts
         fresh = [i for i, row in enumerate(reuse) if row is None]
-        rows: list[Any] = [None] * len(texts)
+        kept = [i for i, row in enumerate(reuse) if row is not None]
+        rows: list[int] = []
+        cols: list[int] = []
         for i, words in zip(fresh, self._terms([texts[i] for i in fresh]), strict=True):
-            ids = [vocab.setdefault(w, len(vocab)) for w in words]
-            rows[i] = np.asarray(ids, dtype=np.int64)
-        for i, row in enumerate(reuse):
-            if row is not None:
-                start, end = old.indptr[row], old.indptr[row + 1]
-                rows[i] = np.repeat(old.indices[start:end], old.data[start:end])
+            rows.extend([i] * len(words))
+            cols.extend(vocab.setdefault(w, len(vocab)) for w in words)
+        parts = [(np.asarray(rows, np.int64), np.asarray(cols, np.int64),
+                  np.ones(len(rows), np.float32))]
+        if kept:
+            old = self.counts[[reuse[i] for i in kept]].tocoo()
+            parts.append((np.asarray(kept, np.int64)[old.row], old.col.astype(np.int64),
+                          old.data.astype(np.float32)))
+        r, c, v = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
         self.vocab = vocab
-        self.counts = sparse.csr_matrix(
-            (np.ones(sum(len(r) for r in rows), dtype=np.int32),
-             np.concatenate(rows) if rows else np.zeros(0, np.int64),
-             np.concatenate([[0], np.cumsum([len(r) for r in rows])])),
-            shape=(len(texts), len(vocab)))
+        self.counts = sparse.csr_matrix((v, (r, c)), shape=(len(texts), max(len(vocab), 1)))
         self.counts.sum_duplicates()
-        self._weights = self._bm25([r.tolist() for r in rows])
+        self._weights = self._bm25(self.counts)
         self.fitted_on = texts_hash(texts)
 
-    def _bm25(self, ids: list[list[int]]) -> Any:
-        import bm25s
-        from scipy import sparse
-
-        model = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-        model.index(bm25s.tokenization.Tokenized(ids=ids, vocab=self.vocab),
-                    show_progress=False, create_empty_token=False)
-        scores = model.scores
-        return sparse.csc_matrix((scores["data"], scores["indices"], scores["indptr"]),
-                                 shape=(scores["num_docs"], len(self.vocab))).tocsr()
+    def _bm25(self, counts: Any) -> Any:
+        """bm25s's "lucene" weights, from term counts: idf(t) * tf / (tf + k1 * (1 - b + b *
+        length / mean length)); ``tests/test_rag_embedders.py`` checks them against bm25s."""
+        n = counts.shape[0]
+        df = np.bincount(counts.indices, minlength=counts.shape[1])
+        idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+        lengths = np.asarray(counts.sum(axis=1)).ravel()
+        norm = self.k1 * (1 - self.b + self.b * lengths / max(lengths.mean(), 1e-9))
+        weights = counts.copy().astype(np.float32)
+        tf = weights.data
+        row_norm = np.repeat(norm, np.diff(weights.indptr))
+        weights.data = (idf[weights.indices] * tf / (tf + row_norm)).astype(np.float32)
+        return weights
 
     def embed(self, texts: Sequence[str]) -> Any:
         """BM25 weights of the texts the model was fitted on (term statistics are global)."""
@@ -152,7 +156,7 @@ class BM25Embedder:
                     rows.append(row)
                     cols.append(self.vocab[term])
         data = np.ones(len(rows), dtype=np.float32)
-        return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), len(self.vocab)))
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), self.counts.shape[1]))
 
     def fingerprint(self) -> str:
         self._require_fit()
@@ -201,6 +205,7 @@ class LSAEmbedder:
         self.idf: np.ndarray | None = None
         self.components: np.ndarray | None = None
         self.fitted_on = ""
+        self._counter: Any = None
 
     def params(self) -> dict[str, Any]:
         return {"dimensions": self.dimensions, "seed": self.seed}
@@ -222,14 +227,16 @@ class LSAEmbedder:
         self.idf = tfidf.idf_.astype(np.float32)
         self.components = svd.components_.astype(np.float32)
         self.fitted_on = texts_hash(texts)
+        self._counter = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         from sklearn.feature_extraction.text import CountVectorizer
         from sklearn.preprocessing import normalize
 
         self._require_fit()
-        counts = CountVectorizer(vocabulary=self.vocab, **self._vectorizer_options())
-        tf = counts.transform(texts).astype(np.float32)
+        if self._counter is None:  # validating a large vocabulary costs more than a query
+            self._counter = CountVectorizer(vocabulary=self.vocab, **self._vectorizer_options())
+        tf = self._counter.transform(texts).astype(np.float32)
         tf.data = np.log(tf.data) + 1.0  # sublinear tf, as TfidfVectorizer computes it
         weights = normalize(tf.multiply(self.idf).tocsr())
         vectors = np.asarray(weights @ self.components.T, dtype=np.float32)
