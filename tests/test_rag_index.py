@@ -61,8 +61,8 @@ def test_the_manifest_records_what_the_version_was_built_from(root):
     assert manifest["embedder"]["kind"] == "lsa"
     assert manifest["embedder"]["fingerprint"] == idx.embedder.fingerprint()
     assert manifest["parent"] is None and manifest["freshness_sla"] == "24h"
-    assert set(manifest["files"]) == {"chunks.parquet", "vectors.npy", "lsa_vocab.json",
-                                      "lsa_idf.npy", "lsa_components.npy"}
+    assert set(manifest["files"]) == {"chunks.parquet", "vectors.npy", "probes.npy",
+                                      "lsa_vocab.json", "lsa_idf.npy", "lsa_components.npy"}
     second = build_index(kb, name="kb", chunker=CHUNKER, embedder="lsa", root=root,
                          track=False)
     assert (second.version, second.manifest["parent"]) == ("v2", "v1")
@@ -110,6 +110,23 @@ def test_an_embedder_whose_fingerprint_changed_is_refused(root):
     with pytest.raises(FingerprintMismatch, match=r"the lsa embedder rebuilt from this index "
                                                   r"has fingerprint .* rebuild"):
         load_index("kb", root=root)
+
+
+def test_last_bit_differences_in_the_model_do_not_refuse_a_good_index(root):
+    """Another CPU may round the last bits of the same model differently."""
+    from workbench.rag.store import hash_files, write_manifest
+
+    idx = build_index(corpus(), name="kb", chunker=CHUNKER, embedder="lsa", root=root,
+                      track=False)
+    components = np.load(idx.path / "lsa_components.npy")
+    jitter = np.random.default_rng(0).normal(0, 1e-6, components.shape).astype(np.float32)
+    np.save(idx.path / "lsa_components.npy", components + jitter)
+    idx.manifest["files"] = hash_files(idx.path)
+    write_manifest(idx.path, idx.manifest)
+
+    loaded = load_index("kb", root=root)
+    assert not np.array_equal(loaded.embedder.probe_vectors(), np.load(idx.path / "probes.npy"))
+    assert loaded.search("anonymous functions", k=1)[0].doc_id == "lambda"
 
 
 def test_unknown_names_and_versions_say_what_exists(root):

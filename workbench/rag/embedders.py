@@ -41,6 +41,7 @@ class Embedder(Protocol):
     def embed_queries(self, texts: Sequence[str]) -> Any: ...
     def params(self) -> dict[str, Any]: ...
     def fingerprint(self) -> str: ...
+    def probe_vectors(self) -> Any: ...
     def save(self, folder: Path) -> None: ...
 
 
@@ -158,10 +159,12 @@ class BM25Embedder:
         data = np.ones(len(rows), dtype=np.float32)
         return sparse.csr_matrix((data, (rows, cols)), shape=(len(texts), self.counts.shape[1]))
 
+    def probe_vectors(self) -> Any:
+        return self.embed_queries(PROBES)
+
     def fingerprint(self) -> str:
         self._require_fit()
-        return _fingerprint(self.kind, self.params(), self.fitted_on,
-                            self.embed_queries(PROBES))
+        return _fingerprint(self.kind, self.params(), self.fitted_on, self.probe_vectors())
 
     def save(self, folder: Path) -> None:
         from scipy import sparse
@@ -244,8 +247,11 @@ class LSAEmbedder:
 
     embed_queries = embed
 
+    def probe_vectors(self) -> np.ndarray:
+        return self.embed(PROBES)
+
     def fingerprint(self) -> str:
-        return _fingerprint(self.kind, self.params(), self.fitted_on, self.embed(PROBES))
+        return _fingerprint(self.kind, self.params(), self.fitted_on, self.probe_vectors())
 
     def save(self, folder: Path) -> None:
         self._require_fit()
@@ -294,6 +300,16 @@ def load_embedder(folder: Path, kind: str, params: Mapping[str, Any], fitted_on:
         raise IndexIntegrityError(f"{folder}: embedder kind {kind!r} is unknown to this "
                                   "version of the workbench; rebuild the index")
     return EMBEDDERS[kind].load(folder, params, fitted_on)
+
+
+def same_vectors(a: Any, b: Any, tolerance: float = 1e-4) -> bool:
+    """Probe vectors equal up to ``tolerance``: CPUs with other SIMD widths round the last
+    bits differently, which must not refuse a good index; a changed model moves far more."""
+    if hasattr(a, "toarray") != hasattr(b, "toarray") or a.shape != b.shape:
+        return False
+    if hasattr(a, "toarray"):
+        return abs(a - b).max() <= tolerance if a.nnz or b.nnz else True
+    return bool(np.allclose(a, b, rtol=0, atol=tolerance))
 
 
 def _read_json(path: Path) -> Any:

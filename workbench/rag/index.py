@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 from . import store
 from .chunking import Chunk, ChunkerConfig, chunk_documents
 from .corpus import Corpus
-from .embedders import Embedder, load_embedder, make_embedder
+from .embedders import Embedder, load_embedder, make_embedder, same_vectors
 from .errors import FingerprintMismatch, IndexIntegrityError, RagError
 from .freshness import parse_duration
 
@@ -90,7 +91,11 @@ class Index:
 
 def _scores(queries: Any, vectors: Any) -> np.ndarray:
     if not hasattr(vectors, "tocsr"):
-        return np.asarray(queries @ vectors.T, dtype=np.float32)
+        if queries.shape[0] > 8:
+            return np.asarray(queries @ vectors.T, dtype=np.float32)
+        # a few queries are memory-bound: BLAS threads would only add synchronisation
+        with _blas().limit(limits=1, user_api="blas"):
+            return np.asarray(queries @ vectors.T, dtype=np.float32)
     queries = queries.tocsr()
     out = np.zeros((queries.shape[0], vectors.shape[0]), dtype=np.float32)
     for row in range(queries.shape[0]):
@@ -98,6 +103,13 @@ def _scores(queries: Any, vectors: Any) -> np.ndarray:
         if span.start != span.stop:
             out[row] = vectors[:, queries.indices[span]] @ queries.data[span]
     return out
+
+
+@lru_cache(maxsize=1)
+def _blas() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def build_index(corpus: Corpus, *, name: str = "kb",
@@ -204,6 +216,7 @@ def _write(root: Path, name: str, corpus: Corpus, config: ChunkerConfig, model: 
     try:
         store.write_chunks(staging, chunks)
         vectors_file = store.write_vectors(staging, vectors)
+        probes_file = store.write_vectors(staging, model.probe_vectors(), stem="probes")
         model.save(staging)
         incremental = extra.get("incremental") or {}
         manifest = {
@@ -217,7 +230,7 @@ def _write(root: Path, name: str, corpus: Corpus, config: ChunkerConfig, model: 
             "embedder": {"kind": model.kind, "params": model.params(),
                          "fingerprint": model.fingerprint(), "fitted_on": model.fitted_on,
                          "fitted_in": incremental.get("model_fitted_in") or version},
-            "vectors": vectors_file,
+            "vectors": vectors_file, "probes": probes_file,
             "counts": {"documents": len(corpus), "chunks": len(chunks)},
             "incremental": extra["incremental"],
             "files": store.hash_files(staging),
@@ -260,12 +273,12 @@ def load_index(ref: str | Path, *, root: str | Path | None = None, verify: bool 
         raise IndexIntegrityError(f"{folder}: {len(chunks)} chunks and {vectors.shape[0]} "
                                   f"vectors, the manifest says {manifest['counts']['chunks']};"
                                   " rebuild the index")
-    if verify:
-        found = model.fingerprint()
-        if found != spec["fingerprint"]:
-            raise FingerprintMismatch(
-                f"{folder}: the {spec['kind']} embedder rebuilt from this index has fingerprint "
-                f"{found[:12]}, but the index was built with {spec['fingerprint'][:12]}: the "
-                "embedding model or its library changed since the build, so query vectors "
-                "would not match the stored ones; rebuild with build_index(...)")
+    if verify and not same_vectors(model.probe_vectors(),
+                                   store.read_vectors(folder, manifest["probes"])):
+        raise FingerprintMismatch(
+            f"{folder}: the {spec['kind']} embedder rebuilt from this index has fingerprint "
+            f"{model.fingerprint()[:12]}, but the index was built with "
+            f"{spec['fingerprint'][:12]}: the embedding model or its library changed since "
+            "the build, so query vectors would not match the stored ones; rebuild with "
+            "build_index(...)")
     return Index(folder, manifest, chunks, vectors, model)

@@ -152,14 +152,14 @@ def read_chunks(folder: Path) -> list[Chunk]:
                                        columns["text"], columns["tokens"], strict=True)]
 
 
-def write_vectors(folder: Path, vectors: Any) -> str:
+def write_vectors(folder: Path, vectors: Any, stem: str = "vectors") -> str:
     if hasattr(vectors, "tocsr"):
         from scipy import sparse
 
-        sparse.save_npz(folder / "vectors.npz", vectors.tocsr(), compressed=False)
-        return "vectors.npz"
-    np.save(folder / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-    return "vectors.npy"
+        sparse.save_npz(folder / f"{stem}.npz", vectors.tocsr(), compressed=False)
+        return f"{stem}.npz"
+    np.save(folder / f"{stem}.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+    return f"{stem}.npy"
 
 
 def read_vectors(folder: Path, name: str) -> Any:
