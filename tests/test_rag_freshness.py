@@ -39,8 +39,8 @@ def test_status_reads_the_folder_again_and_lists_what_changed(docs, tmp_path):
     assert (report.changed, report.added, report.removed) == (["try"], ["new"], ["for"])
     assert report.age == timedelta(hours=2) and report.sla == timedelta(hours=24)
     assert not report.breached
-    assert "kb@v1: built 2.0 h ago" in str(report) and "1 changed, 1 added, 1 removed" in str(
-        report)
+    assert str(report) == ("kb@v1: built 2.0 h ago (SLA 24 h): ok; 1 changed, 1 added, "
+                           "1 removed documents since the build")
 
 
 def test_the_sla_is_breached_when_changes_wait_longer_than_it(docs, tmp_path):

@@ -53,7 +53,7 @@ class FreshnessStatus:
 
     def __str__(self) -> str:
         hours = self.age.total_seconds() / 3600
-        sla = f"SLA {self.sla}" if self.sla else "no SLA"
+        sla = f"SLA {self.sla.total_seconds() / 3600:g} h" if self.sla else "no SLA"
         state = "BREACHED" if self.breached else "ok"
         return (f"{self.index}: built {hours:.1f} h ago ({sla}): {state}; "
                 f"{len(self.changed)} changed, {len(self.added)} added, "
