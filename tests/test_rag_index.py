@@ -61,6 +61,9 @@ def test_the_manifest_records_what_the_version_was_built_from(root):
     assert manifest["embedder"]["kind"] == "lsa"
     assert manifest["embedder"]["fingerprint"] == idx.embedder.fingerprint()
     assert manifest["parent"] is None and manifest["freshness_sla"] == "24h"
+    phases = manifest["build_phases"]
+    assert set(phases) == {"chunking", "embedding"}
+    assert 0 < phases["chunking"] + phases["embedding"] <= manifest["build_seconds"]
     assert set(manifest["files"]) == {"chunks.parquet", "vectors.npy", "probes.npy",
                                       "lsa_vocab.json", "lsa_idf.npy", "lsa_components.npy"}
     second = build_index(kb, name="kb", chunker=CHUNKER, embedder="lsa", root=root,
