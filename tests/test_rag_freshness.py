@@ -54,6 +54,19 @@ def test_the_sla_is_breached_when_changes_wait_longer_than_it(docs, tmp_path):
     assert late.breached and "BREACHED" in str(late)
 
 
+def test_a_corpus_folder_that_is_gone_is_named_with_the_fix(docs, tmp_path):
+    import shutil
+
+    from workbench.rag.errors import CorpusError
+
+    idx = build(docs, tmp_path)
+    shutil.rmtree(docs)
+    with pytest.raises(CorpusError, match=r"index kb@v1 was built from a corpus that cannot be "
+                                          r"read now .*not a folder of documents.*"
+                                          r"status\(index, corpus\)"):
+        status(idx)
+
+
 def test_without_an_sla_nothing_is_breached(docs, tmp_path):
     idx = build(docs, tmp_path, sla=None)
     (docs / "try.md").write_text("Changed.")

@@ -89,6 +89,18 @@ def test_labels_for_documents_that_no_longer_exist_are_refused(tmp_path):
     assert frame.loc[0, "hit@1"] == 1.0 and frame.loc[0, "retrieved"] == ["try", "for"]
 
 
+def test_labels_for_a_document_deleted_from_the_corpus_say_which_version_removed_it(tmp_path):
+    from workbench.rag import update_index
+
+    docs = [Document("try", "The try statement catches exceptions."),
+            Document("for", "The for loop iterates.")]
+    build_index(Corpus(docs), name="kb", chunker={"size": 16, "overlap": 0}, embedder="bm25",
+                root=tmp_path, track=False)
+    idx = update_index("kb", Corpus(docs[:1]), root=tmp_path, track=False)
+    with pytest.raises(LabelError, match=r"q2: for \(removed from the corpus by kb@v2\)"):
+        check_labels([LabelledQuery("q2", "loop", {"for": 1.0})], idx)
+
+
 def test_a_queries_file_is_read_and_bad_lines_are_named(tmp_path):
     path = tmp_path / "queries.jsonl"
     path.write_text(json.dumps({"id": "q1", "query": "x", "relevant": ["a"]}) + "\n\n"

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import RagError
+from .errors import CorpusError, RagError
 
 if TYPE_CHECKING:
     from .corpus import Corpus
@@ -72,7 +72,13 @@ def status(index: Index | str | Path, corpus: Corpus | None = None, *,
 
     index = index if isinstance(index, Index) else load_index(index, root=root, verify=False)
     manifest = index.manifest
-    corpus = corpus or Corpus.from_source(manifest["corpus"]["source"])
+    if corpus is None:
+        try:
+            corpus = Corpus.from_source(manifest["corpus"]["source"])
+        except CorpusError as exc:
+            raise CorpusError(f"index {index.ref} was built from a corpus that cannot be read "
+                              f"now ({exc}); pass the current corpus: status(index, corpus)"
+                              ) from exc
     built = manifest["corpus"]["documents"]
     current = corpus.hashes
     built_at = datetime.fromisoformat(manifest["built_at"])

@@ -131,9 +131,14 @@ def check_labels(queries: Sequence[LabelledQuery], index: Index) -> None:
     """Refuse labels that name documents the index does not hold: they would score as
     misses forever and drag every variant's recall down alike."""
     known = index.doc_ids
+    removed = set((index.manifest.get("incremental") or {}).get("removed", []))
     missing = {q.id: sorted(q.documents() - known) for q in queries if q.documents() - known}
     if missing:
-        listed = "; ".join(f"{qid}: {', '.join(docs)}" for qid, docs in list(missing.items())[:5])
+        def name(doc: str) -> str:
+            return f"{doc} (removed from the corpus by {index.ref})" if doc in removed else doc
+
+        listed = "; ".join(f"{qid}: {', '.join(map(name, docs))}"
+                           for qid, docs in list(missing.items())[:5])
         more = f" (and {len(missing) - 5} more queries)" if len(missing) > 5 else ""
         raise LabelError(f"labels name documents that are not in index {index.ref}: {listed}"
                          f"{more}; fix the labels, or rebuild the index from a corpus that "
