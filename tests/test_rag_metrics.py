@@ -75,6 +75,23 @@ def test_span_labels_count_a_chunk_when_it_overlaps_a_span_not_yet_covered():
     assert metrics["mrr@4"] == 0.5
 
 
+def test_span_labels_survive_rechunking(tmp_path):
+    """The same span label scores chunks of any size: it is in characters, not chunks."""
+    intro = "Loops repeat work. " * 30
+    text = intro + "The else clause of a loop runs when no break happened. " + intro
+    start = text.index("The else clause")
+    query = LabelledQuery("q1", "loop else clause break", spans=(("loops", start, start + 55),))
+    corpus = Corpus([Document("loops", text), Document("try", "The try statement. " * 20)])
+    for size in (64, 16):
+        idx = build_index(corpus, name=f"kb{size}", chunker={"size": size, "overlap": 0},
+                          embedder="bm25", root=tmp_path, track=False)
+        row = evaluate(idx, [query], ks=(1,)).iloc[0]
+        assert row["hit@1"] == 1.0 and row["recall@1"] == 1.0
+    # the right document but the wrong part of it is a miss for a span label
+    elsewhere = LabelledQuery("q2", "loops repeat work", spans=query.spans)
+    assert evaluate(idx, [elsewhere], ks=(1,)).iloc[0]["hit@1"] == 0.0
+
+
 def test_labels_for_documents_that_no_longer_exist_are_refused(tmp_path):
     idx = build_index(Corpus([Document("try", "The try statement catches exceptions."),
                               Document("for", "The for loop iterates.")]),
