@@ -132,6 +132,17 @@ def test_last_bit_differences_in_the_model_do_not_refuse_a_good_index(root):
     assert loaded.search("anonymous functions", k=1)[0].doc_id == "lambda"
 
 
+def test_a_version_another_build_created_meanwhile_is_not_overwritten(root, monkeypatch):
+    from workbench.rag import store
+
+    build_index(corpus(), name="kb", chunker=CHUNKER, embedder="bm25", root=root, track=False)
+    monkeypatch.setattr(store, "versions", lambda root, name: [])  # as if v1 were not there yet
+    with pytest.raises(RagError, match=r"kb/v1 was created by another build meanwhile"):
+        build_index(corpus(), name="kb", chunker=CHUNKER, embedder="bm25", root=root,
+                    track=False)
+    assert [p.name for p in (root / "kb").iterdir()] == ["v1"]
+
+
 def test_unknown_names_and_versions_say_what_exists(root):
     build_index(corpus(), name="kb", chunker=CHUNKER, embedder="bm25", root=root, track=False)
     with pytest.raises(RagError, match="no index named 'docs'"):

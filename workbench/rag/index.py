@@ -254,7 +254,12 @@ def _write(root: Path, name: str, corpus: Corpus, config: ChunkerConfig, model: 
         shutil.rmtree(staging, ignore_errors=True)
         raise
     final = root / name / version
-    store.publish(staging, final)
+    try:
+        store.publish(staging, final)
+    except RagError:
+        if run is not None:
+            run.client.set_terminated(run.run_id, "FAILED")
+        raise
     if run is not None:
         run.finish(final)
     return Index(final, manifest, chunks, vectors, model)
