@@ -62,6 +62,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    if name in ("ui", "observe"):
+    if name in ("ui", "observe", "rag"):
         return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")
