@@ -210,6 +210,16 @@ def test_a_bad_policy_file_names_the_file_and_the_field(project, text, error):
     assert "workbench.yaml" in str(raised.value)
 
 
+def test_a_repeated_key_in_the_policy_file_is_an_error_not_a_silent_override(project):
+    from workbench.errors import SpecError
+
+    (project / "workbench.yaml").write_text(
+        "registry:\n  protected: [production]\n  protected: []\n")
+    with pytest.raises(SpecError, match=r"workbench.yaml: line 3: key 'protected' appears "
+                                        r"twice \(first on line 2\)"):
+        load_policy()
+
+
 def test_require_evidence_wants_a_run_id(versions):
     strict = Policy(require_evidence=True)
     with pytest.raises(RegistryError, match="need evidence"):

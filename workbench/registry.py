@@ -123,12 +123,9 @@ def load_policy(start: str | Path | None = None, *, uri: str | None = None) -> P
     """
     path = project_root(start) / POLICY_FILE
     if path.is_file():
-        import yaml
+        from .files import load_yaml
 
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RegistryError(f"{path}: not valid YAML ({exc})") from exc
+        data = load_yaml(path) or {}  # a repeated `protected:` must not silently win
         section = data.get("registry") if isinstance(data, dict) else None
         if section is not None:
             return _policy_from(path, section)
