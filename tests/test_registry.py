@@ -261,6 +261,8 @@ def test_what_is_promoted_loads_with_plain_mlflow_and_plain_prompts_can_be_promo
     ModelConfig(model="openai/test-model", api_base="http://127.0.0.1:9/v1",
                 api_key_env="MY_KEY", timeout=5, num_retries=0),
     ModelConfig(model="local/smollm2"),
+    ModelConfig(model="claude-3-haiku-20240307"),  # a bare name stays bare, not openai/...
+    ModelConfig(model="gpt-4o-mini", params={"temperature": 0}),
     ModelConfig(model="openai/test-model", input_cost_per_token=1e-6, rpm=60,
                 fallbacks=[ModelConfig(model="openai/test-model-2", num_retries=1)]),
 ])
