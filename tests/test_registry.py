@@ -210,6 +210,16 @@ def test_a_bad_policy_file_names_the_file_and_the_field(project, text, error):
     assert "workbench.yaml" in str(raised.value)
 
 
+def test_a_repeated_key_in_the_policy_file_is_an_error_not_a_silent_override(project):
+    from workbench.errors import SpecError
+
+    (project / "workbench.yaml").write_text(
+        "registry:\n  protected: [production]\n  protected: []\n")
+    with pytest.raises(SpecError, match=r"workbench.yaml: line 3: key 'protected' appears "
+                                        r"twice \(first on line 2\)"):
+        load_policy()
+
+
 def test_require_evidence_wants_a_run_id(versions):
     strict = Policy(require_evidence=True)
     with pytest.raises(RegistryError, match="need evidence"):
@@ -251,6 +261,8 @@ def test_what_is_promoted_loads_with_plain_mlflow_and_plain_prompts_can_be_promo
     ModelConfig(model="openai/test-model", api_base="http://127.0.0.1:9/v1",
                 api_key_env="MY_KEY", timeout=5, num_retries=0),
     ModelConfig(model="local/smollm2"),
+    ModelConfig(model="claude-3-haiku-20240307"),  # a bare name stays bare, not openai/...
+    ModelConfig(model="gpt-4o-mini", params={"temperature": 0}),
     ModelConfig(model="openai/test-model", input_cost_per_token=1e-6, rpm=60,
                 fallbacks=[ModelConfig(model="openai/test-model-2", num_retries=1)]),
 ])

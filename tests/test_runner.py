@@ -184,3 +184,14 @@ def test_ctrl_c_in_a_notebook_stops_the_run_left_in_its_helper_thread(make_exper
     time.sleep(1.0)
     assert llm_server.request_count == at_interrupt < 20
     assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []
+
+
+def test_the_python_api_says_when_every_call_of_a_variant_failed(make_experiment, llm_server):
+    from tests.llm_server import Faults
+
+    llm_server.faults = Faults(server_error=1.0)
+    with pytest.warns(UserWarning, match=r"every call of 'bare' failed \(20 calls\)"):
+        results = Experiment.from_yaml(make_experiment()).run(progress=False, track=False)
+    assert "every call of 'guided' failed (20 calls)" in results.warnings
+    assert results.failures() == ["every call of 'bare' failed (20 calls)",
+                                  "every call of 'guided' failed (20 calls)"]

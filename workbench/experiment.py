@@ -249,7 +249,10 @@ class Experiment:
         if truncated:
             notes.append(f"{truncated} call(s) had a variable truncated to fit the context "
                          "window (see the warning column)")
-        return notes
+        failures = results.failures()
+        for failure in failures:  # a verdict on these would be meaningless: say so loudly
+            warnings.warn(failure, UserWarning, stacklevel=5)
+        return notes + failures
 
     def run(self, **options: Any) -> Results:
         """Blocking form of ``arun`` for notebooks and scripts.

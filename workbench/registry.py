@@ -123,12 +123,9 @@ def load_policy(start: str | Path | None = None, *, uri: str | None = None) -> P
     """
     path = project_root(start) / POLICY_FILE
     if path.is_file():
-        import yaml
+        from .files import load_yaml
 
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise RegistryError(f"{path}: not valid YAML ({exc})") from exc
+        data = load_yaml(path) or {}  # a repeated `protected:` must not silently win
         section = data.get("registry") if isinstance(data, dict) else None
         if section is not None:
             return _policy_from(path, section)
@@ -275,6 +272,8 @@ def to_mlflow_model_config(model: ModelConfig) -> dict[str, Any]:
     rest = model.model_dump(mode="json", exclude={"model", "params"})
     config["extra_params"] = {"params": params,
                               **{k: v for k, v in rest.items() if v not in (None, [], {})}}
+    if "/" not in model.model:  # a bare name is litellm's to resolve, not always openai's
+        config["extra_params"]["model"] = model.model
     return config
 
 
@@ -289,9 +288,10 @@ def from_mlflow_model_config(config: dict[str, Any] | None) -> ModelConfig | Non
             params[key] = config[key]
     if config.get("stop_sequences"):
         params["stop"] = list(config["stop_sequences"])
-    model = config["model_name"]
+    exact = extra.pop("model", None)
+    model = exact or config["model_name"]
     provider = config.get("provider")
-    if provider and "/" not in model:
+    if provider and "/" not in model and not exact:
         model = f"{provider}/{model}"
     fields = set(ModelConfig.model_fields) - {"model", "params"}
     known = {k: extra.pop(k) for k in list(extra) if k in fields}

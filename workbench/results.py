@@ -114,6 +114,26 @@ class Results:
         flagged = self.degenerate(alpha=report.alpha)
         return tuple(f"{v} is degenerate: {flagged[v]}" for v in report.variants if v in flagged)
 
+    def failures(self) -> list[str]:
+        """Why the run's verdict cannot be trusted at all: a variant none of whose calls
+        succeeded, or a scorer that produced no score on the calls that did."""
+        frame = self.frame
+        if frame.empty:
+            return ["no call was made"]
+        problems = []
+        for variant, rows in frame.groupby("variant", sort=False):
+            answered = rows[rows["error"].isna()]
+            if answered.empty:
+                problems.append(f"every call of {variant!r} failed ({len(rows)} calls)")
+                continue
+            for metric in self.metrics:
+                column = f"score.{metric}"
+                if column in answered and answered[column].isna().all():
+                    reason = str(answered[f"reason.{metric}"].iloc[0])[:200]
+                    problems.append(f"scorer {metric!r} produced no score for {variant!r} "
+                                    f"({len(answered)} answered calls; first reason: {reason})")
+        return problems
+
     def _repr_html_(self) -> str:
         return self.summary()._repr_html_()
 

@@ -91,8 +91,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
           f"errors: {len(results.errors)}")
     _print_errors(results)
+    failures = results.failures()
     for warning in results.warnings:
-        print(f"warning: {warning}")
+        if warning not in failures:  # printed as errors below
+            print(f"warning: {warning}")
     if report is None:  # with a report, its caveats already say this
         for variant, why in results.degenerate().items():
             print(f"caveat: {variant} is degenerate: {why}")
@@ -103,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             if variant != "parent":
                 version = results.prompt_versions.get(variant)
                 print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
-    problems = _failures(results)
+    problems = failures
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 1
@@ -141,24 +143,3 @@ def _print_errors(results: Results) -> None:
         print(f"  {len(group):>5} × {group[0][:300]}")
     if len(ranked) > _SHOWN_ERRORS:
         print(f"  ... and {len(ranked) - _SHOWN_ERRORS} other distinct error(s)")
-
-
-def _failures(results: Results) -> list[str]:
-    """Why the run's verdict cannot be trusted at all: a variant none of whose calls
-    succeeded, or a scorer that produced no score on the calls that did."""
-    frame = results.frame
-    if frame.empty:
-        return ["no call was made"]
-    problems = []
-    for variant, rows in frame.groupby("variant", sort=False):
-        answered = rows[rows["error"].isna()]
-        if answered.empty:
-            problems.append(f"every call of {variant!r} failed ({len(rows)} calls)")
-            continue
-        for metric in results.metrics:
-            column = f"score.{metric}"
-            if column in answered and answered[column].isna().all():
-                reason = str(answered[f"reason.{metric}"].iloc[0])[:200]
-                problems.append(f"scorer {metric!r} produced no score for {variant!r} "
-                                f"({len(answered)} answered calls; first reason: {reason})")
-    return problems

@@ -113,6 +113,7 @@ def compare_metric(
     elif n < 5:
         note = f"only {n} paired examples"
     es, es_name = _effect_size(kind, x_a, x_b, d)
+    skew_warning = _skew_warning(kind, d[0] if d.ndim > 1 else d)
     ni = None
     if opts.non_inferiority_margin is not None and metric == opts.primary:
         span = float(max(x_a.max(), x_b.max()) - min(x_a.min(), x_b.min()))
@@ -139,7 +140,25 @@ def compare_metric(
         mde=_observed_mde(n, kind, d, counts, mde_alpha, opts),
         ni=ni,
         note=note,
+        skew_warning=skew_warning,
     )
+
+
+def _skew_warning(kind: str, d: np.ndarray) -> str:
+    """Cochran's rule: the mean's t-based p and interval are trustworthy once
+    n > 25 * skewness^2; below that a skewed difference can look significant by chance."""
+    n = len(d)
+    if kind != "continuous" or n < 3 or np.all(d == d[0]):
+        return ""
+    from scipy import stats as sps
+
+    g1 = float(sps.skew(d, bias=False))
+    needed = math.ceil(25 * g1 * g1)
+    if not math.isfinite(g1) or n >= needed:
+        return ""
+    return (f"the differences are skewed (skewness {g1:+.1f}) and {n} examples are fewer than "
+            f"the {needed} the t-test needs for that skew, so its p-value and interval are "
+            f"approximate; add examples before trusting a narrow result")
 
 
 def _observed_mde(

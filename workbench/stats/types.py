@@ -129,6 +129,8 @@ class MetricComparison:
     mde: float
     ni: NonInferiority | None = None
     note: str = ""
+    # Set when the differences are too skewed for the t distribution at this n (Cochran's rule).
+    skew_warning: str = ""
 
     @property
     def testable(self) -> bool:

@@ -226,6 +226,8 @@ def decide(
     caveats: list[str] = []
     if under and outcome != "insufficient_data":
         caveats.append(f"{a} vs {b}: underpowered on {r.metric}; see the verdict")
+    if r.skew_warning and outcome != "insufficient_data":
+        caveats.append(f"{a} vs {b} on {r.metric}: {r.skew_warning}")
     errors_stop = False
     if errors is not None and outcome != "insufficient_data":
         win = r.favours if outcome in ("better", "blocked") else None
