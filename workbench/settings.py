@@ -40,3 +40,9 @@ def artifact_root(start: str | Path | None = None) -> Path:
 
 def cache_path(start: str | Path | None = None) -> Path:
     return project_root(start) / ".workbench" / "cache.sqlite"
+
+
+def store_timeout() -> float:
+    """Seconds the store check before a run waits for the MLflow store to answer
+    (``WORKBENCH_STORE_TIMEOUT``, default 5)."""
+    return float(os.environ.get("WORKBENCH_STORE_TIMEOUT") or 5)

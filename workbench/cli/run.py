@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 
@@ -59,7 +60,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
           f"errors: {len(results.errors)}")
     for warning in results.warnings:
-        print(f"warning: {warning}")
+        if warning != results.log_error:  # said last, where it is seen
+            print(f"warning: {warning}")
     if report is None:  # with a report, its caveats already say this
         for variant, why in results.degenerate().items():
             print(f"caveat: {variant} is degenerate: {why}")
@@ -70,6 +72,11 @@ def _run(args: argparse.Namespace) -> int:
             if variant != "parent":
                 version = results.prompt_versions.get(variant)
                 print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
+    if results.log_error:
+        print(f"\n{results.log_error}", file=sys.stderr)
+        if args.promote:
+            print("not promoted: the run is not in MLflow yet", file=sys.stderr)
+        return 1
     if args.promote and report is not None:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
