@@ -237,6 +237,23 @@ def wait_for(read, want, timeout: float = 10.0):
     return value
 
 
+def test_a_paused_server_is_found_before_any_call(team, make_experiment, llm_server,
+                                                  monkeypatch):
+    from workbench.store import StoreUnavailable
+
+    experiment = Experiment.from_yaml(make_experiment(name="team-paused"))
+    monkeypatch.setenv("WORKBENCH_STORE_TIMEOUT", "1")
+    os.killpg(team.process.pid, signal.SIGSTOP)  # it accepts connections, answers nothing
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer in time"):
+            experiment.run(progress=False)
+    finally:
+        os.killpg(team.process.pid, signal.SIGCONT)
+    assert llm_server.request_count == 0
+    results = experiment.run(progress=False)  # running again once it answers logs the run
+    assert client().get_run(results.run_ids["parent"]).info.status == "FINISHED"
+
+
 def test_workbench_serve_answers_over_http_and_outlives_the_server(team, llm_server):
     """Last in the module: it stops the tracking server to show the service keeps answering."""
     model = served_model(llm_server)
