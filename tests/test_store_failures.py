@@ -257,9 +257,10 @@ def test_a_max_cost_stop_logs_what_was_paid_for_marked_partial(make_experiment, 
                                                                 capsys):
     # one model has no price: the estimate is unknown, so only the spend can stop the run
     folder = _priced_and_unpriced(make_experiment, llm_server)
-    assert main(["run", str(folder), "--max-cost", "0.02"]) == 0
+    assert main(["run", str(folder), "--max-cost", "0.02", "--promote", "staging"]) == 0
     out = capsys.readouterr().out
     assert "partial: stopped at max_cost $0.0200" in out and "no verdict" in out
+    assert "not promoted: the run is partial" in out
     c = client()
     parent_id = out.split("parent run", 1)[1].split()[0]
     parent = c.get_run(parent_id)

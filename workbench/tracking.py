@@ -7,6 +7,7 @@ store's connection pool is small and per-call writes from many workers starve it
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
@@ -155,7 +156,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         c.log_inputs(parent.info.run_id, datasets=[dataset_input])
         c.set_terminated(parent.info.run_id, "FINISHED")
     except BaseException:
-        c.set_terminated(parent.info.run_id, "FAILED")
+        with contextlib.suppress(Exception):  # a dead store: keep the first error, not this
+            c.set_terminated(parent.info.run_id, "FAILED")
         raise
     return tracked
 

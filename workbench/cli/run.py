@@ -77,6 +77,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.promote:
             print("not promoted: the run is not in MLflow yet", file=sys.stderr)
         return 1
+    if args.promote and results.partial:
+        print(f"\nnot promoted: the run is partial ({results.partial}), so it has no verdict")
     if args.promote and report is not None:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")
