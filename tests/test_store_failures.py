@@ -57,6 +57,14 @@ def test_a_server_that_never_answers_times_out_with_a_clear_error(monkeypatch):
             check_store(uri, timeout=0.5)
 
 
+def test_a_store_timeout_that_is_not_a_number_is_a_clear_error(monkeypatch):
+    from workbench.errors import WorkbenchError
+
+    monkeypatch.setenv("WORKBENCH_STORE_TIMEOUT", "5s")
+    with pytest.raises(WorkbenchError, match="WORKBENCH_STORE_TIMEOUT='5s'"):
+        check_store("http://127.0.0.1:1")
+
+
 def test_the_cli_says_the_store_is_dead_without_a_traceback(make_experiment, llm_server,
                                                             monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{dead_port()}")
