@@ -289,3 +289,20 @@ def test_a_cancelled_run_logs_its_rows_marked_partial(make_experiment, llm_serve
     assert parent.data.tags["workbench.partial_reason"] == results.partial
     for variant in ("bare", "guided"):
         assert client().get_run(results.run_ids[variant]).data.tags["partial"] == "true"
+
+
+def test_processes_creating_the_response_cache_at_once_all_open_it(tmp_path):
+    code = """
+        import sys, time
+        from pathlib import Path
+        from workbench.cache import ResponseCache
+        start = float(sys.argv[2])
+        while time.time() < start:
+            time.sleep(0.0005)
+        for i in range(20):  # twenty new caches, each created by three processes at once
+            ResponseCache(Path(sys.argv[1]) / f"cache{i}.sqlite").close()
+    """
+    start = str(time.time() + 3)
+    outcomes = _finish([_spawn(code, str(tmp_path), start) for _ in range(3)])
+    for returncode, _out, err in outcomes:
+        assert returncode == 0, err[-2000:]
