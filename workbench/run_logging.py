@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .settings import tracking_uri
+from .store import check_store
 
 if TYPE_CHECKING:
     from .evalsets import EvalSet
@@ -29,6 +30,8 @@ def track(experiment: Experiment, results: Results, evalset: EvalSet, *,
     options would pay again; the message then says which options to drop.
     """
     try:
+        # asked again: a server that died during the calls costs MLflow minutes of retries
+        check_store(tracking_uri(experiment.spec.directory))
         _log(experiment, results, evalset, log_again=log_again)
     except Exception as exc:  # noqa: BLE001  (the answers are paid for: never lose them)
         results.log_error = _failure(exc, tracking_uri(experiment.spec.directory), results,
