@@ -237,6 +237,45 @@ def wait_for(read, want, timeout: float = 10.0):
     return value
 
 
+def test_a_paused_server_is_found_before_any_call(team, make_experiment, llm_server,
+                                                  monkeypatch):
+    from workbench.store import StoreUnavailable
+
+    experiment = Experiment.from_yaml(make_experiment(name="team-paused"))
+    monkeypatch.setenv("WORKBENCH_STORE_TIMEOUT", "1")
+    os.killpg(team.process.pid, signal.SIGSTOP)  # it accepts connections, answers nothing
+    try:
+        with pytest.raises(StoreUnavailable, match="did not answer in time"):
+            experiment.run(progress=False)
+    finally:
+        os.killpg(team.process.pid, signal.SIGCONT)
+    assert llm_server.request_count == 0
+    results = experiment.run(progress=False)  # running again once it answers logs the run
+    assert client().get_run(results.run_ids["parent"]).info.status == "FINISHED"
+
+
+def test_a_server_paused_during_the_calls_keeps_the_results_and_the_next_run_logs_them(
+        team, make_experiment, llm_server, monkeypatch):
+    folder = make_experiment(name="team-paused-later")
+    experiment = Experiment.from_yaml(folder)
+    monkeypatch.setenv("WORKBENCH_STORE_TIMEOUT", "1")
+    pause = lambda progress: progress.done == 1 and os.killpg(team.process.pid,  # noqa: E731
+                                                              signal.SIGSTOP)
+    experiment.progress.listeners.append(pause)
+    try:
+        started = time.monotonic()
+        results = experiment.run(progress=False)
+        assert time.monotonic() - started < 60  # not MLflow's minutes of retries
+    finally:
+        os.killpg(team.process.pid, signal.SIGCONT)
+    assert len(results.frame) == 40 and results.run_ids == {}
+    assert "did not answer in time" in results.log_error
+    llm_server.reset()
+    again = Experiment.from_yaml(folder).run(progress=False)
+    assert llm_server.request_count == 0
+    assert client().get_run(again.run_ids["parent"]).info.status == "FINISHED"
+
+
 def test_workbench_serve_answers_over_http_and_outlives_the_server(team, llm_server):
     """Last in the module: it stops the tracking server to show the service keeps answering."""
     model = served_model(llm_server)

@@ -1,6 +1,8 @@
 """What an execution leaves in MLflow: runs, params, metrics, tables, prompts, aliases."""
 
 import json
+import os
+import socket
 
 import mlflow
 import pytest
@@ -21,6 +23,9 @@ def test_one_parent_run_and_one_child_run_per_variant(tracked):
     parent = c.get_run(results.run_ids["parent"])
     children = {v: c.get_run(results.run_ids[v]) for v in ("bare", "guided")}
     assert parent.info.status == "FINISHED"
+    # who logs it: a later run can tell a killed logger from a live one
+    assert parent.data.tags["workbench.pid"] == str(os.getpid())
+    assert parent.data.tags["workbench.host"] == socket.gethostname()
     for variant, run in children.items():
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.params["variant"] == variant

@@ -96,9 +96,9 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        self._wal()
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
         self.hits = 0
         self.misses = 0
@@ -117,11 +117,31 @@ class ResponseCache:
         self._failing_since = 0.0  # monotonic time of the first failed write in a row
         _open.add(self)
 
+    def _wal(self) -> None:
+        """Switch to WAL; SQLite refuses at once (no busy wait) while another process holds
+        a new cache's lock, so a few short waits."""
+        for attempt in range(100):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05)
+
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
-            self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={number}")
+        # one transaction holding the write lock: processes opening a new cache at once
+        # would otherwise all read version 0 and apply the same migrations
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for number, statement in enumerate(_MIGRATIONS[version:], start=version + 1):
+                self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     # ---- reading ------------------------------------------------------------------------
     def prefetch(self, keys: Iterable[str]) -> int:

@@ -59,6 +59,7 @@ class Experiment:
         self.warnings = self._validate()
         self._check_scorers()
         self._cancel = threading.Event()
+        self._interrupted = threading.Event()  # a Ctrl-C: the user stopped it, log nothing
         self.progress = Progress()
         self.last_results: Results | None = None
 
@@ -180,6 +181,7 @@ class Experiment:
                            workers=workers, max_cost=max_cost)
         self._check_keys()
         self._cancel.clear()
+        self._interrupted.clear()
         evalset = self.evalset.head(limit) if limit else self.evalset
         repeats = repeats or self.spec.run.repeats
         concurrency = concurrency or self.spec.run.concurrency
@@ -194,6 +196,11 @@ class Experiment:
                     raise CostLimitError(
                         f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
                         "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
+                if track:  # a dead store found after the calls would have cost them all
+                    from .settings import tracking_uri
+                    from .store import check_store
+
+                    check_store(tracking_uri(self.spec.directory))
                 # the user's listeners carry over to this run; a previous run's guard does not
                 listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
                 if max_cost is not None:
@@ -212,15 +219,25 @@ class Experiment:
             notes += [f"workers: {remote.failure}" for remote in remotes
                       if not remote.alive and remote.failure]
             results.warnings = notes + self._warnings(results, repeats)
-            if max_cost is not None and self.progress.cost >= max_cost:
-                results.warnings.append(f"stopped at max_cost ${max_cost:.4f}: "
-                                        f"{len(rows)} of {self.progress.total} calls were made")
-            if len(results.variants) >= 2:
+            results.partial = self._partial(len(rows), max_cost)
+            if results.partial:
+                results.warnings.append(f"partial: {results.partial}; no verdict from partial "
+                                        "data (results.compare() computes one anyway)")
+            elif len(results.variants) >= 2:
                 results.report = results.compare()
-            if track and not self._cancel.is_set():
-                self._track(results, evalset, log_again=log_again)
+            if track and len(rows) and not self._interrupted.is_set():
+                self._track(results, evalset, log_again=log_again,
+                            resend=not use_cache or bool(refresh))
         self.last_results = results
         return results
+
+    def _partial(self, made: int, max_cost: float | None) -> str | None:
+        """Why the run stopped before its last call, or None when it made them all."""
+        if not self._cancel.is_set() or made >= self.progress.total:
+            return None
+        why = (f"stopped at max_cost ${max_cost:.4f}"
+               if max_cost is not None and self.progress.cost >= max_cost else "cancelled")
+        return f"{why}: {made} of {self.progress.total} calls were made"
 
     def _workers(self, count: int) -> tuple[list[Any], list[str]]:
         """Worker processes for this run (started once per process, then reused)."""
@@ -272,6 +289,7 @@ class Experiment:
             return run_sync(until_logged)
         except KeyboardInterrupt:
             if not finished:
+                self._interrupted.set()
                 self.cancel()  # in a notebook the run goes on in a helper thread: stop its calls
                 raise
             results = finished[0]
@@ -367,25 +385,11 @@ class Experiment:
         return saved if saved.spec.models == self.spec.models else saved.with_models(
             self.spec.models)
 
-    def _track(self, results: Results, evalset: EvalSet, *, log_again: bool = False) -> None:
-        from .tracking import log_execution
+    def _track(self, results: Results, evalset: EvalSet, *, log_again: bool = False,
+               resend: bool = False) -> None:
+        from .run_logging import track
 
-        redact = None
-        if self.spec.run.redact_pii:
-            from .scorers.safety import redact
-        tracked = log_execution(
-            experiment=self.name, registry_name=self.spec.prompt_registry_name,
-            variants=self.variants, evalset=evalset, results=results, report=results.report,
-            params={"repeats": self.spec.run.repeats}, source_dir=self.spec.directory,
-            trace=self.spec.run.trace, redact=redact, reuse=not log_again)
-        results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
-        if tracked.reused:
-            results.warnings.append(
-                f"not logged again: every call came from the cache and the config, eval set, "
-                f"prompts and scores match parent run {tracked.parent_run_id}, so run_ids are "
-                "that run's (log_again=True or --log-again logs a new run)")
-        results.prompt_versions = dict(tracked.prompt_versions)
-        results.tracking_uri = tracked.tracking_uri
+        track(self, results, evalset, log_again=log_again, resend=resend)
 
 
 @contextmanager

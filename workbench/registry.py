@@ -223,21 +223,37 @@ def content_hash(template: PromptTemplate, model: ModelConfig | None) -> str:
 def register_version(name: str, template: PromptTemplate, model: ModelConfig | None = None, *,
                      tags: dict[str, str] | None = None, commit_message: str | None = None,
                      mlflow_client: Any = None) -> tuple[int, bool]:
-    """Register the template unless an identical version exists; returns (version, created)."""
+    """Register the template unless an identical version exists; returns (version, created).
+
+    Two processes registering a new prompt at once both check, both find no prompt and
+    both create it; MLflow refuses the second creation, which then tries once more. When
+    both added a version of the same content, both return the lower one.
+    """
+    from mlflow.exceptions import MlflowException
+
     c = mlflow_client or client()
     digest = content_hash(template, model)
-    for existing in _versions(c, name):
-        if existing.tags.get(HASH_TAG) == digest:
-            return int(existing.version), False
-    all_tags = {HASH_TAG: digest, **(tags or {})}
-    version = c.register_prompt(
-        name=name,
-        template=template.template,
-        commit_message=commit_message or template.description or None,
-        tags=all_tags,
-        model_config=to_mlflow_model_config(model) if model else None,
-    )
-    return int(version.version), True
+    for attempt in (1, 2):
+        for existing in _versions(c, name):
+            if existing.tags.get(HASH_TAG) == digest:
+                return int(existing.version), False
+        try:
+            version = c.register_prompt(
+                name=name,
+                template=template.template,
+                commit_message=commit_message or template.description or None,
+                tags={HASH_TAG: digest, **(tags or {})},
+                model_config=to_mlflow_model_config(model) if model else None,
+            )
+        except MlflowException as exc:
+            if attempt == 2 or exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            continue
+        ours = int(version.version)
+        first = min((int(v.version) for v in _versions(c, name)
+                     if v.tags.get(HASH_TAG) == digest), default=ours)
+        return first, first == ours
+    raise AssertionError("unreachable")  # the second attempt returns or raises
 
 
 def _versions(c: Any, name: str) -> list[Any]:

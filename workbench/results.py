@@ -33,6 +33,8 @@ class Results:
         self.report: ComparisonReport | None = None  # every variant vs. the baseline
         self.tracking_uri = ""
         self.prompt_versions: dict[str, int] = {}
+        self.partial: str | None = None  # why the run stopped before its last call
+        self.log_error: str | None = None  # why MLflow did not take the run, and what to do
         self.cache_hits = int(frame["cached"].sum()) if len(frame) else 0
 
     @classmethod

@@ -40,3 +40,16 @@ def artifact_root(start: str | Path | None = None) -> Path:
 
 def cache_path(start: str | Path | None = None) -> Path:
     return project_root(start) / ".workbench" / "cache.sqlite"
+
+
+def store_timeout() -> float:
+    """Seconds the store check before a run waits for the MLflow store to answer
+    (``WORKBENCH_STORE_TIMEOUT``, default 5)."""
+    raw = os.environ.get("WORKBENCH_STORE_TIMEOUT") or "5"
+    try:
+        return float(raw)
+    except ValueError:
+        from .errors import WorkbenchError
+
+        raise WorkbenchError(f"WORKBENCH_STORE_TIMEOUT={raw!r} is not a number of seconds; "
+                             "fix: set it to e.g. 5, or unset it") from None

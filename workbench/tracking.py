@@ -7,11 +7,11 @@ store's connection pool is small and per-call writes from many workers starve it
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import math
 import secrets
-import subprocess
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .registry import VARIANT_TAG, client, register_version
 from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
 from .settings import artifact_root, tracking_uri
+from .store import PARTIAL_TAG, mark_abandoned, source_tags
 
 log = logging.getLogger("workbench.tracking")
 
@@ -51,7 +52,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
                   params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
                   uri: str | None = None, trace: bool = True,
                   redact: Callable[[str], str] | None = None,
-                  reuse: bool = False) -> TrackedExecution:
+                  reuse: bool = False, partial: str | None = None) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
 
     With ``reuse``, an execution served wholly from the cache that matches a finished parent
@@ -61,7 +62,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     With ``trace``, every call made in this execution (cache hits were not calls) becomes
     an LLM span in a trace linked to its variant's run: inputs, output, tokens, cost,
     latency, retries, fallback and the prompt version. ``redact`` rewrites text before it
-    is logged.
+    is logged. ``partial`` (why the run stopped early) tags every run ``partial=true``.
+    Runs of this experiment left RUNNING by a process that is gone are marked KILLED first.
     """
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
@@ -69,6 +71,9 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     uri = uri or tracking_uri(source_dir)
     c = client(uri)
     experiment_id = _experiment_id(c, experiment, uri, source_dir)
+    for run_id in mark_abandoned(c, experiment_id):
+        log.warning("MLflow run %s was left RUNNING by a process that is gone: marked KILLED",
+                    run_id)
     digest = fingerprint(experiment=experiment, registry_name=registry_name, variants=variants,
                          evalset=evalset, results=results, params=params or {}, trace=trace,
                          redacted=redact is not None)
@@ -77,7 +82,9 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         parent_id, children, versions = found
         return TrackedExecution(experiment_id, parent_id, children, versions, uri, reused=True)
     now = int(time.time() * 1000)
-    tags = _source_tags(source_dir)
+    tags = source_tags(source_dir)
+    if partial:
+        tags.update({PARTIAL_TAG: "true", "workbench.partial_reason": partial})
     parent = c.create_run(experiment_id, tags={**tags, FINGERPRINT_TAG: digest},
                           run_name=f"{experiment}-{_stamp()}")
     tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
@@ -149,7 +156,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         c.log_inputs(parent.info.run_id, datasets=[dataset_input])
         c.set_terminated(parent.info.run_id, "FINISHED")
     except BaseException:
-        c.set_terminated(parent.info.run_id, "FAILED")
+        with contextlib.suppress(Exception):  # a dead store: keep the first error, not this
+            c.set_terminated(parent.info.run_id, "FAILED")
         raise
     return tracked
 
@@ -338,6 +346,8 @@ def _redacted_value(value: Any, redact: Callable[[str], str] | None) -> Any:
 
 
 def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
+    from mlflow.exceptions import MlflowException
+
     found = c.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -345,7 +355,13 @@ def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
     if uri.startswith("sqlite:") and not uri.startswith("sqlite:///:memory:"):
         # keep artifacts next to the database, under mlruns/, whatever the cwd
         location = (artifact_root(source_dir) / name).as_uri()
-    return c.create_experiment(name, artifact_location=location)
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # another process created it since the look-up
+        found = c.get_experiment_by_name(name)
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS" or found is None:
+            raise
+        return found.experiment_id
 
 
 def _dataset_input(mlflow: Any, evalset: EvalSet) -> Any:
@@ -385,29 +401,6 @@ def _param(value: Any) -> str:
 
 def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
-
-
-def _source_tags(source_dir: Path | None) -> dict[str, str]:
-    tags = {"mlflow.source.type": "LOCAL", "workbench.version": _version()}
-    if source_dir is not None:
-        tags["mlflow.source.name"] = str(source_dir)
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source_dir, text=True,
-                                    capture_output=True, timeout=5, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            commit = ""
-        if commit:
-            tags["mlflow.source.git.commit"] = commit
-    return tags
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("prompt-workbench")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def load_results(run_id: str, *, uri: str | None = None) -> Results:

@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     _print_errors(results)
     failures = results.failures()
     for warning in results.warnings:
-        if warning not in failures:  # printed as errors below
+        if warning not in failures and warning != results.log_error:  # said below
             print(f"warning: {warning}")
     if report is None:  # with a report, its caveats already say this
         for variant, why in results.degenerate().items():
@@ -105,10 +105,17 @@ def _run(args: argparse.Namespace) -> int:
             if variant != "parent":
                 version = results.prompt_versions.get(variant)
                 print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
-    problems = failures
-    if problems:
-        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
+    if failures:
+        print("\n".join(f"error: {p}" for p in failures), file=sys.stderr)
+    if results.log_error:
+        print(f"\n{results.log_error}", file=sys.stderr)
+        if args.promote:
+            print("not promoted: the run is not in MLflow yet", file=sys.stderr)
         return 1
+    if failures:
+        return 1
+    if args.promote and results.partial:
+        print(f"\nnot promoted: the run is partial ({results.partial}), so it has no verdict")
     if args.promote and report is not None:
         if report.winner is None:
             print(f"\nnot promoted: {report.verdict}")

@@ -128,15 +128,20 @@ class RunPanel(widgets.VBox):
             return
         if self._cancel_requested:
             self.bar.bar_style = "warning"
+            parent = results.run_ids.get("parent") if results is not None else None
+            logged = (f" What was paid for is logged to MLflow, marked partial (run "
+                      f"{parent[:8]})." if parent else "")
             self.status.value = note(
                 f"Cancelled after {progress.done} of {progress.total} calls ({seconds:.1f} s). "
-                "Finished calls are cached: Run again resumes without paying for them twice. "
-                "A cancelled run is not logged to MLflow.", "warn")
+                "Finished calls are cached: Run again resumes without paying for them twice."
+                f"{logged}", "warn")
             return
         self.bar.bar_style = "success"
         logged = ""
         if results.run_ids.get("parent"):
             logged = f" Logged to MLflow (run {results.run_ids['parent'][:8]})."
+        elif results.log_error:
+            logged = f" {results.log_error}."
         try:
             self.session.results = results
         except Exception as exc:  # e.g. too few rows to compare: the run itself is fine
