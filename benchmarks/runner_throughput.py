@@ -212,7 +212,7 @@ def timed_run(experiment: Any, phases: Phases | None = None, **options: Any
               ) -> dict[str, Any]:
     if phases is not None:
         phases.seconds.clear()
-    from workbench.workers import pool
+    from workbench.gateway.workers import pool
 
     workers = pool(options["workers"]) if options.get("workers", 1) > 1 else []
     started, cpu = time.perf_counter(), time.process_time()
@@ -351,8 +351,8 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
     import litellm
 
     import workbench  # noqa: F401  (offline defaults)
-    from workbench.cache import ResponseCache
-    from workbench.gateway import Gateway, ModelConfig, _litellm_params
+    from workbench.gateway.cache import ResponseCache
+    from workbench.gateway.client import Gateway, ModelConfig, _litellm_params
 
     litellm.suppress_debug_info = True
     loop = asyncio.new_event_loop()
@@ -417,7 +417,7 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
         arms["Gateway.complete, later run"] = via_gateway(rerun, rerun_cfg)
 
     async def run(arm: str, tag: str, n: int) -> tuple[float, float]:
-        from workbench.cache import cache_key
+        from workbench.gateway.cache import cache_key
 
         call = arms[arm]
         semaphore = asyncio.Semaphore(concurrency)
@@ -473,8 +473,8 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
 async def own_steps(cache: Any, config: Any, rerun_config: Any, router: Any
                     ) -> dict[str, float]:
     """The gateway's own per-call steps, each timed alone (ms per call, no profiler)."""
-    from workbench.cache import cache_key
-    from workbench.gateway import Completion, _Pacing, price
+    from workbench.gateway.cache import cache_key
+    from workbench.gateway.client import Completion, _Pacing, price
 
     n = 500
     messages = [{"role": "user", "content": "ticket 1: parcel broken"}]
@@ -515,7 +515,7 @@ async def own_steps(cache: Any, config: Any, rerun_config: Any, router: Any
 def steps_in_context(loop: asyncio.AbstractEventLoop, run: Callable[[int], Any], cache: Any,
                      calls: int) -> dict[str, float]:
     """The same steps timed inside real gateway calls (wall ms on the event-loop thread)."""
-    import workbench.gateway as gateway_module
+    import workbench.gateway.client as gateway_module
 
     spent: dict[str, float] = {}
 
@@ -590,8 +590,8 @@ LOCAL_PROMPTS = [
 def worker_local(calls: int, seconds: float) -> int:
     """The embedded model: Gateway.complete (local/smollm2) vs local_model.chat, alternating."""
     import workbench  # noqa: F401
-    from workbench import local_model
-    from workbench.gateway import Gateway, ModelConfig
+    from workbench.gateway import local_model
+    from workbench.gateway.client import Gateway, ModelConfig
 
     params = {"temperature": 0, "max_tokens": 64}
     config = ModelConfig(model="local/smollm2", params=params)

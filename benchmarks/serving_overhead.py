@@ -68,7 +68,7 @@ def pct(values: list[float], q: float) -> float:
 
 def register(base_url: str) -> None:
     from workbench import ModelConfig, PromptTemplate
-    from workbench.registry import promote, register_version
+    from workbench.prompts.registry import promote, register_version
 
     model = ModelConfig(model="openai/test-model", api_base=base_url, num_retries=0,
                         params={"temperature": 0, "max_tokens": 16})
@@ -80,7 +80,7 @@ async def added_latency(base_url: str, calls: int, log_requests: bool) -> dict[s
     import litellm
 
     from workbench import PromptService
-    from workbench.gateway import Gateway
+    from workbench.gateway.client import Gateway
 
     logger = logging.getLogger("workbench.serving")
     logger.handlers.clear()

@@ -21,10 +21,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.stats import adjust_pvalues, compare, paired_test  # noqa: E402
-from workbench.stats._frame import paired_means  # noqa: E402
-from workbench.stats.noninferiority import scores_test  # noqa: E402
-from workbench.stats.paired import tango_z  # noqa: E402
+from workbench.evaluation.stats import adjust_pvalues, compare, paired_test  # noqa: E402
+from workbench.evaluation.stats._frame import paired_means  # noqa: E402
+from workbench.evaluation.stats.noninferiority import scores_test  # noqa: E402
+from workbench.evaluation.stats.paired import tango_z  # noqa: E402
 
 ALPHA = 0.05
 MARGIN = 0.05

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from workbench.cache import ResponseCache, cache_key
-from workbench.prompts import canonical_json
+from workbench.gateway.cache import ResponseCache, cache_key
+from workbench.prompts.templates import canonical_json
 
 RECORD = {"text": "negative", "model": "openai/m", "prompt_tokens": 3, "completion_tokens": 1,
           "cost": 0.0, "latency_s": 0.1, "retries": 0, "fallback": False}
@@ -132,9 +132,9 @@ def test_answers_wait_in_memory_while_the_database_is_locked_then_are_written(tm
 
 def test_closing_while_the_lock_is_never_released_says_what_was_not_written(
         tmp_path, monkeypatch, caplog):
-    import workbench.cache
+    import workbench.gateway.cache
 
-    monkeypatch.setattr(workbench.cache, "FLUSH_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(workbench.gateway.cache, "FLUSH_TIMEOUT_S", 0.2)
     path = tmp_path / "cache.sqlite"
     cache = ResponseCache(path)
     cache._db.execute("PRAGMA busy_timeout=20")

@@ -7,9 +7,9 @@ import pytest
 
 from workbench import Experiment
 from workbench.errors import EvalSetError, SpecError
-from workbench.evalsets import EvalSet, Example
-from workbench.prompts import PromptTemplate
-from workbench.scorers import build_scorer
+from workbench.evaluation.evalsets import EvalSet, Example
+from workbench.evaluation.scorers import build_scorer
+from workbench.prompts.templates import PromptTemplate
 
 SYSTEM = "Answer with one word: positive or negative."
 EVALS_ROWS = [  # openai/evals: `ideal` one answer or a list of acceptable ones
@@ -135,7 +135,7 @@ def test_an_experiment_names_the_split_of_a_dataset_dict(make_experiment, llm_se
 def test_the_regression_set_of_the_gate_takes_its_split_too(make_experiment, llm_server):
     import datasets
 
-    from workbench.gate import _regression_set
+    from workbench.evaluation.gate import _regression_set
 
     folder = make_experiment(gate={"regression_set": {"path": "data/hf", "split": "train"}})
     datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS[:1]),

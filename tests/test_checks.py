@@ -3,9 +3,9 @@
 import pytest
 
 from workbench.errors import ScorerError
-from workbench.evalsets import Example
-from workbench.scorers import build_scorer
-from workbench.scorers.checks import parse_number
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import build_scorer
+from workbench.evaluation.scorers.checks import parse_number
 
 EX = Example("e1", {"expected": "42", "tags": ["refund", "invoice"],
                     "want": {"city": "Paris", "zip": "75001", "n": 3}})

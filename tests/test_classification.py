@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, confusion_matrix
 
-from workbench.classification import categorical_metrics, classify, degenerate
+from workbench.evaluation.classification import categorical_metrics, classify, degenerate
 from workbench.results import Results
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from workbench import Experiment
 from workbench.cli import main
-from workbench.registry import alias_version
+from workbench.prompts.registry import alias_version
 
 
 def test_help_lists_the_commands(capsys):

@@ -9,8 +9,8 @@ from statsmodels.stats.multitest import multipletests
 
 from workbench import Experiment
 from workbench.cli import main
-from workbench.promotion import PromotionRefused, promote
-from workbench.registry import client
+from workbench.prompts.promotion import PromotionRefused, promote
+from workbench.prompts.registry import client
 from workbench.results import Results
 
 BARE = {"template": "Sentiment of: {{ticket}}"}

@@ -9,9 +9,9 @@ import pytest
 import workbench as wb
 from workbench import Experiment
 from workbench.cli import main
-from workbench.gate import check
-from workbench.promotion import PromotionRefused
-from workbench.registry import alias_version, client, history
+from workbench.evaluation.gate import check
+from workbench.prompts.promotion import PromotionRefused
+from workbench.prompts.registry import alias_version, client, history
 
 HEADLINES = [{"id": f"h{i:03d}", "headline": f"headline number {i}", "is_sarcastic": i % 2}
              for i in range(20)]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from workbench.errors import EvalSetError
-from workbench.evalsets import EvalSet
+from workbench.evaluation.evalsets import EvalSet
 
 ROWS = [{"id": "a", "q": "one", "label": "x"}, {"id": "b", "q": "two", "label": "y"}]
 

@@ -4,9 +4,9 @@ import pytest
 
 import workbench as wb
 from workbench import Experiment
-from workbench.gate import check
-from workbench.promotion import PromotionRefused
-from workbench.registry import alias_version
+from workbench.evaluation.gate import check
+from workbench.prompts.promotion import PromotionRefused
+from workbench.prompts.registry import alias_version
 from workbench.results import format_summary
 from workbench.tracking import load_results
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from workbench import Experiment
-from workbench.cache import ResponseCache
+from workbench.gateway.cache import ResponseCache
 
 from .llm_server import Faults
 
@@ -51,7 +51,7 @@ def test_mixed_faults_and_a_dead_model_with_a_fallback(make_experiment, llm_serv
     dead = frame[(frame["variant"] == "dead") & answered]
     assert dead["fallback"].all() and (dead["answered_by"] == "openai/test-model-2").all()
     # and in MLflow: the per-example table of the run carries the same columns
-    from workbench.registry import client
+    from workbench.prompts.registry import client
 
     c = client()
     run = c.get_run(results.run_ids["dead"])

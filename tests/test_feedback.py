@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from workbench import feedback
-from workbench.feedback import Agreement, FeedbackError, agreement, cohen_kappa
+from workbench.evaluation import feedback
+from workbench.evaluation.feedback import Agreement, FeedbackError, agreement, cohen_kappa
 
 
 @pytest.fixture
 def run_id(project):
-    from workbench.registry import client
+    from workbench.prompts.registry import client
 
     c = client()
     experiment_id = c.create_experiment("feedback")
@@ -44,7 +44,7 @@ def test_labels_are_mlflow_human_feedback_on_a_trace_of_the_run(run_id):
 
     feedback.record(run_id, "t001", annotator="alice", thumbs=True, variant="guided")
     feedback.record(run_id, "t001", annotator="bob", thumbs=False, variant="guided")
-    from workbench.registry import client
+    from workbench.prompts.registry import client
 
     where = [client().get_run(run_id).info.experiment_id]
     traces = mlflow.search_traces(run_id=run_id, return_type="list", locations=where)
@@ -72,7 +72,7 @@ def test_an_unknown_run_is_a_clear_error(project):
 
 
 def test_labels_on_variant_runs_show_from_the_parent_and_in_the_results_table(run_id):
-    from workbench.registry import client
+    from workbench.prompts.registry import client
 
     c = client()
     parent = c.get_run(run_id)

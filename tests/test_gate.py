@@ -5,14 +5,14 @@ import json
 import pytest
 
 from workbench.cli import main
+from workbench.evaluation.gate import check
 from workbench.experiment import Experiment
-from workbench.gate import check
 from workbench.testing import assert_no_regression
 
 
 def put_at_alias(folder, variant, alias="production"):
     """Register a variant's prompt and point the alias at it, as a promotion would."""
-    from workbench.registry import client, register_version
+    from workbench.prompts.registry import client, register_version
 
     exp = Experiment.from_yaml(folder)
     chosen = next(v for v in exp.variants if v.name == variant)

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from workbench import Experiment
 from workbench.errors import SpecError
-from workbench.gateway import ContextWindowError, Gateway, ModelConfig, has_price, price
-from workbench.limits import AdaptiveConcurrency, MinuteWindow
+from workbench.gateway.client import ContextWindowError, Gateway, ModelConfig, has_price, price
+from workbench.gateway.limits import AdaptiveConcurrency, MinuteWindow
 from workbench.preflight import CostLimitError
 
 from .llm_server import Faults
@@ -221,7 +221,7 @@ def test_cached_single_samples_at_temperature_above_zero_are_flagged(make_experi
 
 
 def test_a_fallbacks_answer_is_cached_as_the_fallbacks_not_the_primarys(llm_server, tmp_path):
-    from workbench.cache import ResponseCache
+    from workbench.gateway.cache import ResponseCache
 
     llm_server.faults = Faults(down_models={"test-model"})
     params = {"temperature": 0, "max_tokens": 8}

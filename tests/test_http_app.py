@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 from workbench import ModelConfig, PromptService, PromptTemplate
 from workbench.cli import main
 from workbench.cli.serve import is_loopback
-from workbench.http_app import create_app
-from workbench.registry import promote, register_version
+from workbench.prompts.registry import promote, register_version
+from workbench.serving.http_app import create_app
 
 from .llm_server import Faults
 from .test_serving import wait_until
@@ -140,7 +140,7 @@ def test_health_without_the_token_says_only_the_state(service, project):
 
 
 def test_one_registry_look_up_per_request(service, http, monkeypatch):
-    from workbench import live_prompt
+    from workbench.serving import live_prompt
 
     calls = []
     real_load = live_prompt.load

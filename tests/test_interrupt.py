@@ -99,7 +99,7 @@ def wait_gone(name, timeout=1.0):
 @pytest.fixture
 def service(project, llm_server):
     from workbench import ModelConfig, PromptService, PromptTemplate
-    from workbench.registry import promote, register_version
+    from workbench.prompts.registry import promote, register_version
 
     model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url, num_retries=0)
     register_version("triage", PromptTemplate("Sentiment: {{ticket}}"), model)

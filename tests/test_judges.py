@@ -7,11 +7,11 @@ import re
 import pytest
 
 from workbench.errors import ScorerError, SpecError
-from workbench.evalsets import Example
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import build_scorer, flagged, pairwise
+from workbench.evaluation.scorers.judges import parse_verdict
 from workbench.experiment import Experiment
 from workbench.runner import _score
-from workbench.scorers import build_scorer, flagged, pairwise
-from workbench.scorers.judges import parse_verdict
 
 from .llm_server import FakeLLMServer, scripted
 
@@ -208,8 +208,8 @@ def test_flagged_lists_the_hallucinations():
 
 
 def test_judge_prompts_are_versioned_in_the_prompt_registry(project):
-    from workbench.registry import load
-    from workbench.scorers import register_judge_prompts
+    from workbench.evaluation.scorers import register_judge_prompts
+    from workbench.prompts.registry import load
 
     coherence = build_scorer("coherence", {"model": "openai/x"})
     faithful = build_scorer("faithfulness", {"model": "openai/x", "scale": "pass_fail"})

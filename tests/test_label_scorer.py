@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from workbench.errors import ScorerError
-from workbench.evalsets import Example
-from workbench.scorers import build_scorer, registered_types
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import build_scorer, registered_types
 
 SENTIMENT = {"labels": ["satisfied", "dissatisfied"], "expected": "label"}
 

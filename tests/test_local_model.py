@@ -4,8 +4,8 @@ import asyncio
 
 import litellm
 
-from workbench.gateway import Gateway, ModelConfig
-from workbench.local_model import register_with_litellm, weights_path
+from workbench.gateway.client import Gateway, ModelConfig
+from workbench.gateway.local_model import register_with_litellm, weights_path
 
 MESSAGES = [{"role": "user", "content": "Is this review positive or negative? "
              "'I love this product'. Answer with one word."}]

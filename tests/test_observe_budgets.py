@@ -10,7 +10,7 @@ import pytest
 from workbench import ModelConfig, PromptService, PromptTemplate
 from workbench.errors import WorkbenchError
 from workbench.observe.budgets import Budget, BudgetExceeded, BudgetGuard, period_start
-from workbench.registry import promote, register_version
+from workbench.prompts.registry import promote, register_version
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from workbench import Experiment, Gateway, ModelConfig, PromptService, PromptTemplate
 from workbench.errors import GatewayError
 from workbench.observe import attribute, default_ledger, queries
-from workbench.registry import promote, register_version
+from workbench.prompts.registry import promote, register_version
 
 from .llm_server import Faults
 

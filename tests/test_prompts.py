@@ -3,7 +3,7 @@
 import pytest
 
 from workbench.errors import TemplateError
-from workbench.prompts import VARIABLE_PATTERN, PromptTemplate
+from workbench.prompts.templates import VARIABLE_PATTERN, PromptTemplate
 
 
 def test_the_placeholder_pattern_is_mlflows_own():

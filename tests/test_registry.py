@@ -8,7 +8,7 @@ import workbench as wb
 from workbench import Experiment, ModelConfig, PromptTemplate
 from workbench.cli import main
 from workbench.errors import RegistryError
-from workbench.registry import (
+from workbench.prompts.registry import (
     HISTORY_COLUMNS,
     ApprovalRefused,
     ApprovalRequired,

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from workbench.report import ComparisonReport
-from workbench.stats import compare, compare_all
+from workbench.evaluation.stats import compare, compare_all
+from workbench.evaluation.stats.report import ComparisonReport
 
 from .test_stats import binary_pair, frame
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from workbench import Experiment
 from workbench.cli import main
-from workbench.registry import client
+from workbench.prompts.registry import client
 from workbench.rerun import FINGERPRINT_TAG
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from workbench import Experiment
-from workbench.registry import client
+from workbench.prompts.registry import client
 
 from .llm_server import Faults
 

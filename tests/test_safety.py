@@ -5,10 +5,10 @@ import asyncio
 import pytest
 
 from workbench.errors import ScorerError
-from workbench.evalsets import Example
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import build_scorer, find_injection, find_pii, redact
+from workbench.evaluation.scorers.safety import iban_valid, is_refusal, luhn_valid
 from workbench.runner import _score
-from workbench.scorers import build_scorer, find_injection, find_pii, redact
-from workbench.scorers.safety import iban_valid, is_refusal, luhn_valid
 
 from .llm_server import FakeLLMServer, scripted
 

@@ -6,9 +6,9 @@ import math
 import pytest
 
 from workbench.errors import ScorerError
-from workbench.evalsets import Example
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import Score, build_scorer, normalize, scorer
 from workbench.runner import _score
-from workbench.scorers import Score, build_scorer, normalize, scorer
 
 EX = Example("e1", {"label": "Positive", "answer": {"city": "Paris"}, "n": 3})
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from workbench import metrics
 from workbench.errors import ScorerError
-from workbench.evalsets import Example
-from workbench.scorers import build_scorer
+from workbench.evaluation import metrics
+from workbench.evaluation.evalsets import Example
+from workbench.evaluation.scorers import build_scorer
 
 PAIRS = [
     ("the cat sat on the mat", "the cat is on the mat"),

@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 
 from workbench import Experiment, ModelConfig, PromptService, PromptTemplate
 from workbench.errors import GatewayError
-from workbench.gateway import _describe
-from workbench.http_app import create_app
-from workbench.registry import promote, register_version
-from workbench.scrub import REDACTED, scrub
+from workbench.gateway.client import _describe
+from workbench.gateway.scrub import REDACTED, scrub
+from workbench.prompts.registry import promote, register_version
+from workbench.serving.http_app import create_app
 
 from .llm_server import Faults
 
@@ -99,7 +99,7 @@ def test_a_served_call_returns_and_logs_no_echoed_key(wrong_key, project, caplog
 def test_litellm_logs_no_echoed_key(wrong_key, caplog, capfd):
     import asyncio
 
-    from workbench.gateway import Gateway
+    from workbench.gateway.client import Gateway
 
     fallback = ModelConfig(**{**wrong_key, "model": "openai/test-model-2"})
     config = ModelConfig(**wrong_key, fallbacks=[fallback])  # through litellm's Router

@@ -11,7 +11,7 @@ import pytest
 
 from workbench import ModelConfig, PromptService, PromptTemplate
 from workbench.errors import RegistryError, TemplateError
-from workbench.registry import promote, register_version
+from workbench.prompts.registry import promote, register_version
 from workbench.settings import tracking_uri
 
 
@@ -186,7 +186,7 @@ async def _gather(service):
 @pytest.fixture
 def hanging_registry(monkeypatch):
     """Registry look-ups after the first block until released, as a stopped server's would."""
-    from workbench import live_prompt
+    from workbench.serving import live_prompt
 
     calls, release = [], threading.Event()
 
@@ -263,7 +263,7 @@ def test_a_lost_sqlite_file_is_unreachable_and_not_recreated(registered, project
 
 def test_a_prompt_over_the_context_window_is_refused_before_sending(project, llm_server,
                                                                     monkeypatch):
-    from workbench.gateway import ContextWindowError, Gateway
+    from workbench.gateway.client import ContextWindowError, Gateway
 
     model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url,
                         context_window=300, params={"max_tokens": 50}, num_retries=0)

@@ -1,5 +1,5 @@
-"""Reference values and behaviour of workbench.stats (statsmodels serves as an independent
-reference implementation)."""
+"""Reference values and behaviour of workbench.evaluation.stats (statsmodels serves as an
+independent reference implementation)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from workbench.stats import (
+from workbench.evaluation.stats import (
     CompareOptions,
     StatsInputError,
     adjust_pvalues,
@@ -244,7 +244,7 @@ def test_five_non_zero_differences_can_never_be_significant():
 
 
 def test_exact_or_asymptotic_is_decided_per_comparison_not_per_batch():
-    from workbench.stats import paired_pvalues
+    from workbench.evaluation.stats import paired_pvalues
 
     rng = np.random.default_rng(3)
     few = np.zeros(30)
@@ -259,7 +259,7 @@ def test_exact_or_asymptotic_is_decided_per_comparison_not_per_batch():
 
 
 def test_pass_fail_interval_has_width_and_comes_from_the_score_test():
-    from workbench.stats import tango_interval
+    from workbench.evaluation.stats import tango_interval
 
     a = np.ones(30)
     rep = compare(frame({"A": a, "B": a}), "A", "B", BIN)
@@ -272,7 +272,7 @@ def test_pass_fail_interval_has_width_and_comes_from_the_score_test():
 
 
 def _tango(g, b, n, t):
-    from workbench.stats.paired import tango_z
+    from workbench.evaluation.stats.paired import tango_z
 
     return tango_z(g, b, n, t)
 
@@ -525,7 +525,7 @@ def test_non_inferiority_bound_and_p_value_agree():
 
 
 def test_non_inferiority_on_scores_needs_the_t_test_and_the_betting_test():
-    from workbench.stats.noninferiority import betting_test, hall_t
+    from workbench.evaluation.stats.noninferiority import betting_test, hall_t
 
     rng = np.random.default_rng(12)
     a = rng.normal(0.7, 0.15, 300)
@@ -651,7 +651,7 @@ def brute_force_mcnemar_power(n, p_bad, p_good, alpha, mid_p=False):
 
 @pytest.mark.parametrize("mid_p", [False, True])
 def test_binary_power_is_exact(mid_p):
-    from workbench.stats import expected_power
+    from workbench.evaluation.stats import expected_power
 
     for n, p_bad, p_good in [(30, 0.05, 0.2), (45, 0.1, 0.25), (20, 0.0, 0.3)]:
         got = expected_power(
@@ -667,7 +667,7 @@ def test_binary_power_is_exact(mid_p):
 def test_continuous_power_matches_statsmodels_t_power():
     from statsmodels.stats.power import TTestPower
 
-    from workbench.stats import expected_power, required_sample_size
+    from workbench.evaluation.stats import expected_power, required_sample_size
 
     for n, d in [(20, 0.5), (100, 0.2), (50, 0.4)]:
         ref = TTestPower().power(effect_size=d, nobs=n, alpha=0.05)
@@ -678,7 +678,7 @@ def test_continuous_power_matches_statsmodels_t_power():
 
 
 def test_sd_and_correlation_give_the_sd_of_differences():
-    from workbench.stats import required_sample_size
+    from workbench.evaluation.stats import required_sample_size
 
     via_corr = required_sample_size(0.1, kind="continuous", sd=0.25, correlation=0.6)
     direct = required_sample_size(0.1, kind="continuous", sd_diff=0.25 * math.sqrt(0.8))
@@ -687,7 +687,7 @@ def test_sd_and_correlation_give_the_sd_of_differences():
 
 
 def test_binary_sample_size_reaches_power_and_stays_there():
-    from workbench.stats import expected_power, required_sample_size
+    from workbench.evaluation.stats import expected_power, required_sample_size
 
     n = required_sample_size(0.1, kind="binary", baseline=0.6, discordance=0.3)
     powers = [
@@ -702,7 +702,7 @@ def test_binary_sample_size_reaches_power_and_stays_there():
 
 
 def test_pairing_information_cuts_the_sample_size():
-    from workbench.stats import required_sample_size
+    from workbench.evaluation.stats import required_sample_size
 
     independent = required_sample_size(0.1, kind="binary", baseline=0.6)
     correlated = required_sample_size(0.1, kind="binary", baseline=0.6, discordance=0.2)
@@ -710,7 +710,11 @@ def test_pairing_information_cuts_the_sample_size():
 
 
 def test_minimum_detectable_effect_inverts_the_sample_size():
-    from workbench.stats import expected_power, minimum_detectable_effect, required_sample_size
+    from workbench.evaluation.stats import (
+        expected_power,
+        minimum_detectable_effect,
+        required_sample_size,
+    )
 
     for kw in (dict(kind="binary", discordance=0.35), dict(kind="continuous", sd_diff=0.4)):
         mde = minimum_detectable_effect(200, **kw)
@@ -722,7 +726,7 @@ def test_minimum_detectable_effect_inverts_the_sample_size():
 
 
 def test_power_arguments_are_validated():
-    from workbench.stats import required_sample_size
+    from workbench.evaluation.stats import required_sample_size
 
     with pytest.raises(ValueError, match="baseline"):
         required_sample_size(0.1, kind="binary")

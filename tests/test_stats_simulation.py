@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.stats import (
+from workbench.evaluation.stats import (
     adjust_pvalues,
     compare,
     expected_power,

@@ -15,7 +15,7 @@ import pytest
 
 from workbench import Experiment
 from workbench.cli import main
-from workbench.registry import client
+from workbench.prompts.registry import client
 from workbench.store import (
     ABANDONED_TAG,
     HOST_TAG,

@@ -127,7 +127,7 @@ def test_a_judge_model_is_checked_too(make_experiment, llm_server):
 
 
 def test_models_given_in_python_are_checked(make_experiment, llm_server):
-    from workbench.gateway import ModelConfig
+    from workbench.gateway.client import ModelConfig
 
     experiment = Experiment.from_yaml(make_experiment())
     with pytest.raises(SpecError, match="unknown provider prefix"):
@@ -402,7 +402,7 @@ def test_a_spec_built_without_its_templates_is_a_clear_error(make_experiment):
 
 
 def test_nan_answers_and_ids_given_in_python_count_as_missing(make_experiment, llm_server):
-    from workbench.evalsets import EvalSet
+    from workbench.evaluation.evalsets import EvalSet
 
     spec = Experiment.from_yaml(make_experiment()).spec
     rows = [{"id": "a", "ticket": "x", "label": 1.0},
@@ -415,7 +415,7 @@ def test_nan_answers_and_ids_given_in_python_count_as_missing(make_experiment, l
 
 
 def test_records_mixing_types_in_a_column_are_an_eval_set_error():
-    from workbench.evalsets import EvalSet
+    from workbench.evaluation.evalsets import EvalSet
 
     with pytest.raises(EvalSetError, match="records: the rows cannot form a table"):
         EvalSet.from_records([{"q": "x"}, {"q": 2.5}])
@@ -445,7 +445,7 @@ def test_one_json_object_over_several_lines_is_not_taken_for_rows(make_experimen
 
 def test_an_embedded_model_whose_weights_are_missing_is_an_error(make_experiment, llm_server,
                                                                  monkeypatch):
-    from workbench import local_model
+    from workbench.gateway import local_model
 
     monkeypatch.setitem(local_model._WEIGHTS, "ghost", ("no_such_weights_package", "x.gguf"))
     folder = make_experiment()
@@ -505,7 +505,7 @@ def test_rows_repeating_the_inputs_of_another_are_a_warning(make_experiment, llm
 def test_a_dataframe_mixing_types_in_a_column_is_an_eval_set_error():
     import pandas as pd
 
-    from workbench.evalsets import EvalSet
+    from workbench.evaluation.evalsets import EvalSet
 
     with pytest.raises(EvalSetError, match="frame: the rows cannot form a table"):
         EvalSet.from_pandas(pd.DataFrame({"q": ["x", 2.5]}), name="frame")

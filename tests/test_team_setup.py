@@ -31,7 +31,7 @@ import pytest
 
 import workbench as wb
 from workbench import Experiment, ModelConfig, PromptService, PromptTemplate
-from workbench.registry import (
+from workbench.prompts.registry import (
     alias_version,
     approve,
     client,

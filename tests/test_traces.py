@@ -6,7 +6,7 @@ import subprocess
 import mlflow
 
 from workbench import Experiment
-from workbench.registry import client
+from workbench.prompts.registry import client
 
 from .llm_server import Faults
 

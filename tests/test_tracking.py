@@ -8,7 +8,7 @@ import mlflow
 import pytest
 
 from workbench import Experiment
-from workbench.registry import HASH_TAG, alias_version, client, load, promote
+from workbench.prompts.registry import HASH_TAG, alias_version, client, load, promote
 
 
 @pytest.fixture

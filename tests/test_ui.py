@@ -303,7 +303,7 @@ def test_promoting_against_the_verdict_needs_a_written_reason(ran):
     assert "Promoted <b>bare</b>" in promote.status.value
     assert "too long for the production context" in promote.status.value
 
-    from workbench.registry import alias_version, load
+    from workbench.prompts.registry import alias_version, load
 
     version = alias_version("triage", "production")
     tags = load("triage", version=version).tags
@@ -317,7 +317,7 @@ def test_annotate_explains_what_it_needs_before_a_run(bench):
 
 
 def test_annotations_are_recorded_through_the_feedback_api(ran):
-    feedback = pytest.importorskip("workbench.feedback",
+    feedback = pytest.importorskip("workbench.evaluation.feedback",
                                    reason="the human-feedback API is not installed yet")
     annotate = ran.annotate
     annotate.variant.value = "bare"
@@ -356,7 +356,7 @@ def test_results_show_classes_and_flag_a_chance_level_variant(ran_quick):
 
 
 def test_a_protected_alias_says_a_request_was_recorded_not_promoted(ran, project):
-    from workbench.registry import alias_version, pending_requests
+    from workbench.prompts.registry import alias_version, pending_requests
 
     (project / "workbench.yaml").write_text("registry:\n  protected: [production]\n")
     promote = ran.promote
@@ -387,6 +387,6 @@ def test_a_degenerate_winner_needs_a_reason_in_the_promote_panel(bench, llm_serv
     promote.promote_button.click()
     assert "Promoted <b>guided</b>" in promote.status.value, promote.status.value
 
-    from workbench.registry import history
+    from workbench.prompts.registry import history
 
     assert history("triage").iloc[-1]["evidence"]["degenerate"].startswith("answers nearly")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from workbench import Experiment
-from workbench.cache import ResponseCache
-from workbench.gateway import ModelConfig
+from workbench.gateway.cache import ResponseCache
+from workbench.gateway.client import ModelConfig
+from workbench.gateway.workers import CallDropped, can_share, pool, split_limits
 from workbench.runner import queued
-from workbench.workers import CallDropped, can_share, pool, split_limits
 
 ROWS = [{"id": f"e{i:03d}", "ticket": f"message {i}: I want a refund", "label": "negative"}
         for i in range(40)]
@@ -211,7 +211,7 @@ def alive(pid: int) -> bool:
 
 def test_the_progress_bar_says_why_it_waits_while_workers_start(make_experiment, llm_server,
                                                                  monkeypatch, capsys):
-    from workbench import workers
+    from workbench.gateway import workers
 
     fresh = workers.WorkerPool()  # workers started by earlier tests would be ready at once
     monkeypatch.setattr(workers, "_POOL", fresh)

@@ -17,17 +17,26 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Experiment": ".experiment",
-    "EvalSet": ".evalsets",
-    "PromptTemplate": ".prompts",
-    "ModelConfig": ".gateway",
-    "Gateway": ".gateway",
+    "EvalSet": ".evaluation.evalsets",
+    "PromptTemplate": ".prompts.templates",
+    "ModelConfig": ".gateway.client",
+    "Gateway": ".gateway.client",
     "Results": ".results",
-    "PromptService": ".serving",
-    "promote": ".promotion",
-    "scorer": ".scorers",
-    "Score": ".scorers",
+    "PromptService": ".serving.service",
+    "promote": ".prompts.promotion",
+    "scorer": ".evaluation.scorers",
+    "Score": ".evaluation.scorers",
     "WorkbenchError": ".errors",
     "SpecError": ".errors",
+}
+
+# Modules reachable as attributes: `from workbench import registry`, `wb.ui`.
+_MODULES = {
+    "ui": ".ui",
+    "observe": ".observe",
+    "rag": ".rag",
+    "registry": ".prompts.registry",
+    "feedback": ".evaluation.feedback",
 }
 
 __all__ = [
@@ -47,14 +56,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .errors import SpecError, WorkbenchError
-    from .evalsets import EvalSet
+    from .evaluation.evalsets import EvalSet
+    from .evaluation.scorers import Score, scorer
     from .experiment import Experiment
-    from .gateway import Gateway, ModelConfig
-    from .promotion import promote
-    from .prompts import PromptTemplate
+    from .gateway.client import Gateway, ModelConfig
+    from .prompts.promotion import promote
+    from .prompts.templates import PromptTemplate
     from .results import Results
-    from .scorers import Score, scorer
-    from .serving import PromptService
+    from .serving.service import PromptService
 
 
 def __getattr__(name: str) -> Any:
@@ -62,6 +71,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
-    if name in ("ui", "observe", "rag"):
-        return import_module(f".{name}", __name__)
+    if name in _MODULES:
+        return import_module(_MODULES[name], __name__)
     raise AttributeError(f"module 'workbench' has no attribute {name!r}")

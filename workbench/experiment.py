@@ -15,14 +15,14 @@ import yaml
 
 from . import collector
 from .aio import run_sync
-from .cache import ResponseCache
 from .errors import SpecError, WorkbenchError
-from .evalsets import EvalSet
-from .gateway import Gateway, ModelConfig
+from .evaluation.evalsets import EvalSet
+from .evaluation.scorers import Scorer, build_scorer
+from .gateway.cache import ResponseCache
+from .gateway.client import Gateway, ModelConfig
 from .observe import attribute
-from .prompts import PromptTemplate
+from .prompts.templates import PromptTemplate
 from .runner import Progress, Variant, run_matrix
-from .scorers import Scorer, build_scorer
 from .settings import cache_path
 from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
@@ -90,8 +90,8 @@ class Experiment:
     def _validate(self) -> list[str]:
         """Everything that can be checked before a call: models, names, the data each
         prompt and scorer reads. Raises ``SpecError``; returns (and warns) the rest."""
-        from .datachecks import check_data, scorer_fields
-        from .modelcheck import check_models, model_configs
+        from .evaluation.datachecks import check_data, scorer_fields
+        from .gateway.modelcheck import check_models, model_configs
         from .spec import check_variant_names
 
         where = self.spec.path or self.name
@@ -129,7 +129,7 @@ class Experiment:
 
     def _check_keys(self) -> None:
         """Keys of every model the run calls: a judge's too, or it fails after paid calls."""
-        from .modelcheck import model_configs
+        from .gateway.modelcheck import model_configs
 
         judges = model_configs(self.spec, self.scorers).values()
         for config in [*(v.model for v in self.variants), *judges]:
@@ -243,7 +243,7 @@ class Experiment:
         """Worker processes for this run (started once per process, then reused)."""
         if count <= 1:
             return [], []
-        from .workers import can_share, pool
+        from .gateway.workers import can_share, pool
 
         if not can_share([v.model for v in self.variants]):
             return [], [f"workers: {count} ignored: the embedded model runs in this "
@@ -313,7 +313,7 @@ class Experiment:
         """
         import pandas as pd
 
-        from .gateway import price
+        from .gateway.client import price
 
         check_run_options(limit=limit, repeats=repeats)
         gateway = Gateway()

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .cache import cache_key
 from .errors import WorkbenchError
-from .evalsets import Example
-from .gateway import ContextWindowError, Gateway, has_price, price
+from .evaluation.evalsets import Example
+from .gateway.cache import cache_key
+from .gateway.client import ContextWindowError, Gateway, has_price, price
 from .runner import Variant
 
 ContextPolicy = Literal["error", "truncate"]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .evalsets import EvalSet
+    from .evaluation.evalsets import EvalSet
     from .results import Results
     from .runner import Variant
 

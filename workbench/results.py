@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .scorers import MetricKind
+from .evaluation.scorers import MetricKind
 
 if TYPE_CHECKING:
-    from .classification import ClassReport
-    from .report import ComparisonReport
+    from .evaluation.classification import ClassReport
+    from .evaluation.stats.report import ComparisonReport
 
 
 class Results:
@@ -54,9 +54,9 @@ class Results:
 
     def summary(self) -> pd.DataFrame:
         """Per variant: each metric's mean with its 95% CI, n, errors, tokens, cost, latency."""
-        from .classification import summary_columns
-        from .fallbacks import fallback_shares
-        from .stats import summarize
+        from .evaluation.classification import summary_columns
+        from .evaluation.stats import summarize
+        from .gateway.fallbacks import fallback_shares
 
         summary = summarize(self.frame, self.metrics)
         shares = fallback_shares(self.frame)
@@ -69,7 +69,7 @@ class Results:
                        ) -> dict[str, ClassReport]:
         """Per variant: confusion matrix, per-class recall, balanced accuracy, kappa and the
         answers given, for a categorical metric (default: the primary); empty for others."""
-        from .classification import categorical_metrics, classify
+        from .evaluation.classification import categorical_metrics, classify
 
         metric = metric or self.primary
         if metric not in categorical_metrics(self.frame, {metric: ""}):
@@ -81,7 +81,7 @@ class Results:
         """Variants whose answers are degenerate, with why: on a categorical primary metric,
         nearly constant or not above the majority-class baseline; otherwise nearly constant
         on another categorical metric. Promotion and the gate refuse them."""
-        from .classification import degenerate
+        from .evaluation.classification import degenerate
 
         return degenerate(self.frame, self.primary, alpha=alpha, metrics=self.metrics)
 
@@ -94,8 +94,8 @@ class Results:
         variant costs power instead of being silently left out. With several candidates the
         report names a winner only when exactly one is a guardrail-clean improvement on ``a``.
         """
-        from .fallbacks import fallback_caveats
-        from .stats import compare, compare_all
+        from .evaluation.stats import compare, compare_all
+        from .gateway.fallbacks import fallback_caveats
 
         names = self.variants
         a = a or self.baseline or (names[0] if names else None)

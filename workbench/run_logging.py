@@ -15,7 +15,7 @@ from .settings import tracking_uri
 from .store import check_store
 
 if TYPE_CHECKING:
-    from .evalsets import EvalSet
+    from .evaluation.evalsets import EvalSet
     from .experiment import Experiment
     from .results import Results
 
@@ -62,7 +62,7 @@ def _log(experiment: Experiment, results: Results, evalset: EvalSet, *,
     spec = experiment.spec
     redact = None
     if spec.run.redact_pii:
-        from .scorers.safety import redact
+        from .evaluation.scorers.safety import redact
     tracked = log_execution(
         experiment=experiment.name, registry_name=spec.prompt_registry_name,
         variants=experiment.variants, evalset=evalset, results=results,

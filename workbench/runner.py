@@ -19,18 +19,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import collector
-from .classification import label_columns
 from .errors import GatewayError
-from .evalsets import Example
-from .gateway import Completion, Gateway, ModelConfig
-from .prompts import PromptTemplate
-from .scorers import Score, Scorer
-from .scrub import scrub
-from .workers import CallDropped, split_limits
+from .evaluation.classification import label_columns
+from .evaluation.evalsets import Example
+from .evaluation.scorers import Score, Scorer
+from .gateway.client import Completion, Gateway, ModelConfig
+from .gateway.scrub import scrub
+from .gateway.workers import CallDropped, split_limits
+from .prompts.templates import PromptTemplate
 
 if TYPE_CHECKING:
+    from .gateway.workers import RemoteGateway
     from .preflight import Call, Plan
-    from .workers import RemoteGateway
 
 
 @dataclass(frozen=True)

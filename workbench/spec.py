@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import SpecError, TemplateError, WorkbenchError
 from .files import inside, load_yaml, read_text
-from .gateway import ModelConfig
-from .prompts import PromptTemplate
+from .gateway.client import ModelConfig
+from .prompts.templates import PromptTemplate
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -222,10 +222,10 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
     templates = {name: _load_prompt(spec, path, name, value)
                  for name, value in spec.prompts.items()}
 
-    from .scorers import build_scorer  # lazy: scorers pull in optional libraries
+    from .evaluation.scorers import build_scorer  # lazy: scorers pull in optional libraries
 
     if spec.judge is not None:
-        from .scorers.judges import judge_defaults
+        from .evaluation.scorers.judges import judge_defaults
 
         with_judge = judge_defaults([s.model_dump() for s in spec.scorers], spec.judge)
         spec = spec.model_copy(update={"scorers": [ScorerSpec.model_validate(s)
@@ -262,7 +262,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
 
 def _scorer_fix(scorer: ScorerSpec) -> str:
     """The type or option the user probably meant, else where the options are listed."""
-    from .scorers import registered_types
+    from .evaluation.scorers import registered_types
 
     types = registered_types()
     if scorer.type not in types:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .gate import GateResult, check
+from .evaluation.gate import GateResult, check
 
 __all__ = ["assert_no_regression"]
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .registry import VARIANT_TAG, client, register_version
+from .prompts.registry import VARIANT_TAG, client, register_version
 from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
 from .settings import artifact_root, tracking_uri
 from .store import PARTIAL_TAG, mark_abandoned, source_tags
@@ -27,8 +27,8 @@ from .store import PARTIAL_TAG, mark_abandoned, source_tags
 log = logging.getLogger("workbench.tracking")
 
 if TYPE_CHECKING:
-    from .evalsets import EvalSet
-    from .report import ComparisonReport
+    from .evaluation.evalsets import EvalSet
+    from .evaluation.stats.report import ComparisonReport
     from .results import Results
     from .runner import Variant
 
@@ -163,7 +163,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
 
 
 def _classification(results: Results) -> dict[str, dict[str, Any]]:
-    from .classification import categorical_metrics
+    from .evaluation.classification import categorical_metrics
 
     return {m: results.classification(m)
             for m in categorical_metrics(results.frame, results.metrics)}

@@ -25,7 +25,7 @@ def register(commands: Any) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ..gate import check
+    from ..evaluation.gate import check
 
     result = check(args.experiment, baseline=args.baseline, candidate=args.candidate,
                    limit=args.limit, use_cache=not args.no_cache, progress=True)

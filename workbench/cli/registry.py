@@ -1,6 +1,6 @@
 """``workbench promote / request / approve / reject / rollback / history``: the registry.
 
-Every command moves or records through ``workbench.registry``, so what the terminal does
+Every command moves or records through ``workbench.prompts.registry``, so what the terminal does
 is what a notebook does, under the same project policy (``workbench.yaml``).
 """
 
@@ -67,7 +67,7 @@ def _version_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from ..registry import promote_or_request
+    from ..prompts.registry import promote_or_request
 
     outcome = promote_or_request(args.name, args.version, args.alias, actor=args.approver,
                                  reason=args.reason)
@@ -79,7 +79,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from ..registry import request_promotion
+    from ..prompts.registry import request_promotion
 
     evidence = {k: v for k, v in (("run_id", args.run_id), ("verdict", args.verdict)) if v}
     print(request_promotion(args.name, args.version, args.alias, requester=args.requester,
@@ -88,7 +88,7 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    from ..registry import approve
+    from ..prompts.registry import approve
 
     promoted = approve(args.name, args.alias, approver=args.approver, version=args.version,
                        reason=args.reason)
@@ -97,7 +97,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
-    from ..registry import reject
+    from ..prompts.registry import reject
 
     rejected = reject(args.name, args.alias, approver=args.approver, version=args.version,
                       reason=args.reason)
@@ -106,7 +106,7 @@ def _reject(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from ..registry import rollback
+    from ..prompts.registry import rollback
 
     restored = rollback(args.name, args.alias, actor=args.actor, reason=args.reason)
     print(f"rolled back: prompts:/{restored.name}@{args.alias} → version {restored.version}")
@@ -114,7 +114,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from ..registry import history
+    from ..prompts.registry import history
 
     frame = history(args.name)
     if args.alias:

@@ -67,7 +67,7 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
-    from ..promotion import PromotionRefused, promote
+    from ..prompts.promotion import PromotionRefused, promote
     from ..results import format_summary
 
     experiment = Experiment.from_yaml(args.experiment)

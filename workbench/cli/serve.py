@@ -66,8 +66,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..http_app import create_app
-    from ..serving import PromptService
+    from ..serving.http_app import create_app
+    from ..serving.service import PromptService
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")

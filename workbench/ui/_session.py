@@ -40,8 +40,8 @@ class Session(HasTraits):
 
 def as_session(source: Any) -> Session:
     """A panel accepts a Session, an Experiment, Results or a ComparisonReport."""
+    from workbench.evaluation.stats.report import ComparisonReport
     from workbench.experiment import Experiment
-    from workbench.report import ComparisonReport
     from workbench.results import Results
 
     if isinstance(source, Session):

@@ -6,7 +6,7 @@ import difflib
 import html
 import re
 
-from workbench.prompts import PromptTemplate, Template
+from workbench.prompts.templates import PromptTemplate, Template
 
 _ROLE_LINE = re.compile(r"^\[(system|user|assistant|developer)\]\s*$")
 

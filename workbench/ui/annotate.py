@@ -19,9 +19,9 @@ _SCORES = [("no score", _NO_SCORE), *[(str(i), i) for i in range(1, 6)]]
 
 
 def _feedback_module() -> Any:
-    if importlib.util.find_spec("workbench.feedback") is None:
+    if importlib.util.find_spec("workbench.evaluation.feedback") is None:
         return None
-    return importlib.import_module("workbench.feedback")
+    return importlib.import_module("workbench.evaluation.feedback")
 
 
 class AnnotatePanel(widgets.VBox):

@@ -53,7 +53,7 @@ class PromotePanel(widgets.VBox):
     @shows_errors("status", "promote")
     def promote(self) -> Any:
         """Call ``workbench.promote`` with what the form says; returns the promoted version."""
-        from workbench.promotion import promote
+        from workbench.prompts.promotion import promote
 
         report = self.session.report
         if report is None:
@@ -124,7 +124,7 @@ class PromotePanel(widgets.VBox):
                 "promoting it anyway. It is kept with the version in the registry.", "warn")
 
     def _refresh_history(self) -> None:
-        from workbench import registry
+        from workbench.prompts import registry
 
         results = self.session.results
         if not hasattr(registry, "history"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from workbench.prompts import PromptTemplate
+from workbench.prompts.templates import PromptTemplate
 
 from ._common import error_note, esc, messages_html, note, panel_box, shows_errors
 from ._session import Session, as_session
@@ -214,7 +214,7 @@ class PromptsPanel(widgets.VBox):
     def _diff_text(self, value: str) -> str:
         if value.startswith(_EDITOR):
             return self.editors[value[len(_EDITOR):]].value
-        from workbench.registry import load
+        from workbench.prompts.registry import load
 
         exp = self.session.experiment
         version = int(value[len(_VERSION):])

@@ -186,7 +186,7 @@ def _summary_table(summary: pd.DataFrame, metrics: dict[str, str]) -> pd.DataFra
 def _classification_html(results: Any) -> str:
     """Per categorical metric: each variant's balanced accuracy, kappa, recall per class,
     answers, degenerate flag, and its confusion matrix (rows expected, columns answered)."""
-    from workbench.classification import categorical_metrics
+    from workbench.evaluation.classification import categorical_metrics
 
     parts = []
     for metric in categorical_metrics(results.frame, results.metrics):

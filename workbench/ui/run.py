@@ -207,7 +207,7 @@ class RunPanel(widgets.VBox):
         if self._quiet or exp is None or change["new"] is None or \
                 Path(change["new"]) == Path(exp.evalset.source).resolve():
             return
-        from workbench.evalsets import EvalSet
+        from workbench.evaluation.evalsets import EvalSet
         from workbench.experiment import Experiment
 
         try:

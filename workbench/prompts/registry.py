@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import RegistryError
-from .gateway import ModelConfig
-from .prompts import PromptTemplate, canonical_json
-from .settings import project_root, tracking_uri
+from ..errors import RegistryError
+from ..gateway.client import ModelConfig
+from ..settings import project_root, tracking_uri
+from .templates import PromptTemplate, canonical_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,7 +123,7 @@ def load_policy(start: str | Path | None = None, *, uri: str | None = None) -> P
     """
     path = project_root(start) / POLICY_FILE
     if path.is_file():
-        from .files import load_yaml
+        from ..files import load_yaml
 
         data = load_yaml(path) or {}  # a repeated `protected:` must not silently win
         section = data.get("registry") if isinstance(data, dict) else None

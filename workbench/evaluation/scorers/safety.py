@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ...gateway.client import ModelConfig
 from ..evalsets import Example
-from ..gateway import ModelConfig
 from .base import Options, OptionScorer, Score, register
 from .deterministic import _expected
 from .judges import Rubric, as_model_config

@@ -23,12 +23,12 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import GatewayError, RegistryError, TemplateError
-from .gateway import ContextWindowError
-from .scrub import scrub
+from ..errors import GatewayError, RegistryError, TemplateError
+from ..gateway.client import ContextWindowError
+from ..gateway.scrub import scrub
 
 if TYPE_CHECKING:
-    from .serving import PromptService
+    from .service import PromptService
 
 Scalar = str | int | float | bool | None
 
@@ -71,7 +71,7 @@ def create_app(services: PromptService | Iterable[PromptService], *,
 
     A body over ``max_body_bytes`` is refused with a 413 before it is read into memory.
     """
-    from . import __version__
+    from .. import __version__
 
     if not isinstance(services, Iterable):
         services = [services]

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TemplateError
+from ..errors import TemplateError
 
 # Same pattern as mlflow.prompt.constants.PROMPT_TEMPLATE_VARIABLE_PATTERN (a test pins it).
 VARIABLE_PATTERN = re.compile(

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 from .registry import Policy, PromotionRequest, RegisteredPrompt, promote_or_request
 
 if TYPE_CHECKING:
-    from .report import ComparisonReport
-    from .results import Results
+    from ..evaluation.stats.report import ComparisonReport
+    from ..results import Results
 
 log = logging.getLogger("workbench.promotion")
 
@@ -33,7 +33,7 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     """Promote ``variant`` (default: the report's winner) of a tracked run to ``alias``.
 
     ``approver`` is the person acting. When the policy protects ``alias`` this records their
-    request instead and returns a :class:`~workbench.registry.PromotionRequest` (its
+    request instead and returns a :class:`~workbench.prompts.registry.PromotionRequest` (its
     ``promoted`` is False and its ``str()`` says who must approve and how); otherwise the
     alias moves and the promoted version comes back.
 
@@ -84,7 +84,7 @@ def refuse_fallback_evidence(report: ComparisonReport, results: Results,
                              reason: str | None) -> None:
     """Refuse, unless a reason is given, a comparison some of whose answers a fallback gave:
     its verdict is not about the variants' own models."""
-    from .fallbacks import fallback_shares
+    from ..gateway.fallbacks import fallback_shares
 
     shares = fallback_shares(results.frame)
     mixed = {v: shares[v] for v in report.variants if shares.get(v, 0.0) > 0}

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import WorkbenchError
+from ..errors import WorkbenchError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .results import Results
+    from ..results import Results
 
 EXAMPLE_TAG = "workbench.example_id"
 VARIANT_TAG = "workbench.variant"
@@ -229,7 +229,7 @@ def _latest(feedback: pd.DataFrame) -> pd.DataFrame:
 # ---- MLflow plumbing ------------------------------------------------------------------------
 
 def _client() -> Any:
-    from .registry import client
+    from ..prompts.registry import client
 
     return client()  # also points mlflow's fluent API (log_feedback) at the same store
 

@@ -1,7 +1,7 @@
 """The A/B comparison report: one object for the notebook, the CLI, MLflow and promotion.
 
-``workbench.stats.compare`` builds it; this module only presents it. matplotlib is imported
-inside the plotting methods so that the CLI and serving paths never pay for it.
+``workbench.evaluation.stats.compare`` builds it; this module only presents it. matplotlib is
+imported inside the plotting methods so that the CLI and serving paths never pay for it.
 """
 
 from __future__ import annotations

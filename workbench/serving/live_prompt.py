@@ -19,10 +19,10 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from .errors import RegistryError, TemplateError
-from .registry import RegisteredPrompt, alias_version, client, load
-from .scrub import scrub
-from .settings import tracking_uri as default_tracking_uri
+from ..errors import RegistryError, TemplateError
+from ..gateway.scrub import scrub
+from ..prompts.registry import RegisteredPrompt, alias_version, client, load
+from ..settings import tracking_uri as default_tracking_uri
 
 log = logging.getLogger("workbench.serving")
 

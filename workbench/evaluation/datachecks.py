@@ -14,9 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
+from ..errors import SpecError
+from ..prompts.templates import (
+    ROLES,
+    VARIABLE_PATTERN,
+    PromptTemplate,
+    canonical_json,
+    conversation,
+)
 from .evalsets import EvalSet, Example
-from .prompts import ROLES, VARIABLE_PATTERN, PromptTemplate, canonical_json, conversation
 
 _SINGLE_BRACES = re.compile(r"(?<!\{)\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}(?!\})")
 _SPACES = re.compile(r"\s+")

@@ -29,11 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..errors import GatewayError
+from ..observe.hook import recorded
+from ..prompts.templates import canonical_json
 from .cache import ResponseCache, cache_key
-from .errors import GatewayError
 from .limits import AdaptiveConcurrency, MinuteWindow
-from .observe.hook import recorded
-from .prompts import canonical_json
 from .scrub import guard_logs, scrub
 
 log = logging.getLogger("workbench.gateway")

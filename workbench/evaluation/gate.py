@@ -2,8 +2,8 @@
 
 ``workbench check`` (a CI step) and ``workbench.testing.assert_no_regression`` (a pytest test)
 both call ``check``. The gate fails when the candidate is significantly worse on the primary
-metric or a guardrail (the paired statistics of ``workbench.stats``), misses an absolute
-threshold, errors too often, or is degenerate (``workbench.classification``: nearly
+metric or a guardrail (the paired statistics of ``workbench.evaluation.stats``), misses an absolute
+threshold, errors too often, or is degenerate (``workbench.evaluation.classification``: nearly
 constant answers, or a categorical primary metric not significantly above the majority-class
 baseline). With no prompt at the alias yet there is nothing to regress against, so only
 the thresholds, the error rate and the degenerate check apply.
@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError, WorkbenchError
+from ..errors import SpecError, WorkbenchError
 
 if TYPE_CHECKING:
+    from ..experiment import Experiment
+    from ..results import Results
+    from ..runner import Variant
     from .evalsets import EvalSet
-    from .experiment import Experiment
-    from .report import ComparisonReport
-    from .results import Results
-    from .runner import Variant
+    from .stats.report import ComparisonReport
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def check(experiment_dir: str | Path, *, baseline: str = "production",
           candidate: str | None = None, limit: int | None = None, use_cache: bool = True,
           progress: bool = False) -> GateResult:
     """Run candidate and ``@baseline`` on the regression set; see the module doc for the rules."""
-    from .aio import run_sync
+    from ..aio import run_sync
 
     return run_sync(lambda: acheck(experiment_dir, baseline=baseline, candidate=candidate,
                                    limit=limit, use_cache=use_cache, progress=progress))
@@ -59,13 +59,13 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
                  candidate: str | None = None, limit: int | None = None,
                  use_cache: bool = True, progress: bool = False) -> GateResult:
     """Async form of ``check``, for notebooks and code already on an event loop."""
-    from .cache import ResponseCache
-    from .experiment import Experiment
-    from .gateway import Gateway
-    from .preflight import plan_run
-    from .results import Results
-    from .runner import run_matrix
-    from .settings import cache_path
+    from ..experiment import Experiment
+    from ..gateway.cache import ResponseCache
+    from ..gateway.client import Gateway
+    from ..preflight import plan_run
+    from ..results import Results
+    from ..runner import run_matrix
+    from ..settings import cache_path
 
     exp = Experiment.from_yaml(experiment_dir)
     spec = exp.spec
@@ -109,9 +109,9 @@ def _candidate(exp: Experiment, name: str | None) -> Variant:
 
 
 def _baseline(exp: Experiment, alias: str, cand: Variant) -> Variant | None:
-    from .errors import RegistryError
-    from .registry import alias_version, load
-    from .runner import Variant
+    from ..errors import RegistryError
+    from ..prompts.registry import alias_version, load
+    from ..runner import Variant
 
     registry_name = exp.spec.prompt_registry_name
     if alias_version(registry_name, alias) is None:
@@ -150,7 +150,7 @@ def _check_fields(variant: Variant, evalset: EvalSet) -> None:
 
 def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Variant,
             alias: str, n_examples: int) -> GateResult:
-    from .fallbacks import fallback_caveats
+    from ..gateway.fallbacks import fallback_caveats
     from .stats import compare, format_p
 
     gate, frame = exp.spec.gate, results.frame

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import SpecError
-from .gateway import ModelConfig
+from ..errors import SpecError
+from .client import ModelConfig
 
 
 def _number(v: Any, low: float | None = None, high: float | None = None) -> bool:
@@ -76,7 +76,7 @@ def _with_fallbacks(field: str, config: ModelConfig) -> Iterator[tuple[str, Mode
 def _check_model(where: str | Path, field: str, config: ModelConfig) -> None:
     model = config.model
     if model.startswith("local/"):
-        from .errors import GatewayError
+        from ..errors import GatewayError
         from .local_model import embedded_models, weights_path
 
         name = model.split("/", 1)[1]

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ScorerError
+from ...errors import ScorerError
 from ..evalsets import Example
 
 MetricKind = Literal["binary", "continuous"]

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ScorerError
+from ...errors import ScorerError
 
 FOLDER = Path(__file__).parent
 BUNDLED = ("chrf", "rouge", "sacrebleu", "token_f1")

@@ -21,14 +21,14 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aio import iterate_sync, run_sync
-from .errors import GatewayError, RegistryError, TemplateError
-from .gateway import Gateway, ModelConfig, _litellm, connection_params
+from ..aio import iterate_sync, run_sync
+from ..errors import GatewayError, RegistryError, TemplateError
+from ..gateway.client import Gateway, ModelConfig, _litellm, connection_params
+from ..gateway.scrub import scrub
+from ..observe import hook as usage
+from ..observe.budgets import Budget, BudgetGuard
+from ..prompts.registry import RegisteredPrompt
 from .live_prompt import LivePrompt
-from .observe import hook as usage
-from .observe.budgets import Budget, BudgetGuard
-from .registry import RegisteredPrompt
-from .scrub import scrub
 
 log = logging.getLogger("workbench.serving")
 

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import ScorerError
+from ...errors import ScorerError
+from ...gateway.client import Gateway, ModelConfig
+from ...prompts.templates import PromptTemplate
 from ..evalsets import Example
-from ..gateway import Gateway, ModelConfig
-from ..prompts import PromptTemplate
 from .base import Options, OptionScorer, Score, register
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..results import Results
+    from ...results import Results
 
 Scale = Literal["pass_fail", "1-5"]
 
@@ -207,7 +207,7 @@ class Judge(OptionScorer):
 
     def score(self, output: str, example: Example) -> Score:
         """Blocking form, for a notebook cell or a script."""
-        from ..aio import run_sync
+        from ...aio import run_sync
 
         return run_sync(lambda: self.judge_text(output, example))
 
@@ -218,8 +218,8 @@ _CACHE: Any = None
 def _shared_cache() -> Any:
     """One connection to the project's response cache for every judge in the process."""
     global _CACHE
-    from ..cache import ResponseCache
-    from ..settings import cache_path
+    from ...gateway.cache import ResponseCache
+    from ...settings import cache_path
 
     path = cache_path()
     if _CACHE is None or _CACHE.path != path:
@@ -344,7 +344,7 @@ def register_judge_prompts(scorers: Sequence[Any], *, prefix: str = "judge",
     Returns ``{scorer name: version}``; the prompt is registered as ``<prefix>-<kind>-<scale>``
     so the same judge across experiments shares one history.
     """
-    from ..registry import register_version
+    from ...prompts.registry import register_version
 
     versions = {}
     for judge in scorers:
@@ -416,7 +416,7 @@ def pairwise(results: Results | pd.DataFrame, a: str, b: str, *, model: Any,
              examples: Sequence[Example] | None = None, criteria: str = "helpfulness, "
              "correctness and clarity", use_cache: bool = True) -> PairwiseReport:
     """Ask a judge which of two variants answered each example better, both orders."""
-    from ..aio import run_sync
+    from ...aio import run_sync
 
     return run_sync(lambda: apairwise(results, a, b, model=model, examples=examples,
                                       criteria=criteria, use_cache=use_cache))

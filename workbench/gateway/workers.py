@@ -30,9 +30,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from . import collector
-from .errors import GatewayError
-from .gateway import Completion, ModelConfig
+from .. import collector
+from ..errors import GatewayError
+from .client import Completion, ModelConfig
 
 
 class CallDropped(GatewayError):
@@ -267,7 +267,7 @@ def _serve(conn: Any) -> None:
     """Answer requests from the parent until the pipe closes (the parent exited)."""
     import litellm  # noqa: F401  (imported before the parent is told it is ready)
 
-    from .gateway import Gateway
+    from .client import Gateway
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
