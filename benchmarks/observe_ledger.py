@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workbench.gateway.client import ModelConfig  # noqa: E402
+from workbench.gateway.config import ModelConfig  # noqa: E402
 from workbench.observe import hook, queries  # noqa: E402
 from workbench.observe.ledger import Ledger  # noqa: E402
 from workbench.observe.record import UsageRecord  # noqa: E402

@@ -352,7 +352,8 @@ def worker_overhead(base_url: str, calls: int, rounds: int, home: str) -> int:
 
     import workbench  # noqa: F401  (offline defaults)
     from workbench.gateway.cache import ResponseCache
-    from workbench.gateway.client import Gateway, ModelConfig, _litellm_params
+    from workbench.gateway.client import Gateway
+    from workbench.gateway.config import ModelConfig, _litellm_params
 
     litellm.suppress_debug_info = True
     loop = asyncio.new_event_loop()
@@ -474,7 +475,9 @@ async def own_steps(cache: Any, config: Any, rerun_config: Any, router: Any
                     ) -> dict[str, float]:
     """The gateway's own per-call steps, each timed alone (ms per call, no profiler)."""
     from workbench.gateway.cache import cache_key
-    from workbench.gateway.client import Completion, _Pacing, price
+    from workbench.gateway.client import _Pacing
+    from workbench.gateway.config import Completion
+    from workbench.gateway.pricing import price
 
     n = 500
     messages = [{"role": "user", "content": "ticket 1: parcel broken"}]
@@ -591,7 +594,8 @@ def worker_local(calls: int, seconds: float) -> int:
     """The embedded model: Gateway.complete (local/smollm2) vs local_model.chat, alternating."""
     import workbench  # noqa: F401
     from workbench.gateway import local_model
-    from workbench.gateway.client import Gateway, ModelConfig
+    from workbench.gateway.client import Gateway
+    from workbench.gateway.config import ModelConfig
 
     params = {"temperature": 0, "max_tokens": 64}
     config = ModelConfig(model="local/smollm2", params=params)

@@ -10,8 +10,10 @@ from pydantic import ValidationError
 
 from workbench import Experiment
 from workbench.errors import SpecError
-from workbench.gateway.client import ContextWindowError, Gateway, ModelConfig, has_price, price
+from workbench.gateway.client import ContextWindowError, Gateway
+from workbench.gateway.config import ModelConfig
 from workbench.gateway.limits import AdaptiveConcurrency, MinuteWindow
+from workbench.gateway.pricing import has_price, price
 from workbench.preflight import CostLimitError
 
 from .llm_server import Faults

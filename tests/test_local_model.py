@@ -4,7 +4,8 @@ import asyncio
 
 import litellm
 
-from workbench.gateway.client import Gateway, ModelConfig
+from workbench.gateway.client import Gateway
+from workbench.gateway.config import ModelConfig
 from workbench.gateway.local_model import register_with_litellm, weights_path
 
 MESSAGES = [{"role": "user", "content": "Is this review positive or negative? "

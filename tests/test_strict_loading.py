@@ -127,7 +127,7 @@ def test_a_judge_model_is_checked_too(make_experiment, llm_server):
 
 
 def test_models_given_in_python_are_checked(make_experiment, llm_server):
-    from workbench.gateway.client import ModelConfig
+    from workbench.gateway.config import ModelConfig
 
     experiment = Experiment.from_yaml(make_experiment())
     with pytest.raises(SpecError, match="unknown provider prefix"):

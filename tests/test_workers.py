@@ -12,7 +12,7 @@ import pytest
 
 from workbench import Experiment
 from workbench.gateway.cache import ResponseCache
-from workbench.gateway.client import ModelConfig
+from workbench.gateway.config import ModelConfig
 from workbench.gateway.workers import CallDropped, can_share, pool, split_limits
 from workbench.runner import queued
 

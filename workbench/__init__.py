@@ -19,7 +19,7 @@ _LAZY = {
     "Experiment": ".experiment",
     "EvalSet": ".evaluation.evalsets",
     "PromptTemplate": ".prompts.templates",
-    "ModelConfig": ".gateway.client",
+    "ModelConfig": ".gateway.config",
     "Gateway": ".gateway.client",
     "Results": ".results",
     "PromptService": ".serving.service",
@@ -59,7 +59,8 @@ if TYPE_CHECKING:
     from .evaluation.evalsets import EvalSet
     from .evaluation.scorers import Score, scorer
     from .experiment import Experiment
-    from .gateway.client import Gateway, ModelConfig
+    from .gateway.client import Gateway
+    from .gateway.config import ModelConfig
     from .prompts.promotion import promote
     from .prompts.templates import PromptTemplate
     from .results import Results

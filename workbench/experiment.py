@@ -19,7 +19,8 @@ from .errors import SpecError, WorkbenchError
 from .evaluation.evalsets import EvalSet
 from .evaluation.scorers import Scorer, build_scorer
 from .gateway.cache import ResponseCache
-from .gateway.client import Gateway, ModelConfig
+from .gateway.client import Gateway
+from .gateway.config import ModelConfig
 from .observe import attribute
 from .prompts.templates import PromptTemplate
 from .runner import Progress, Variant, run_matrix
@@ -313,7 +314,7 @@ class Experiment:
         """
         import pandas as pd
 
-        from .gateway.client import price
+        from .gateway.pricing import price
 
         check_run_options(limit=limit, repeats=repeats)
         gateway = Gateway()

@@ -16,7 +16,8 @@ from typing import Literal
 from .errors import WorkbenchError
 from .evaluation.evalsets import Example
 from .gateway.cache import cache_key
-from .gateway.client import ContextWindowError, Gateway, has_price, price
+from .gateway.client import ContextWindowError, Gateway
+from .gateway.pricing import has_price, price
 from .runner import Variant
 
 ContextPolicy = Literal["error", "truncate"]

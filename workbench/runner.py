@@ -23,7 +23,8 @@ from .errors import GatewayError
 from .evaluation.classification import label_columns
 from .evaluation.evalsets import Example
 from .evaluation.scorers import Score, Scorer
-from .gateway.client import Completion, Gateway, ModelConfig
+from .gateway.client import Gateway
+from .gateway.config import Completion, ModelConfig
 from .gateway.scrub import scrub
 from .gateway.workers import CallDropped, split_limits
 from .prompts.templates import PromptTemplate

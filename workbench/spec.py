@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import SpecError, TemplateError, WorkbenchError
 from .files import inside, load_yaml, read_text
-from .gateway.client import ModelConfig
+from .gateway.config import ModelConfig
 from .prompts.templates import PromptTemplate
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -16,125 +16,20 @@ on the row and goes on, and the serving module can show it to a caller.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
-import logging
-import os
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import GatewayError
 from ..observe.hook import recorded
-from ..prompts.templates import canonical_json
 from .cache import ResponseCache, cache_key
+from .config import Completion, ModelConfig, _litellm_params
 from .limits import AdaptiveConcurrency, MinuteWindow
-from .scrub import guard_logs, scrub
-
-log = logging.getLogger("workbench.gateway")
-
-_SECRET_KEYS = {"api_key", "key", "token", "secret", "password", "authorization"}
-
-
-class ModelConfig(BaseModel):
-    """How to call one model: a litellm model string and the parameters of every call.
-
-    Keys never live here, only the *name* of the environment variable that holds one.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = Field(min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict)
-    api_base: str | None = None
-    api_key_env: str | None = None
-    timeout: float = Field(default=120.0, gt=0)
-    num_retries: int = Field(default=2, ge=0, le=10)
-    # models to try, in order, when this one keeps failing
-    fallbacks: list[ModelConfig] = Field(default_factory=list)
-    rpm: int | None = Field(default=None, gt=0)
-    tpm: int | None = Field(default=None, gt=0)
-    # prices for models missing from litellm's price table, in USD per token
-    input_cost_per_token: float | None = Field(default=None, ge=0)
-    output_cost_per_token: float | None = Field(default=None, ge=0)
-    context_window: int | None = Field(default=None, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_literal_key(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "api_key" in data:
-            raise ValueError(
-                "api_key must not be written in a file; put the key in an environment "
-                "variable and give its name as api_key_env (e.g. api_key_env: OPENAI_API_KEY)"
-            )
-        return data
-
-    @field_validator("params")
-    @classmethod
-    def _no_secrets(cls, params: dict[str, Any]) -> dict[str, Any]:
-        leaked = sorted(k for k in params if k.lower() in _SECRET_KEYS)
-        if leaked:
-            raise ValueError(
-                f"{leaked} must not be written in a file; put the key in an environment "
-                "variable and name that variable with api_key_env"
-            )
-        return params
-
-    @property
-    def provider(self) -> str:
-        return self.model.split("/", 1)[0] if "/" in self.model else "openai"
-
-    @functools.cached_property
-    def key(self) -> str:
-        """A stable identity for this configuration (routers and limiters are per key)."""
-        return canonical_json(self.model_dump(mode="json"))
-
-    def api_key(self) -> str | None:
-        """The key from the environment, or a clear error before any call is made."""
-        if not self.api_key_env:
-            return None
-        value = os.environ.get(self.api_key_env)
-        if not value:
-            raise GatewayError(
-                f"model {self.model!r} needs the environment variable {self.api_key_env} "
-                f"(set it in the shell or a .env file before running)"
-            )
-        return value
-
-    def check_keys(self) -> None:
-        """Every key this config (and its fallbacks) needs is set; else a clear error."""
-        self.api_key()
-        for fallback in self.fallbacks:
-            fallback.check_keys()
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One model answer with what it cost; ``latency_s`` is the original call's, even cached.
-
-    ``model`` is the model that answered: a fallback's when the primary kept failing.
-    """
-
-    text: str
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    latency_s: float
-    cached: bool = False
-    retries: int = 0
-    fallback: bool = False
-
-    def record(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("cached")
-        return data
-
+from .pricing import _litellm, _model_info, _price_for_litellm, price
+from .scrub import scrub
 
 _ROUTERS: dict[tuple[str, str], Any] = {}
 
@@ -324,24 +219,6 @@ def _answered_key(config: ModelConfig, completion: Completion, messages: list[di
     return cache_key(completion.model, config.params, messages, repeat, api_base)
 
 
-def connection_params(config: ModelConfig) -> dict[str, Any]:
-    """Where and how litellm reaches the model: model string, endpoint, key, timeout."""
-    params: dict[str, Any] = {"model": config.model, "timeout": config.timeout}
-    if config.api_base:
-        params["api_base"] = config.api_base
-    key = config.api_key()
-    if key is not None:
-        params["api_key"] = key
-    elif config.api_base:
-        params["api_key"] = "none"  # OpenAI-compatible local servers want some key
-    return params
-
-
-def _litellm_params(config: ModelConfig) -> dict[str, Any]:
-    # the gateway (or the Router) retries; the SDK underneath must not retry too
-    return {**connection_params(config), "max_retries": 0}
-
-
 async def _acompletion_with_retries(litellm: Any, config: ModelConfig,
                                     messages: list[dict[str, str]]) -> tuple[Any, int]:
     """``litellm.acompletion`` and the retries it took, waiting as litellm's Router would."""
@@ -376,101 +253,6 @@ def _headers(exc: Exception) -> Any:
     if headers is None:
         headers = getattr(getattr(exc, "response", None), "headers", None)
     return headers
-
-
-def _litellm(config: ModelConfig) -> Any:
-    import litellm
-
-    litellm.suppress_debug_info = True  # no "Give Feedback / Get Help" banner per error
-    guard_logs(config)  # its Router logs provider errors, which may quote the key
-    if any(c.model.startswith("local/") for c in (config, *config.fallbacks)):
-        from .local_model import register_with_litellm
-
-        register_with_litellm()
-    return litellm
-
-
-def _model_info(config: ModelConfig) -> dict[str, Any]:
-    _litellm(config)
-    return _model_table_entry(config.model)
-
-
-@functools.lru_cache(maxsize=256)
-def _model_table_entry(model: str) -> dict[str, Any]:
-    import litellm
-
-    try:
-        return dict(litellm.get_model_info(model))
-    except Exception:  # not in litellm's table
-        return {}
-
-
-_unpriced: set[str] = set()
-# model -> whether litellm's own table priced it before the gateway first called it
-_in_litellm_table: dict[str, bool] = {}
-_price_lock = threading.Lock()
-
-
-def _price_for_litellm(litellm: Any, config: ModelConfig) -> None:
-    """Give litellm a price for each model its table lacks, once per process.
-
-    litellm prices every response it returns. For a model missing from its table it first
-    searches the table for a near match, on every call: 0.86 ms of CPU per call measured
-    (7.55 against 6.96 ms), a tenth of the call. Self-hosted and OpenAI-compatible local
-    models are all missing. The entry registered is the config's own prices, else zero; a
-    zero entry does not make the model priced for the workbench (``has_price`` stays false,
-    the cost is still reported as unknown).
-    """
-    for c in (config, *config.fallbacks):
-        if c.model in _in_litellm_table or c.model.startswith("local/"):
-            continue
-        with _price_lock:
-            if c.model in _in_litellm_table:
-                continue
-            known = _model_table_entry(c.model).get("input_cost_per_token") is not None
-            if not known:
-                entry = {"input_cost_per_token": c.input_cost_per_token or 0.0,
-                         "output_cost_per_token": c.output_cost_per_token or 0.0,
-                         "litellm_provider": c.provider, "mode": "chat"}
-                litellm.register_model({c.model: entry})
-            _in_litellm_table[c.model] = known
-
-
-def has_price(config: ModelConfig) -> bool:
-    """Whether a cost can be computed for this model (its own prices or litellm's table)."""
-    if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
-        return True
-    if _in_litellm_table.get(config.model) is False:  # the entry above is not a price
-        return False
-    return bool(_model_info(config).get("input_cost_per_token") is not None)
-
-
-def price(config: ModelConfig, prompt_tokens: int, completion_tokens: int,
-          response: Any = None, *, unknown: float = 0.0) -> float:
-    """USD for a call: the config's own prices, else litellm's table, else ``unknown``.
-
-    Recorded costs of unpriced models count as 0 (with one warning per model) so totals
-    stay usable; estimates pass ``unknown=nan`` so nobody mistakes them for free.
-    """
-    if config.input_cost_per_token is not None or config.output_cost_per_token is not None:
-        return (prompt_tokens * (config.input_cost_per_token or 0.0)
-                + completion_tokens * (config.output_cost_per_token or 0.0))
-    if not has_price(config):
-        if response is not None and config.model not in _unpriced:
-            _unpriced.add(config.model)
-            log.warning("no price known for %s: its cost is counted as 0; set "
-                        "input_cost_per_token and output_cost_per_token in its config",
-                        config.model)
-        return unknown
-    litellm = _litellm(config)
-    if response is not None:
-        known = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-        if known is not None:  # litellm has priced this response already
-            return float(known)
-        return float(litellm.completion_cost(completion_response=response) or 0.0)
-    prompt_cost, completion_cost = litellm.cost_per_token(
-        model=config.model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    return float(prompt_cost + completion_cost)
 
 
 def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from .client import ModelConfig
+from .config import ModelConfig
 
 
 def _number(v: Any, low: float | None = None, high: float | None = None) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import collector
 from ..errors import GatewayError
-from .client import Completion, ModelConfig
+from .config import Completion, ModelConfig
 
 
 class CallDropped(GatewayError):

@@ -129,7 +129,7 @@ def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, s
 
 
 def _priced(config: Any, answered: str) -> bool:
-    from ..gateway.client import has_price
+    from ..gateway.pricing import has_price
 
     chosen = next((c for c in (config, *config.fallbacks) if c.model == answered), config)
     try:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import RegistryError
-from ..gateway.client import ModelConfig
+from ..gateway.config import ModelConfig
 from ..settings import project_root, tracking_uri
 from .templates import PromptTemplate, canonical_json
 

@@ -23,7 +23,9 @@ from typing import Any
 
 from ..aio import iterate_sync, run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
-from ..gateway.client import Gateway, ModelConfig, _litellm, connection_params
+from ..gateway.client import Gateway
+from ..gateway.config import ModelConfig, connection_params
+from ..gateway.pricing import _litellm
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetGuard

@@ -6,7 +6,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from workbench.gateway.client import ModelConfig
+from workbench.gateway.config import ModelConfig
 
 from ._common import esc, note, panel_box, shows_errors
 from ._session import Session, as_session

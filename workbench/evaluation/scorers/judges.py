@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import ScorerError
-from ...gateway.client import Gateway, ModelConfig
+from ...gateway.client import Gateway
+from ...gateway.config import ModelConfig
 from ...prompts.templates import PromptTemplate
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register

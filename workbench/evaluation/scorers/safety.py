@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from ...gateway.client import ModelConfig
+from ...gateway.config import ModelConfig
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
 from .deterministic import _expected
