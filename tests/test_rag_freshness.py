@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from workbench.rag import Corpus, build_index, status
+from workbench.rag.durations import parse_duration
 from workbench.rag.errors import RagError
-from workbench.rag.freshness import parse_duration
 
 
 @pytest.fixture

@@ -23,12 +23,13 @@ from .gateway.client import Gateway
 from .gateway.config import ModelConfig
 from .observe import attribute
 from .prompts.templates import PromptTemplate
-from .runner import Progress, Variant, run_matrix
+from .run_types import Variant
+from .runner import Progress, run_matrix
 from .settings import cache_path
 from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
 if TYPE_CHECKING:
-    from .preflight import Plan
+    from .run_types import Plan
 
 if TYPE_CHECKING:
     import pandas as pd

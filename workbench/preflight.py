@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import WorkbenchError
@@ -18,42 +17,13 @@ from .evaluation.evalsets import Example
 from .gateway.cache import cache_key
 from .gateway.client import ContextWindowError, Gateway
 from .gateway.pricing import has_price, price
-from .runner import Variant
+from .run_types import Call, Message, Plan, Variant
 
 ContextPolicy = Literal["error", "truncate"]
-Message = dict[str, str]
 
 
 class CostLimitError(WorkbenchError):
     """The run would cost more than the configured ``max_cost``."""
-
-
-@dataclass
-class Call:
-    """One planned call: what is sent, and what is known before sending it."""
-
-    messages: list[Message]
-    prompt_tokens: int | None = None
-    warning: str | None = None
-    keys: list[str] = field(default_factory=list)  # the cache key of each repeat
-
-
-@dataclass
-class Plan:
-    """The calls of a run, checked; ``calls[(variant, example_id)]``."""
-
-    calls: dict[tuple[str, str], Call] = field(default_factory=dict)
-    to_send: int = 0
-    cached: int = 0
-    estimated_cost: float = 0.0  # NaN when some model has no known price
-
-    def messages(self, variant: str, example_id: str) -> Call:
-        return self.calls[(variant, example_id)]
-
-    def __str__(self) -> str:
-        cost = "unknown (no price for some model)" if math.isnan(self.estimated_cost) \
-            else f"at most ${self.estimated_cost:.4f}"
-        return f"{self.to_send} calls to send ({self.cached} cached), {cost}"
 
 
 def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: Gateway, *,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .evaluation.evalsets import EvalSet
     from .results import Results
-    from .runner import Variant
+    from .run_types import Variant
 
 FINGERPRINT_TAG = "workbench.fingerprint"
 _ROW_KEYS = ("variant", "prompt", "model", "example_id", "repeat")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .evaluation.scorers import MetricKind
+from .evaluation.scorers.base import MetricKind
 
 if TYPE_CHECKING:
     from .evaluation.classification import ClassReport

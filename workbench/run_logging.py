@@ -9,17 +9,29 @@ running the same thing again serves every answer from the cache and logs the run
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from .settings import tracking_uri
 from .store import check_store
 
 if TYPE_CHECKING:
     from .evaluation.evalsets import EvalSet
-    from .experiment import Experiment
     from .results import Results
+    from .run_types import Variant
+    from .spec import ExperimentSpec
 
 log = logging.getLogger("workbench.tracking")
+
+
+class Experiment(Protocol):
+    """What logging reads of an ``Experiment`` (the class lives above this module)."""
+
+    @property
+    def name(self) -> str: ...
+
+    spec: ExperimentSpec
+    variants: Sequence[Variant]
 
 
 def track(experiment: Experiment, results: Results, evalset: EvalSet, *,

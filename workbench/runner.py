@@ -27,22 +27,10 @@ from .gateway.client import Gateway
 from .gateway.config import Completion, ModelConfig
 from .gateway.scrub import scrub
 from .gateway.workers import CallDropped, split_limits
-from .prompts.templates import PromptTemplate
+from .run_types import Call, Plan, Variant
 
 if TYPE_CHECKING:
     from .gateway.workers import RemoteGateway
-    from .preflight import Call, Plan
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One arm of the comparison: a prompt template called on one model."""
-
-    name: str
-    prompt_name: str
-    prompt: PromptTemplate
-    model_name: str
-    model: ModelConfig
 
 
 @dataclass

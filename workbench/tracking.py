@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .evaluation.evalsets import EvalSet
     from .evaluation.stats.report import ComparisonReport
     from .results import Results
-    from .runner import Variant
+    from .run_types import Variant
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .evalsets import Example
-    from .scorers import Scorer
+    from .scorers.base import Scorer
 
 __all__ = ["ClassReport", "categorical_metrics", "classify", "degenerate", "label_columns"]
 

@@ -20,7 +20,7 @@ from ..errors import SpecError, WorkbenchError
 if TYPE_CHECKING:
     from ..experiment import Experiment
     from ..results import Results
-    from ..runner import Variant
+    from ..run_types import Variant
     from .evalsets import EvalSet
     from .stats.report import ComparisonReport
 
@@ -111,7 +111,7 @@ def _candidate(exp: Experiment, name: str | None) -> Variant:
 def _baseline(exp: Experiment, alias: str, cand: Variant) -> Variant | None:
     from ..errors import RegistryError
     from ..prompts.registry import alias_version, load
-    from ..runner import Variant
+    from ..run_types import Variant
 
     registry_name = exp.spec.prompt_registry_name
     if alias_version(registry_name, alias) is None:

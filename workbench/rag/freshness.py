@@ -6,28 +6,17 @@ document hashes with the manifest, so an edit counts only when the text changed.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import CorpusError, RagError
+from .durations import parse_duration
+from .errors import CorpusError
 
 if TYPE_CHECKING:
     from .corpus import Corpus
     from .index import Index
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"30m"``, ``"24h"``, ``"7d"`` or ``"2w"``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text))
-    if not match:
-        raise RagError(f"freshness_sla {text!r} is not a duration; write e.g. '24h', '30m', "
-                       "'7d'")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ import numpy as np
 from . import store
 from .chunking import Chunk, ChunkerConfig, chunk_documents
 from .corpus import Corpus
+from .durations import parse_duration
 from .embedders import Embedder, load_embedder, make_embedder, same_vectors
 from .errors import FingerprintMismatch, IndexIntegrityError, RagError
-from .freshness import parse_duration
 
 
 @dataclass(frozen=True)

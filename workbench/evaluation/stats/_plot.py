@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,11 +12,13 @@ from .verdict import p_text
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .report import ComparisonReport
 
+def forest_plot(report: Any) -> Figure:
+    """Differences with their confidence intervals, one panel per metric, one row per pair.
 
-def forest_plot(report: ComparisonReport) -> Figure:
-    """Differences with their confidence intervals, one panel per metric, one row per pair."""
+    ``report`` is a ``ComparisonReport`` (this module sits below it: the report draws itself
+    through this function).
+    """
     from matplotlib.figure import Figure
 
     metrics = list(report.metric_kinds)

@@ -1,0 +1,53 @@
+"""The types the experiment loop shares: a ``Variant``, and a run's planned calls.
+
+Below both the runner and the preflight checks, which use them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .gateway.config import ModelConfig
+from .prompts.templates import PromptTemplate
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the comparison: a prompt template called on one model."""
+
+    name: str
+    prompt_name: str
+    prompt: PromptTemplate
+    model_name: str
+    model: ModelConfig
+
+
+@dataclass
+class Call:
+    """One planned call: what is sent, and what is known before sending it."""
+
+    messages: list[Message]
+    prompt_tokens: int | None = None
+    warning: str | None = None
+    keys: list[str] = field(default_factory=list)  # the cache key of each repeat
+
+
+@dataclass
+class Plan:
+    """The calls of a run, checked; ``calls[(variant, example_id)]``."""
+
+    calls: dict[tuple[str, str], Call] = field(default_factory=dict)
+    to_send: int = 0
+    cached: int = 0
+    estimated_cost: float = 0.0  # NaN when some model has no known price
+
+    def messages(self, variant: str, example_id: str) -> Call:
+        return self.calls[(variant, example_id)]
+
+    def __str__(self) -> str:
+        cost = "unknown (no price for some model)" if math.isnan(self.estimated_cost) \
+            else f"at most ${self.estimated_cost:.4f}"
+        return f"{self.to_send} calls to send ({self.cached} cached), {cost}"
