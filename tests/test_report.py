@@ -190,7 +190,7 @@ def test_error_rate_is_shown_per_variant():
 
 def test_importing_the_report_does_not_load_matplotlib():
     code = (
-        "import sys, workbench.stats, workbench.report; "
+        "import sys, workbench.evaluation.stats, workbench.evaluation.stats.report; "
         "assert 'matplotlib' not in sys.modules; assert 'mlflow' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

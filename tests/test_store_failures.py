@@ -230,8 +230,8 @@ def test_three_first_runs_at_once_on_a_fresh_store_all_succeed(make_experiment, 
 def test_two_first_registrations_of_a_prompt_at_once_both_succeed(project):
     code = """
         import sys, time
-        from workbench.prompts import PromptTemplate
-        from workbench.registry import client, register_version
+        from workbench.prompts.registry import client, register_version
+        from workbench.prompts.templates import PromptTemplate
         c = client()
         c.search_experiments(max_results=1)
         start = float(sys.argv[1])
@@ -295,7 +295,7 @@ def test_processes_creating_the_response_cache_at_once_all_open_it(tmp_path):
     code = """
         import sys, time
         from pathlib import Path
-        from workbench.cache import ResponseCache
+        from workbench.gateway.cache import ResponseCache
         start = float(sys.argv[2])
         while time.time() < start:
             time.sleep(0.0005)
