@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .prompts.registry import VARIANT_TAG, client, register_version
+from .prompts.versions import VARIANT_TAG, client, register_version
 from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
 from .settings import artifact_root, tracking_uri
 from .store import PARTIAL_TAG, mark_abandoned, source_tags

@@ -229,7 +229,7 @@ def _latest(feedback: pd.DataFrame) -> pd.DataFrame:
 # ---- MLflow plumbing ------------------------------------------------------------------------
 
 def _client() -> Any:
-    from ..prompts.registry import client
+    from ..prompts.versions import client
 
     return client()  # also points mlflow's fluent API (log_feedback) at the same store
 

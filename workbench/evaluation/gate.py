@@ -110,7 +110,7 @@ def _candidate(exp: Experiment, name: str | None) -> Variant:
 
 def _baseline(exp: Experiment, alias: str, cand: Variant) -> Variant | None:
     from ..errors import RegistryError
-    from ..prompts.registry import alias_version, load
+    from ..prompts.versions import alias_version, load
     from ..run_types import Variant
 
     registry_name = exp.spec.prompt_registry_name

@@ -13,7 +13,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from ..errors import WorkbenchError
-from .registry import Policy, PromotionRequest, RegisteredPrompt, promote_or_request
+from .policy import Policy
+from .registry import PromotionRequest, promote_or_request
+from .versions import RegisteredPrompt
 
 if TYPE_CHECKING:
     from ..evaluation.stats.report import ComparisonReport

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import RegistryError, TemplateError
 from ..gateway.scrub import scrub
-from ..prompts.registry import RegisteredPrompt, alias_version, client, load
+from ..prompts.versions import RegisteredPrompt, alias_version, client, load
 from ..settings import tracking_uri as default_tracking_uri
 
 log = logging.getLogger("workbench.serving")

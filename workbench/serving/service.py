@@ -29,7 +29,7 @@ from ..gateway.pricing import _litellm
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetGuard
-from ..prompts.registry import RegisteredPrompt
+from ..prompts.versions import RegisteredPrompt
 from .live_prompt import LivePrompt
 
 log = logging.getLogger("workbench.serving")

@@ -214,7 +214,7 @@ class PromptsPanel(widgets.VBox):
     def _diff_text(self, value: str) -> str:
         if value.startswith(_EDITOR):
             return self.editors[value[len(_EDITOR):]].value
-        from workbench.prompts.registry import load
+        from workbench.prompts.versions import load
 
         exp = self.session.experiment
         version = int(value[len(_VERSION):])

@@ -345,7 +345,7 @@ def register_judge_prompts(scorers: Sequence[Any], *, prefix: str = "judge",
     Returns ``{scorer name: version}``; the prompt is registered as ``<prefix>-<kind>-<scale>``
     so the same judge across experiments shares one history.
     """
-    from ...prompts.registry import register_version
+    from ...prompts.versions import register_version
 
     versions = {}
     for judge in scorers:
