@@ -199,7 +199,7 @@ class Phases:
         self.wrap(experiment, "run_matrix", "calls")
         self.wrap(results.Results, "compare", "stats")
         self.wrap(experiment.Experiment, "_track", "mlflow")
-        self.wrap(tracking, "_log_traces", "mlflow.spans")
+        self.wrap(tracking, "log_traces", "mlflow.spans")
         self.wrap(mlflow, "flush_trace_async_logging", "mlflow.flush")
         return self
 

@@ -109,9 +109,9 @@ def test_pii_is_redacted_before_logging_when_asked(make_experiment, llm_server, 
 
 def test_a_long_run_is_split_into_several_traces_and_no_call_is_lost(make_experiment,
                                                                      monkeypatch):
-    from workbench import tracking
+    from workbench import run_traces
 
-    monkeypatch.setattr(tracking, "_CALLS_PER_TRACE", 7)
+    monkeypatch.setattr(run_traces, "_CALLS_PER_TRACE", 7)
     results = Experiment.from_yaml(make_experiment()).run(progress=False)
     for variant in ("bare", "guided"):
         run_id = results.run_ids[variant]

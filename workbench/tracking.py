@@ -6,12 +6,10 @@ store's connection pool is small and per-call writes from many workers starve it
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
 import math
-import secrets
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .prompts.versions import VARIANT_TAG, client, register_version
 from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
+from .run_traces import log_traces
 from .settings import artifact_root, tracking_uri
 from .store import PARTIAL_TAG, mark_abandoned, source_tags
 
@@ -129,7 +128,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
             prompt_uri = f"prompts:/{registry_name}/{version}"
             c.link_prompt_version_to_run(run_id, prompt_uri)
             if trace:
-                _log_traces(uri, experiment_id, run_id, frame, prompt_uri, evalset, redact)
+                log_traces(uri, experiment_id, run_id, frame, prompt_uri, evalset, redact)
             c.set_terminated(run_id, "FINISHED")
 
         parent_metrics: dict[str, float] = {}
@@ -175,151 +174,6 @@ def _log_classification(c: Any, run_id: str, report: Any, metric: str) -> None:
                 artifact_file=f"classification/{metric}_confusion.json")
     c.log_figure(run_id, report.confusion_figure(),
                  f"classification/{metric}_confusion.png")
-
-
-_CALLS_PER_TRACE = 500  # bounds a trace: the store's request and the UI's span tree
-
-
-def _log_traces(uri: str, experiment_id: str, run_id: str, frame: Any, prompt_uri: str,
-                evalset: EvalSet, redact: Callable[[str], str] | None) -> int:
-    """One LLM span per call, with its real start and end, written after the run.
-
-    The calls of a variant run are the child spans of one trace linked to the run (one trace
-    per ``_CALLS_PER_TRACE`` calls), written with two store calls per trace: ``start_trace``
-    and one batched ``log_spans``; 2,000 calls take 0.8-1.3 s on SQLite.
-    A trace per call took 30-40 ms a call, whatever the API: each trace costs a store
-    transaction of ~10 ms of CPU in MLflow's SQLAlchemy store (~2.5 ms even batched through
-    ``log_spans``, which cannot link it to the run), MLflow's exporter adds a second one per
-    trace, and its async queue drops traces beyond 1,000 waiting. Each call stays findable:
-    ``span.name = '<variant>/<example id>'``, ``span.status = 'ERROR'`` or
-    ``span.attributes.<key>`` in ``search_traces`` or the UI's search finds its trace, and
-    MLflow sums the spans' tokens and cost per trace.
-
-    Like MLflow's own tracing, a failed write is logged, not raised. Returns the calls written.
-    """
-    from mlflow.tracing.client import TracingClient
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    calls = frame[~frame["cached"].astype(bool)]
-    if calls.empty:
-        return 0
-    tracing = TracingClient(uri)
-    # spans from a tracer of our own, not MLflow's: nothing exports them one by one
-    tracer = TracerProvider(sampler=ALWAYS_ON, resource=Resource.get_empty(),
-                            shutdown_on_exit=False).get_tracer("workbench")
-    inputs = {e.id: dict(e.inputs) for e in evalset.examples}
-    parts = range(0, len(calls), _CALLS_PER_TRACE)
-    written = 0
-    for number, first in enumerate(parts, start=1):
-        chunk = calls.iloc[first:first + _CALLS_PER_TRACE]
-        name = str(chunk["variant"].iloc[0])
-        if len(parts) > 1:
-            name += f" ({number}/{len(parts)})"
-        try:
-            info, spans = _calls_trace(tracer, name, experiment_id, run_id, chunk, prompt_uri,
-                                       inputs, redact or (lambda text: text))
-            tracing.start_trace(info)
-            tracing.log_spans(experiment_id, spans)
-        except Exception as exc:  # noqa: BLE001  (the results are logged; only the trace is lost)
-            log.warning("MLflow trace %r of run %s not written: %s", name, run_id, exc)
-            continue
-        written += len(chunk)
-    return written
-
-
-def _calls_trace(tracer: Any, name: str, experiment_id: str, run_id: str, chunk: Any,
-                 prompt_uri: str, inputs_by_id: Mapping[str, Mapping[str, Any]],
-                 clean: Callable[[str], str]) -> tuple[Any, list[Any]]:
-    """The trace info and the finished spans: a root, then one LLM span per call.
-
-    MLflow's ``LiveSpan`` makes the root and one template LLM span; each call's span is
-    that template's stored form with the call's own ids, times and values, read back with
-    ``Span.from_dict`` (about 0.06 ms a span, values included, against 0.2-0.35 ms for a
-    ``LiveSpan`` each).
-    """
-    from mlflow.entities import LiveSpan, Span, SpanType, TraceInfo, TraceLocation, TraceState
-    from mlflow.tracing.constant import (
-        TRACE_SCHEMA_VERSION,
-        TRACE_SCHEMA_VERSION_KEY,
-        SpanAttributeKey,
-        TraceMetadataKey,
-        TraceTagKey,
-    )
-    from mlflow.tracing.utils import dump_span_attribute_value as dump
-    from opentelemetry.trace import set_span_in_context
-
-    otel_root = tracer.start_span(name, start_time=int(chunk["started_at"].min() * 1e9))
-    trace_id = f"tr-{otel_root.get_span_context().trace_id:032x}"  # MLflow's id of the trace
-    parent = set_span_in_context(otel_root)
-    template = LiveSpan(tracer.start_span("call", context=parent, start_time=0), trace_id,
-                        SpanType.LLM)
-    template.end(end_time_ns=0)
-    stored = template.to_immutable_span().to_dict()  # MLflow's own keys: id, type, level
-    constant = {k: v for k, v in stored["attributes"].items()
-                if k not in (SpanAttributeKey.INPUTS, SpanAttributeKey.OUTPUTS)}
-    constant["prompt_version"] = dump(prompt_uri)
-    spans, errors, end = [], 0, 0
-    for row in chunk.itertuples(index=False):
-        start = int(row.started_at * 1e9)
-        latency = 0.0 if math.isnan(row.latency_s) else row.latency_s
-        finish = start + int(latency * 1e9)
-        end = max(end, finish)
-        variables = {k: clean(v) if isinstance(v, str) else v
-                     for k, v in inputs_by_id.get(row.example_id, {}).items()}
-        tokens = int(row.prompt_tokens), int(row.completion_tokens)
-        cost = float(row.cost)
-        output = _text(row.output)
-        attributes = {
-            **constant,
-            SpanAttributeKey.INPUTS: dump({"example_id": row.example_id,
-                                           "variables": variables, "repeat": row.repeat}),
-            SpanAttributeKey.OUTPUTS: dump({"output": clean(output) if output else None}),
-            "model": dump(row.model), "answered_by": dump(_text(row.answered_by) or ""),
-            "prompt_tokens": dump(tokens[0]), "completion_tokens": dump(tokens[1]),
-            "cost_usd": dump(cost), "latency_s": dump(latency),
-            "retries": dump(int(row.retries)), "fallback": dump(bool(row.fallback)),
-            # MLflow's keys too: its UI shows them and the store sums them over the trace
-            SpanAttributeKey.CHAT_USAGE: dump({"input_tokens": tokens[0],
-                                               "output_tokens": tokens[1],
-                                               "total_tokens": sum(tokens)}),
-            SpanAttributeKey.LLM_COST: dump({"total_cost": cost}),
-        }
-        error = _text(row.error)  # pandas makes a missing text NaN, not None
-        if error is not None:
-            errors += 1
-            attributes["error"] = dump(clean(error))
-        spans.append(Span.from_dict({
-            **stored,
-            "span_id": base64.b64encode(secrets.token_bytes(8)).decode(),
-            "name": f"{row.variant}/{row.example_id}",
-            "start_time_unix_nano": start,
-            "end_time_unix_nano": finish,
-            "status": {"code": "STATUS_CODE_ERROR" if error is not None else "STATUS_CODE_OK",
-                       "message": ""},
-            "attributes": attributes,
-        }))
-    root = LiveSpan(otel_root, trace_id, SpanType.CHAIN)
-    root.set_inputs({"variant": str(chunk["variant"].iloc[0]), "prompt_version": prompt_uri,
-                     "calls": len(spans)})
-    root.set_attribute("prompt_version", prompt_uri)
-    # a failed call makes the trace an error, as a failed call's own trace would be
-    root.end(outputs={"calls": len(spans), "errors": errors},
-             status="ERROR" if errors else "OK", end_time_ns=end)
-    info = TraceInfo(
-        trace_id=trace_id, trace_location=TraceLocation.from_experiment_id(experiment_id),
-        request_time=root.start_time_ns // 1_000_000,
-        execution_duration=(end - root.start_time_ns) // 1_000_000,
-        state=TraceState.ERROR if errors else TraceState.OK,
-        trace_metadata={TraceMetadataKey.SOURCE_RUN: run_id,
-                        TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION)},
-        tags={TraceTagKey.TRACE_NAME: name})
-    return info, [root.to_immutable_span(), *spans]
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _redacted(frame: Any, redact: Callable[[str], str] | None) -> Any:

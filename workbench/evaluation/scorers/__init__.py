@@ -17,7 +17,8 @@ from .base import (
     scorer,
 )
 from .deterministic import normalize
-from .judges import flagged, pairwise, register_judge_prompts
+from .judges import flagged, register_judge_prompts
+from .pairwise import pairwise
 from .safety import find_injection, find_pii, redact
 
 __all__ = [
