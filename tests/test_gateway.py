@@ -191,11 +191,10 @@ def test_the_estimate_caps_the_cost_before_anything_is_sent(make_experiment, llm
 def test_the_cost_guard_cancels_once_the_spend_reaches_max_cost():
     import threading
 
-    from workbench.experiment import _cost_guard
-    from workbench.runner import Progress
+    from workbench.runner import Progress, cost_guard
 
     cancel = threading.Event()
-    guard = _cost_guard(0.05, cancel)
+    guard = cost_guard(0.05, cancel)
     guard(Progress(cost=0.049))
     assert not cancel.is_set()
     guard(Progress(cost=0.05))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import re
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +16,14 @@ from .aio import run_sync
 from .errors import SpecError, WorkbenchError
 from .evaluation.evalsets import EvalSet
 from .evaluation.scorers import Scorer, build_scorer
+from .files import BlockDumper, add_prompt_entry
 from .gateway.cache import ResponseCache
 from .gateway.client import Gateway
 from .gateway.config import ModelConfig
 from .observe import attribute
 from .prompts.templates import PromptTemplate
 from .run_types import Variant
-from .runner import Progress, run_matrix
+from .runner import Progress, cost_guard, run_matrix
 from .settings import cache_path
 from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
@@ -206,7 +205,7 @@ class Experiment:
                 # the user's listeners carry over to this run; a previous run's guard does not
                 listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
                 if max_cost is not None:
-                    listeners.append(_cost_guard(max_cost, self._cancel))
+                    listeners.append(cost_guard(max_cost, self._cancel))
                 self.progress = Progress(listeners=listeners)
                 rows = await run_matrix(
                     self.variants, evalset.examples, self.scorers,
@@ -313,27 +312,11 @@ class Experiment:
         cost); ``prompts`` prices unsaved edits of prompt variants, by prompt name. A model
         missing from litellm's price table gets NaN (unknown), never a made-up zero.
         """
-        import pandas as pd
-
-        from .gateway.pricing import price
+        from .preflight import estimate
 
         check_run_options(limit=limit, repeats=repeats)
-        gateway = Gateway()
         examples = (self.evalset.head(limit) if limit else self.evalset).examples
-        repeats = repeats or self.spec.run.repeats
-        rows = []
-        for v in self.variants:
-            template = (prompts or {}).get(v.prompt_name, v.prompt)
-            tokens = sum(gateway.count_tokens(v.model, template.render(**e.inputs))
-                         for e in examples)
-            calls = len(examples) * repeats
-            max_out = int(v.model.params.get("max_tokens") or 0)
-            cost = price(v.model, tokens * repeats, max_out * calls, unknown=math.nan)
-            rows.append({"variant": v.name, "model": v.model.model, "calls": calls,
-                         "prompt_tokens": tokens * repeats,
-                         "prompt_tokens_per_call": tokens / max(1, len(examples)),
-                         "max_completion_tokens": max_out * calls, "cost_max": cost})
-        return pd.DataFrame(rows).set_index("variant")
+        return estimate(self.variants, examples, repeats or self.spec.run.repeats, prompts)
 
     def with_models(self, models: Mapping[str, ModelConfig]) -> Experiment:
         """The same prompts and eval set on other model variants (in memory; the YAML file
@@ -379,9 +362,9 @@ class Experiment:
         content: dict[str, object] = {"description": description} if description else {}
         content["messages" if prompt.is_chat else "template"] = prompt.template
         file.parent.mkdir(parents=True, exist_ok=True)
-        file.write_text(yaml.dump(content, Dumper=_BlockDumper, sort_keys=False,
+        file.write_text(yaml.dump(content, Dumper=BlockDumper, sort_keys=False,
                                   allow_unicode=True, width=100), encoding="utf-8")
-        _add_prompt_entry(path, name, f"prompts/{name}.yaml")
+        add_prompt_entry(path, name, f"prompts/{name}.yaml")
         saved = Experiment(load_spec(path), evalset=self.evalset,
                            extra_scorers=self._extra_scorers)
         return saved if saved.spec.models == self.spec.models else saved.with_models(
@@ -405,53 +388,3 @@ def _open_cache(experiment: Experiment, cache: ResponseCache | None) -> Iterator
         yield opened
     finally:
         opened.close()
-
-
-def _cost_guard(max_cost: float, cancel: threading.Event) -> Callable[[Progress], None]:
-    def guard(progress: Progress) -> None:
-        if progress.cost >= max_cost and not cancel.is_set():
-            cancel.set()
-
-    guard.max_cost = max_cost  # type: ignore[attr-defined]  (marks it as a guard)
-    return guard
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line prompt text as a YAML block (``|``), as a person would write it."""
-
-
-def _block_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _block_str)
-
-
-def _add_prompt_entry(path: Path, name: str, value: str) -> None:
-    """Add ``name: value`` under ``prompts:``, keeping the file's comments and layout;
-    falls back to rewriting the whole mapping when the block is not in the usual style."""
-    text = path.read_text(encoding="utf-8")
-    before = yaml.safe_load(text)
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines)
-                  if re.match(r"^prompts:\s*(#.*)?$", line)), None)
-    if start is not None:
-        end, indent = start + 1, "  "
-        for i in range(start + 1, len(lines)):
-            if lines[i].strip() and not lines[i].startswith((" ", "\t")):
-                break
-            if lines[i].strip() and not lines[i].lstrip().startswith("#"):
-                end = i + 1
-                indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
-        if not lines[end - 1].endswith("\n"):
-            lines[end - 1] += "\n"
-        lines.insert(end, f"{indent}{name}: {value}\n")
-        edited = "".join(lines)
-        after = yaml.safe_load(edited)
-        if after.get("prompts") == {**before["prompts"], name: value}:
-            path.write_text(edited, encoding="utf-8")
-            return
-    before["prompts"][name] = value
-    path.write_text(yaml.safe_dump(before, sort_keys=False, allow_unicode=True),
-                    encoding="utf-8")

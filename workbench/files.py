@@ -1,4 +1,5 @@
-"""Reading the files an experiment names: strict UTF-8, strict YAML, paths kept inside.
+"""Reading the files an experiment names: strict UTF-8, strict YAML, paths kept inside;
+and adding a saved prompt variant to them in the layout a person would write.
 
 PyYAML lets a repeated key silently replace the first one (a second ``models:`` block once
 ran another model than the one reviewed), and a bad byte deep in a file surfaces as a
@@ -7,6 +8,7 @@ traceback far from the file. Both become an error naming the file and the place 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +79,44 @@ def inside(directory: Path, relative: str) -> Path | None:
     base = directory.resolve()
     target = (base / relative).resolve()
     return target if target == base or base in target.parents else None
+
+
+class BlockDumper(yaml.SafeDumper):
+    """Multi-line prompt text as a YAML block (``|``), as a person would write it."""
+
+
+def _block_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+BlockDumper.add_representer(str, _block_str)
+
+
+def add_prompt_entry(path: Path, name: str, value: str) -> None:
+    """Add ``name: value`` under ``prompts:``, keeping the file's comments and layout;
+    falls back to rewriting the whole mapping when the block is not in the usual style."""
+    text = path.read_text(encoding="utf-8")
+    before = yaml.safe_load(text)
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines)
+                  if re.match(r"^prompts:\s*(#.*)?$", line)), None)
+    if start is not None:
+        end, indent = start + 1, "  "
+        for i in range(start + 1, len(lines)):
+            if lines[i].strip() and not lines[i].startswith((" ", "\t")):
+                break
+            if lines[i].strip() and not lines[i].lstrip().startswith("#"):
+                end = i + 1
+                indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+        if not lines[end - 1].endswith("\n"):
+            lines[end - 1] += "\n"
+        lines.insert(end, f"{indent}{name}: {value}\n")
+        edited = "".join(lines)
+        after = yaml.safe_load(edited)
+        if after.get("prompts") == {**before["prompts"], name: value}:
+            path.write_text(edited, encoding="utf-8")
+            return
+    before["prompts"][name] = value
+    path.write_text(yaml.safe_dump(before, sort_keys=False, allow_unicode=True),
+                    encoding="utf-8")

@@ -9,15 +9,19 @@ warning on each row it touched.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from .errors import WorkbenchError
 from .evaluation.evalsets import Example
 from .gateway.cache import cache_key
 from .gateway.client import ContextWindowError, Gateway
 from .gateway.pricing import has_price, price
+from .prompts.templates import PromptTemplate
 from .run_types import Call, Message, Plan, Variant
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ContextPolicy = Literal["error", "truncate"]
 
@@ -117,3 +121,24 @@ def _truncate(variant: Variant, example: Example, gateway: Gateway, name: str,
     warning = (f"context window {window}: {name!r} truncated from {len(text)} to {low} "
                f"characters")
     return Call(messages, tokens, warning)
+
+
+def estimate(variants: Sequence[Variant], examples: Sequence[Example], repeats: int,
+             prompts: Mapping[str, PromptTemplate] | None = None) -> pd.DataFrame:
+    """Calls, prompt tokens and worst-case cost per variant (``Experiment.estimate``)."""
+    import pandas as pd
+
+    gateway = Gateway()
+    rows = []
+    for v in variants:
+        template = (prompts or {}).get(v.prompt_name, v.prompt)
+        tokens = sum(gateway.count_tokens(v.model, template.render(**e.inputs))
+                     for e in examples)
+        calls = len(examples) * repeats
+        max_out = int(v.model.params.get("max_tokens") or 0)
+        cost = price(v.model, tokens * repeats, max_out * calls, unknown=math.nan)
+        rows.append({"variant": v.name, "model": v.model.model, "calls": calls,
+                     "prompt_tokens": tokens * repeats,
+                     "prompt_tokens_per_call": tokens / max(1, len(examples)),
+                     "max_completion_tokens": max_out * calls, "cost_max": cost})
+    return pd.DataFrame(rows).set_index("variant")

@@ -267,3 +267,14 @@ def _progress_bar(total: int) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="calls", unit="call", dynamic_ncols=True)
+
+
+def cost_guard(max_cost: float, cancel: threading.Event) -> Callable[[Progress], None]:
+    """A progress listener that stops the run once the cost spent reaches ``max_cost``."""
+
+    def guard(progress: Progress) -> None:
+        if progress.cost >= max_cost and not cancel.is_set():
+            cancel.set()
+
+    guard.max_cost = max_cost  # type: ignore[attr-defined]  (marks it as a guard)
+    return guard
