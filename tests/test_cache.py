@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from workbench.canonical import canonical_json
 from workbench.gateway.cache import ResponseCache, cache_key
-from workbench.prompts.templates import canonical_json
 
 RECORD = {"text": "negative", "model": "openai/m", "prompt_tokens": 3, "completion_tokens": 1,
           "cost": 0.0, "latency_s": 0.1, "retries": 0, "fallback": False}

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..canonical import canonical_json
 from ..errors import SpecError
 from ..prompts.templates import (
     ROLES,
     VARIABLE_PATTERN,
     PromptTemplate,
-    canonical_json,
     conversation,
 )
 from .evalsets import EvalSet, Example

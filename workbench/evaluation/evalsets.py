@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..canonical import canonical_json
 from ..errors import EvalSetError
 from ..files import decode
-from ..prompts.templates import canonical_json
 
 if TYPE_CHECKING:
     import datasets

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..prompts.templates import canonical_json
+from ..canonical import canonical_json
 
 # Version of the key's payload: a key of another version never equals one of this, so an
 # entry written under an older format is never read as an answer to a different request.

@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..canonical import canonical_json
 from ..errors import GatewayError
-from ..prompts.templates import canonical_json
 
 _SECRET_KEYS = {"api_key", "key", "token", "secret", "password", "authorization"}
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..canonical import canonical_json
 from ..errors import TemplateError
 
 # Same pattern as mlflow.prompt.constants.PROMPT_TEMPLATE_VARIABLE_PATTERN (a test pins it).
@@ -162,10 +163,6 @@ def _check_placeholders(where: str, text: str) -> None:
         raise TemplateError(
             f"{where}: {unclosed.group(0).strip()!r} opens a placeholder that is never closed "
             f"and would be sent literally\n  fix: write it as {{{{{name}}}}}")
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def _to_text(value: Any) -> str:

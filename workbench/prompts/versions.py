@@ -12,10 +12,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..canonical import canonical_json
 from ..errors import RegistryError
 from ..gateway.config import ModelConfig
 from ..settings import tracking_uri
-from .templates import PromptTemplate, canonical_json
+from .templates import PromptTemplate
 
 HASH_TAG = "workbench.content_hash"
 VARIANT_TAG = "workbench.variant"
