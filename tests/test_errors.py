@@ -115,3 +115,12 @@ def test_each_failed_row_names_its_error_type(make_experiment, llm_server, worke
     assert kinds == EXPECTED
     assert frame["error"].notna().to_dict() == {k: v is not None for k, v in EXPECTED.items()}
     assert "(429)" in frame.loc["e1", "error"] and "(401)" in frame.loc["e2", "error"]
+
+
+@pytest.mark.parametrize(("cause", "expected"), [(httpx.ConnectError("refused"), ConnectionFailed),
+                                                 (httpx.ReadTimeout("slow"), Timeout)])
+def test_a_500_litellm_made_from_a_failed_connection_is_no_provider_error(cause, expected):
+    exc = _made(litellm.InternalServerError, 500)  # what litellm raises for a refused port
+    exc.__cause__ = cause
+    error = mapped(exc, CONFIG)
+    assert type(error) is expected and error.status is None

@@ -301,8 +301,30 @@ def mapped(exc: Exception, config: ModelConfig, retries: int | None = None) -> G
     elif isinstance(exc, litellm.APIConnectionError):
         kind, status = ConnectionFailed, None
     else:
-        kind = ProviderError
+        kind = _transport_failure(exc) or ProviderError
+        if kind is not ProviderError:
+            status = None  # litellm reports a refused connection as a 500 of its own
     return kind(message, model=config.model, status=status, retries=retries)
+
+
+def _transport_failure(exc: BaseException) -> type[GatewayError] | None:
+    """Timeout or ConnectionFailed when the cause underneath is one (no response came)."""
+    import httpx
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
+            return Timeout
+        if isinstance(cause, (httpx.TransportError, ConnectionError)):
+            return ConnectionFailed
+        if type(cause).__name__ == "APITimeoutError":  # the OpenAI SDK's, before httpx's
+            return Timeout
+        if type(cause).__name__ == "APIConnectionError" and cause is not exc:
+            return ConnectionFailed
+        cause = cause.__cause__ or cause.__context__  # litellm re-raises in except
+    return None
 
 
 def _describe(exc: Exception, config: ModelConfig) -> str:
