@@ -82,3 +82,11 @@ class RegistryError(WorkbenchError):
 
 class ScorerError(WorkbenchError):
     """A scorer is unknown or configured wrongly."""
+
+
+class ScorerInputError(ScorerError, ValueError):
+    """An example lacks what a scorer needs, or holds a value it cannot score."""
+
+
+class StatsInputError(WorkbenchError, ValueError):
+    """The results or the options given to the statistics cannot be used as they are."""
