@@ -124,3 +124,18 @@ def test_a_500_litellm_made_from_a_failed_connection_is_no_provider_error(cause,
     exc.__cause__ = cause
     error = mapped(exc, CONFIG)
     assert type(error) is expected and error.status is None
+
+
+def test_the_cli_counts_failed_calls_by_type(capsys):
+    import pandas as pd
+
+    from workbench.cli.run import _print_errors
+    from workbench.results import Results
+
+    frame = pd.DataFrame({"variant": "v", "cached": False,
+                          "error": ["m: RateLimitError (429): slow"] * 2
+                          + ["m: Timeout: late", None],
+                          "error_type": ["RateLimited", "RateLimited", "Timeout", None]})
+    _print_errors(Results(frame, metrics={}, primary="x"))
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "failed calls: 3 of 4 (RateLimited 2, Timeout 1)")
