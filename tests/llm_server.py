@@ -65,6 +65,9 @@ class Faults:
     auth_key: str | None = None
     # a 401 that quotes the key it was sent, as some providers' error messages do
     echo_key: bool = False
+    # a request whose last user message contains a key gets that fault, every time:
+    # "rate_limit" (429), "unauthorized" (401), "server_error" (500), "context_window" (400)
+    by_content: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.down_models = set(self.down_models)
@@ -402,6 +405,9 @@ class FakeLLMServer:
             return error_response(
                 400, "'messages' must be a non-empty array", "invalid_request_error", None
             )
+        for marker, kind in faults.by_content.items():
+            if marker in last_user_message(body):
+                return self._fault_response(kind, model)
         if model in faults.down_models:
             return error_response(
                 503,
@@ -441,6 +447,23 @@ class FakeLLMServer:
                 500, f"responder raised {exc!r}", "server_error", "responder_error"
             )
         return await self._answer(request, body, str(content))
+
+    @classmethod
+    def _fault_response(cls, kind: str, model: str) -> web.Response:
+        if kind == "rate_limit":
+            return error_response(429, f"Rate limit reached for {model}.", "requests",
+                                  "rate_limit_exceeded", headers={"Retry-After": "0"})
+        if kind == "unauthorized":
+            return error_response(401, "Incorrect API key provided.", "invalid_request_error",
+                                  "invalid_api_key")
+        if kind == "server_error":
+            return cls._server_error()
+        if kind == "context_window":
+            return error_response(
+                400, "This model's maximum context length is 16 tokens. However, your "
+                "messages resulted in 4096 tokens.", "invalid_request_error",
+                "context_length_exceeded")
+        raise ValueError(f"unknown fault {kind!r}")
 
     @staticmethod
     def _server_error() -> web.Response:

@@ -95,7 +95,7 @@ def test_an_unreachable_judge_is_an_error_on_the_row(tmp_path, monkeypatch):
                                                   "api_base": "http://127.0.0.1:9/v1",
                                                   "timeout": 2}})
     score = run(scorer, "text")
-    assert score.value is None and "scorer error: GatewayError" in score.error
+    assert score.value is None and "scorer error: ConnectionFailed" in score.error
 
 
 def test_verdicts_are_cached_like_any_call(judge_server):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .errors import StatsInputError
 from .evaluation.scorers.base import MetricKind
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class Results:
         if b is not None:
             report = compare(self.frame, a, b, self.metrics, **options)
         elif len(names) < 2:
-            raise ValueError(f"nothing to compare {a!r} with: the run has only {names}")
+            raise StatsInputError(f"nothing to compare {a!r} with: the run has only {names}")
         else:
             report = compare_all(self.frame, self.metrics, baseline=a, **options)
         caveats = (report.caveats + fallback_caveats(self.frame, report.variants)

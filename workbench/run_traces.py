@@ -129,6 +129,7 @@ def _calls_trace(tracer: Any, name: str, experiment_id: str, run_id: str, chunk:
         if error is not None:
             errors += 1
             attributes["error"] = dump(clean(error))
+            attributes["error_type"] = dump(_text(getattr(row, "error_type", None)) or "")
         spans.append(Span.from_dict({
             **stored,
             "span_id": base64.b64encode(secrets.token_bytes(8)).decode(),

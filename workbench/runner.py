@@ -188,6 +188,7 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         "repeat": repeat,
         "output": None,
         "error": None,
+        "error_type": None,  # the error's class name: RateLimited, Unauthorized, ...
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "cost": 0.0,
@@ -208,8 +209,10 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         raise
     except GatewayError as exc:
         row["error"] = scrub(str(exc), [variant.model])  # a worker's text too
+        row["error_type"] = type(exc).__name__
     except Exception as exc:  # a bug must not sink the other calls of the run
         row["error"] = scrub(f"{type(exc).__name__}: {exc}", [variant.model])
+        row["error_type"] = type(exc).__name__
     else:
         row.update(output=completion.text, prompt_tokens=completion.prompt_tokens,
                    completion_tokens=completion.completion_tokens, cost=completion.cost,

@@ -135,6 +135,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _by_type(results: Results) -> str:
+    """`` (RateLimited 7, Timeout 2)``: the failed calls counted by error type."""
+    if "error_type" not in results.errors:
+        return ""
+    counts = results.errors["error_type"].fillna("unknown").value_counts()
+    return " (" + ", ".join(f"{kind} {n}" for kind, n in counts.items()) + ")"
+
+
 def _print_errors(results: Results) -> None:
     """The first distinct error messages with their counts: one cause is usually most."""
     messages = [(str(e).strip().splitlines() or [""])[0] for e in results.errors["error"]]
@@ -145,7 +153,7 @@ def _print_errors(results: Results) -> None:
     for message in messages:
         groups.setdefault(re.sub(r"\d+", "#", message), []).append(message)
     ranked = sorted(groups.values(), key=len, reverse=True)
-    print(f"failed calls: {len(messages)} of {len(results.frame)}")
+    print(f"failed calls: {len(messages)} of {len(results.frame)}{_by_type(results)}")
     for group in ranked[:_SHOWN_ERRORS]:
         print(f"  {len(group):>5} × {group[0][:300]}")
     if len(ranked) > _SHOWN_ERRORS:

@@ -10,7 +10,10 @@ capacity instead of failing, concurrency that halves on rate limits, a context-w
 check before sending, prices for models litellm does not know, and the cache.
 
 Any failure becomes a ``GatewayError`` with a readable reason, so the runner records it
-on the row and goes on, and the serving module can show it to a caller.
+on the row and goes on, and the serving module can show it to a caller. A litellm exception
+is mapped once, by :func:`mapped`, to one of its subclasses (``RateLimited``,
+``Unauthorized``, ``ContextWindowExceeded``, ``Timeout``, ``ConnectionFailed``,
+``ProviderError``), which carries the model, the HTTP status and the retries made.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import GatewayError
+from ..errors import (
+    ConnectionFailed,
+    ContextWindowExceeded,
+    GatewayError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    Unauthorized,
+)
 from ..observe.hook import recorded
 from .cache import ResponseCache, cache_key
 from .config import Completion, ModelConfig, _litellm_params
@@ -34,8 +45,8 @@ from .scrub import scrub
 _ROUTERS: dict[tuple[str, str], Any] = {}
 
 
-class ContextWindowError(GatewayError):
-    """The prompt does not fit the model's context window."""
+# the name this error had before the tree in ``workbench.errors``
+ContextWindowError = ContextWindowExceeded
 
 
 Send = Callable[[ModelConfig, list[dict[str, str]]], Awaitable[Completion]]
@@ -92,9 +103,8 @@ class Gateway:
         async with pacing.concurrency.slot():
             try:
                 completion = await self._call(config, messages)
-            except GatewayError as exc:
-                if "RateLimitError" in str(exc):
-                    pacing.concurrency.rate_limited()
+            except RateLimited:
+                pacing.concurrency.rate_limited()
                 raise
         pacing.concurrency.succeeded()
         return completion
@@ -138,7 +148,7 @@ class Gateway:
                 response = await self._router(config).acompletion(
                     model="m0", messages=messages, **config.params)
             except Exception as exc:
-                raise GatewayError(_describe(exc, config)) from exc
+                raise mapped(exc, config) from exc
             retries = 0  # the Router's own count is read from the response below
         else:
             response, retries = await _acompletion_with_retries(litellm, config, messages)
@@ -146,7 +156,8 @@ class Gateway:
         try:
             text = response.choices[0].message.content or ""
         except (AttributeError, IndexError) as exc:
-            raise GatewayError(f"{config.model}: response without a message ({exc})") from exc
+            raise ProviderError(f"{config.model}: response without a message ({exc})",
+                                model=config.model) from exc
         hidden = getattr(response, "_hidden_params", None) or {}
         headers = hidden.get("additional_headers") or {}
         answered = hidden.get("litellm_model_name") or config.model
@@ -184,14 +195,14 @@ class Gateway:
         return info.get("max_input_tokens") or info.get("max_tokens") if info else None
 
     def check_context(self, config: ModelConfig, messages: list[dict[str, str]]) -> int:
-        """Raise ``ContextWindowError`` when prompt + completion budget do not fit."""
+        """Raise ``ContextWindowExceeded`` when prompt + completion budget do not fit."""
         tokens = self.count_tokens(config, messages)
         window = self.context_window(config)
         reserve = int(config.params.get("max_tokens") or 0)
         if window is not None and tokens + reserve > window:
-            raise ContextWindowError(
+            raise ContextWindowExceeded(
                 f"{config.model}: the prompt has {tokens} tokens and max_tokens is {reserve}, "
-                f"over the {window}-token context window")
+                f"over the {window}-token context window", model=config.model)
         return tokens
 
 
@@ -229,8 +240,7 @@ async def _acompletion_with_retries(litellm: Any, config: ModelConfig,
             return await litellm.acompletion(**request), retries
         except Exception as exc:
             if retries >= config.num_retries or not _retryable(exc):
-                after = f" (after {retries} retries)" if retries else ""
-                raise GatewayError(_describe(exc, config) + after) from exc
+                raise mapped(exc, config, retries) from exc
             wait = litellm.utils.calculate_retry_after(
                 config.num_retries - retries, config.num_retries, _headers(exc),
                 min_timeout=0)
@@ -259,6 +269,62 @@ def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int
     # for tpm pacing only: characters / 4 is close enough and costs nothing
     chars = sum(len(m.get("content") or "") for m in messages)
     return chars // 4 + int(config.params.get("max_tokens") or 256)
+
+
+def mapped(exc: Exception, config: ModelConfig, retries: int | None = None) -> GatewayError:
+    """The workbench error for a failed litellm call: the one place litellm's exceptions
+    are read. The message is scrubbed of keys; raise the result ``from exc``.
+
+    ``retries`` is what the caller counted; else litellm's own count on the exception
+    (the Router sets it), else 0.
+    """
+    import litellm
+
+    if isinstance(exc, GatewayError):
+        return exc
+    message = _describe(exc, config)
+    if retries is None:  # the Router's count; its message says so already
+        retries = int(getattr(exc, "num_retries", None) or 0)
+    elif retries:
+        message += f" (after {retries} retries)"
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    kind: type[GatewayError]
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        kind = ContextWindowExceeded
+    elif isinstance(exc, litellm.RateLimitError):
+        kind = RateLimited
+    elif isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
+        kind = Unauthorized
+    elif isinstance(exc, litellm.Timeout):
+        kind, status = Timeout, None  # litellm's 408 is its own; no response came
+    elif isinstance(exc, litellm.APIConnectionError):
+        kind, status = ConnectionFailed, None
+    else:
+        kind = _transport_failure(exc) or ProviderError
+        if kind is not ProviderError:
+            status = None  # litellm reports a refused connection as a 500 of its own
+    return kind(message, model=config.model, status=status, retries=retries)
+
+
+def _transport_failure(exc: BaseException) -> type[GatewayError] | None:
+    """Timeout or ConnectionFailed when the cause underneath is one (no response came)."""
+    import httpx
+
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (httpx.TimeoutException, asyncio.TimeoutError)):
+            return Timeout
+        if isinstance(cause, (httpx.TransportError, ConnectionError)):
+            return ConnectionFailed
+        if type(cause).__name__ == "APITimeoutError":  # the OpenAI SDK's, before httpx's
+            return Timeout
+        if type(cause).__name__ == "APIConnectionError" and cause is not exc:
+            return ConnectionFailed
+        cause = cause.__cause__ or cause.__context__  # litellm re-raises in except
+    return None
 
 
 def _describe(exc: Exception, config: ModelConfig) -> str:

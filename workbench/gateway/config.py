@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..canonical import canonical_json
-from ..errors import GatewayError
+from ..errors import Unauthorized
 
 _SECRET_KEYS = {"api_key", "key", "token", "secret", "password", "authorization"}
 
@@ -76,10 +76,9 @@ class ModelConfig(BaseModel):
             return None
         value = os.environ.get(self.api_key_env)
         if not value:
-            raise GatewayError(
+            raise Unauthorized(
                 f"model {self.model!r} needs the environment variable {self.api_key_env} "
-                f"(set it in the shell or a .env file before running)"
-            )
+                f"(set it in the shell or a .env file before running)", model=self.model)
         return value
 
     def check_keys(self) -> None:

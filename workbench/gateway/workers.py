@@ -128,8 +128,9 @@ class RemoteGateway:
             await self._ask("config", {"number": number, "config": config})
         kind, value = await self._ask("complete", {"config": number, "messages": messages,
                                                    "share": share})
-        if kind == "error":
-            raise GatewayError(value)
+        if kind == "error":  # the worker's GatewayError itself (its type, status, retries)
+            raise value if isinstance(value, GatewayError) else GatewayError(
+                value, model=config.model)
         if kind == "dropped":
             raise CallDropped(f"worker process {self.index}: dropped before it was sent")
         return Completion(**value)
@@ -315,8 +316,8 @@ def _serve(conn: Any) -> None:
                         task.cancel()
                 return  # nobody waits for this one
             reply(number, "ok", None)
-        except GatewayError as exc:
-            reply(number, "error", str(exc))
+        except GatewayError as exc:  # pickled with its type, model, status and retries
+            reply(number, "error", exc)
         except Exception as exc:  # a bug must not hang the parent's call
             reply(number, "error", f"{type(exc).__name__}: {exc}")
 

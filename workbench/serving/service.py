@@ -23,7 +23,7 @@ from typing import Any
 
 from ..aio import iterate_sync, run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
-from ..gateway.client import Gateway
+from ..gateway.client import Gateway, mapped
 from ..gateway.config import ModelConfig, connection_params
 from ..gateway.pricing import _litellm
 from ..gateway.scrub import scrub
@@ -252,8 +252,7 @@ class ReplyStream:
                     status="cancelled", first=first)
             raise
         except Exception as exc:
-            text = scrub(str(exc), [model])  # before the cut: half a key would not match
-            error = GatewayError(f"{model.model}: {type(exc).__name__}: {text[:300]}")
+            error = mapped(exc, model)  # scrubbed, as every call's error
             _log_failure(self._service, self._prompt, model, self._tags, error)
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
                     error=error, first=first)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ...errors import ScorerInputError
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
 from .deterministic import _expected, normalize, parse_json
@@ -102,7 +103,7 @@ class Numeric(OptionScorer):
         raw = _expected(example, o.expected)
         want = float(raw) if isinstance(raw, (int, float)) else parse_number(str(raw), "only")
         if want is None:
-            raise ValueError(f"example {example.id}: {o.expected}={raw!r} is not a number")
+            raise ScorerInputError(f"example {example.id}: {o.expected}={raw!r} is not a number")
         got = parse_number(output, o.pick)
         if got is None:
             return Score(0.0, f"no number found ({o.pick}) in {output[:60]!r}")
@@ -168,7 +169,8 @@ class JsonMatch(OptionScorer):
         if isinstance(want, str):
             want = json.loads(want)
         if not isinstance(want, dict):
-            raise ValueError(f"example {example.id}: {self.options.expected} is not an object")
+            raise ScorerInputError(
+                f"example {example.id}: {self.options.expected} is not an object")
         try:
             got = parse_json(output)
         except ValueError as exc:

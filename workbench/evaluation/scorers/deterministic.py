@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from ...errors import ScorerInputError
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
 
@@ -27,7 +28,7 @@ def _expected(example: Example, field: str) -> Any:
     try:
         return example.inputs[field]
     except KeyError:
-        raise KeyError(f"example {example.id} has no field {field!r}") from None
+        raise ScorerInputError(f"example {example.id} has no field {field!r}") from None
 
 
 def _answers(example: Example, field: str) -> list[str]:
@@ -35,7 +36,7 @@ def _answers(example: Example, field: str) -> list[str]:
     raw = _expected(example, field)
     answers = [str(a) for a in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
     if not answers:
-        raise ValueError(f"example {example.id}: {field!r} is an empty list of answers")
+        raise ScorerInputError(f"example {example.id}: {field!r} is an empty list of answers")
     return answers
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ...errors import ScorerError
+from ...errors import ScorerError, ScorerInputError
 from ...gateway.client import Gateway
 from ...gateway.config import ModelConfig
 from ...prompts.templates import PromptTemplate
@@ -237,7 +237,7 @@ def _field(example: Example, field: str) -> str:
     try:
         return _text(example.inputs[field])
     except KeyError:
-        raise KeyError(f"example {example.id} has no field {field!r}") from None
+        raise ScorerInputError(f"example {example.id} has no field {field!r}") from None
 
 
 @register("faithfulness")
@@ -330,7 +330,7 @@ def flagged(results: Results | pd.DataFrame, metric: str = "hallucination") -> p
     frame = getattr(results, "frame", results)
     column = f"score.{metric}"
     if column not in frame.columns:
-        raise KeyError(f"no metric {metric!r} in these results")
+        raise ScorerInputError(f"no metric {metric!r} in these results")
     rows = frame[frame[column] == 0.0]
     keep = [c for c in ("variant", "example_id", "repeat", "output", column, f"reason.{metric}")
             if c in rows.columns]

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from ...errors import ScorerInputError
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
 
@@ -111,11 +112,11 @@ class LabelMatch(OptionScorer):
         try:
             value = example.inputs[self.options.expected]
         except KeyError:
-            raise KeyError(f"example {example.id} has no field {self.options.expected!r}"
+            raise ScorerInputError(f"example {example.id} has no field {self.options.expected!r}"
                            ) from None
         found = self._synonyms.get(tokens(str(value)))
         if found is None:
-            raise ValueError(f"example {example.id}: expected label {value!r} is not one of "
+            raise ScorerInputError(f"example {example.id}: expected label {value!r} is not one of "
                              f"{list(self.labels)}; add it to the scorer's labels")
         return found[0]
 
@@ -124,13 +125,13 @@ class LabelMatch(OptionScorer):
         field = self.options.expected
         missing = [e.id for e in examples if field not in e.inputs]
         if missing:
-            raise ValueError(f"{len(missing)} example(s) have no field {field!r} (first: "
+            raise ScorerInputError(f"{len(missing)} example(s) have no field {field!r} (first: "
                              f"{missing[0]}); name the eval-set field with the label in "
                              "`expected:`")
         unknown = sorted({str(e.inputs[field]) for e in examples
                           if tokens(str(e.inputs[field])) not in self._synonyms})
         if unknown:
-            raise ValueError(f"the eval set's {field!r} values {unknown[:10]} are not among "
+            raise ScorerInputError(f"the eval set's {field!r} values {unknown[:10]} are not among "
                              f"the labels {list(self.labels)}; add them to `labels:` (or as "
                              "synonyms of a label) or correct the eval set")
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from ...errors import ScorerError, ScorerInputError
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
 from .deterministic import _expected
@@ -33,7 +34,7 @@ def _references(example: Example, field: str) -> list[str]:
     raw = _expected(example, field)
     refs = [raw] if isinstance(raw, str) else [str(r) for r in raw]
     if not refs:
-        raise ValueError(f"example {example.id}: {field} has no reference text")
+        raise ScorerInputError(f"example {example.id}: {field} has no reference text")
     return refs
 
 
@@ -144,6 +145,6 @@ class EvaluateMetric(_MetricScorer):
         result = metric_module(o.metric).compute(predictions=[output], references=references,
                                                  **o.args)
         if o.key not in result:
-            raise KeyError(f"metric {o.metric!r} returned {sorted(result)}, not {o.key!r}")
+            raise ScorerError(f"metric {o.metric!r} returned {sorted(result)}, not {o.key!r}")
         value = result[o.key]
         return value[0] if isinstance(value, list) else value

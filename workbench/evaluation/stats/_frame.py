@@ -10,17 +10,13 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.errors import StatsInputError  # defined with the other errors
 
 MetricKind = Literal["binary", "continuous"]
 Correction = Literal["holm", "bh", "none"]
 McNemarMethod = Literal["exact", "midp"]
 
 SCORE_PREFIX = "score."
-
-
-class StatsInputError(WorkbenchError, ValueError):
-    """The results or the options given to the statistics cannot be used as they are."""
 
 
 def col(metric: str) -> str:

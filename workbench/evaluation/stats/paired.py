@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from ._frame import Correction, McNemarMethod, MetricKind
+from ._frame import Correction, McNemarMethod, MetricKind, StatsInputError
 
 # Up to this many non-zero differences the sign-flip distribution is enumerated exactly.
 EXACT_MAX_NONZERO = 12
@@ -258,7 +258,7 @@ def adjust_pvalues(p_values: Sequence[float], method: Correction = "holm") -> np
     elif method == "bh":
         adj = np.minimum.accumulate((m / np.arange(1, m + 1) * sorted_q)[::-1])[::-1]
     else:
-        raise ValueError(f"correction must be 'holm', 'bh' or 'none', not {method!r}")
+        raise StatsInputError(f"correction must be 'holm', 'bh' or 'none', not {method!r}")
     res = np.empty(m)
     res[order] = np.minimum(adj, 1.0)
     out[mask] = res

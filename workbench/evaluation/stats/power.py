@@ -8,15 +8,15 @@ import math
 import numpy as np
 from scipy import special, stats
 
-from ._frame import McNemarMethod, MetricKind
+from ._frame import McNemarMethod, MetricKind, StatsInputError
 from .noninferiority import MIN_PAIRED
 
 
 def _check_power_args(alpha: float, power: float | None = None) -> None:
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise StatsInputError(f"alpha must be in (0, 1), got {alpha}")
     if power is not None and not 0 < power < 1:
-        raise ValueError(f"power must be in (0, 1), got {power}")
+        raise StatsInputError(f"power must be in (0, 1), got {power}")
 
 
 def _binary_cells(
@@ -25,21 +25,22 @@ def _binary_cells(
     """P(a passes, b fails) and P(a fails, b passes) for a paired pass/fail design."""
     if discordance is None:
         if baseline is None:
-            raise ValueError("binary power needs baseline= (pass rate of a) or discordance=")
+            raise StatsInputError("binary power needs baseline= (pass rate of a) or discordance=")
         if not 0 <= baseline <= 1 or not 0 <= baseline + effect <= 1:
-            raise ValueError(f"baseline {baseline} plus effect {effect} must stay within [0, 1]")
+            raise StatsInputError(
+                f"baseline {baseline} plus effect {effect} must stay within [0, 1]")
         # No pairing information: assume the variants fail independently, the cautious
         # default (real variants share hard examples, which lowers discordance).
         p_b = baseline + effect
         return baseline * (1 - p_b), p_b * (1 - baseline)
     if not abs(effect) <= discordance <= 1:
-        raise ValueError(
+        raise StatsInputError(
             f"discordance (share of examples where exactly one variant passes) must be "
             f"between |effect| = {abs(effect)} and 1, got {discordance}"
         )
     p_bad, p_good = (discordance - effect) / 2, (discordance + effect) / 2
     if baseline is not None and (p_bad > baseline + 1e-12 or p_good > 1 - baseline + 1e-12):
-        raise ValueError(
+        raise StatsInputError(
             f"discordance {discordance} is impossible with baseline {baseline} and effect {effect}"
         )
     return p_bad, p_good
@@ -110,15 +111,15 @@ def _t_power(n: float, effect: float, sd_diff: float, alpha: float) -> float:
 def _sd_diff(sd: float | None, sd_diff: float | None, correlation: float) -> float:
     if sd_diff is not None:
         if sd_diff <= 0:
-            raise ValueError(f"sd_diff must be positive, got {sd_diff}")
+            raise StatsInputError(f"sd_diff must be positive, got {sd_diff}")
         return float(sd_diff)
     if sd is None:
-        raise ValueError(
+        raise StatsInputError(
             "continuous power needs sd_diff= (SD of per-example differences) or sd= "
             "(SD of scores) with correlation= between the variants' scores"
         )
     if sd <= 0 or not -1 <= correlation < 1:
-        raise ValueError("need sd > 0 and correlation in [-1, 1)")
+        raise StatsInputError("need sd > 0 and correlation in [-1, 1)")
     return float(sd) * math.sqrt(2 * (1 - correlation))
 
 
@@ -173,7 +174,7 @@ def required_sample_size(
     """
     _check_power_args(alpha, power)
     if effect == 0:
-        raise ValueError("effect must be non-zero: no sample size detects a zero difference")
+        raise StatsInputError("effect must be non-zero: no sample size detects a zero difference")
     kw = dict(
         kind=kind,
         baseline=baseline,
@@ -192,7 +193,7 @@ def required_sample_size(
         lo, hi = 2, 64
         while pw(hi) < power:
             if hi >= max_n:
-                raise ValueError(f"more than {max_n} examples needed for effect {effect}")
+                raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
             lo, hi = hi, min(max_n, 4 * hi)
         while lo < hi:
             mid = (lo + hi) // 2
@@ -208,7 +209,7 @@ def required_sample_size(
     )
     approx = max(MIN_PAIRED, int(math.ceil((z / effect) ** 2)))  # Connor (1987)
     if approx > max_n:
-        raise ValueError(f"more than {max_n} examples needed for effect {effect}")
+        raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
     if approx > 20_000:  # the exact test's saw-tooth is negligible this far out
         return approx
     # Bisect as if power rose steadily, then walk forward past any dip of the saw-tooth
@@ -217,7 +218,7 @@ def required_sample_size(
     lo, hi = 1, max(2 * approx, 50)
     while pw(hi) < power:
         if hi >= max_n:
-            raise ValueError(f"more than {max_n} examples needed for effect {effect}")
+            raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
         lo, hi = hi, min(max_n, 2 * hi)
     while lo < hi:
         mid = (lo + hi) // 2
@@ -257,7 +258,7 @@ def minimum_detectable_effect(
     kw = dict(kind=kind, alpha=alpha, mcnemar=mcnemar)
     if kind == "binary":
         if baseline is None and discordance is None:
-            raise ValueError("binary MDE needs baseline= or discordance=")
+            raise StatsInputError("binary MDE needs baseline= or discordance=")
         upper = 1.0 - (baseline or 0.0) if discordance is None else 1.0
 
         def pw(delta: float) -> float:

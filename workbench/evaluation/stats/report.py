@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ._frame import StatsInputError
 from .types import MetricComparison, PairComparison
 from .verdict import format_p
 
@@ -94,7 +95,7 @@ class ComparisonReport:
         """The primary-metric result of the (single) compared pair."""
         if len(self.pairs) != 1:
             names = ", ".join(f"{p.a}/{p.b}" for p in self.pairs)
-            raise ValueError(
+            raise StatsInputError(
                 f"this report covers {len(self.pairs)} pairs ({names}); use "
                 f"report.pair(a, b).primary"
             )
@@ -113,7 +114,7 @@ class ComparisonReport:
             if {p.a, p.b} == {a, b}:
                 return p
         known = [(p.a, p.b) for p in self.pairs]
-        raise ValueError(f"no comparison of {a!r} and {b!r} in this report; pairs: {known}")
+        raise StatsInputError(f"no comparison of {a!r} and {b!r} in this report; pairs: {known}")
 
     def to_frame(self) -> pd.DataFrame:
         """One row per metric x pair: estimates, intervals, tests, raw and adjusted p."""
