@@ -4,10 +4,11 @@
 output, the version that produced it, token usage, cost and latency. Bad bodies get a 422
 that names the field (a missing or unexpected variable included), never a 500; a body over
 the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
-a failing model is a 502, its text scrubbed of keys. With a token, the prompt routes want
-``Authorization: Bearer <token>``; the health probe and the OpenAPI docs stay open, but
-without the token the probe says only whether each prompt's registry is ok (the versions
-and the reasons, which may name the store, are for the token's holders).
+a failing model is a 502, its text scrubbed of keys; a spent budget is a 429 with the
+reason and, as ``Retry-After``, the seconds until the budget's period resets. With a token,
+the prompt routes want ``Authorization: Bearer <token>``; the health probe and the OpenAPI
+docs stay open, but without the token the probe says only whether each prompt's registry is
+ok (the versions and the reasons, which may name the store, are for the token's holders).
 
 FastAPI is imported at the top: only ``workbench serve`` and applications import this module.
 """
@@ -15,7 +16,9 @@ FastAPI is imported at the top: only ``workbench serve`` and applications import
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
+from ..observe.budgets import BudgetExceeded
 
 if TYPE_CHECKING:
     from .service import PromptService
@@ -115,6 +119,8 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                          413: {"description": "the body is over the size limit"},
                          422: {"description": "a field or a template variable is wrong, or "
                                             "the prompt is over the model's context window"},
+                         429: {"description": "a budget of the request's application or "
+                                            "user is spent (Retry-After: until it resets)"},
                          502: {"description": "the model call failed"},
                          503: {"description": "the served version cannot be called"}})
     async def complete(name: str, body: CompleteRequest) -> CompleteResponse:
@@ -127,6 +133,8 @@ def create_app(services: PromptService | Iterable[PromptService], *,
             raise RequestValidationError(problems)
         try:
             reply = await service.acomplete_version(prompt, body.variables, tags=body.tags)
+        except BudgetExceeded as exc:  # refused before any call
+            raise HTTPException(429, str(exc), headers=_retry_after(exc.resets_at)) from exc
         except TemplateError as exc:
             raise HTTPException(422, str(exc)) from exc
         except ContextWindowError as exc:  # nothing was sent
@@ -144,6 +152,13 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))
 
     return app
+
+
+def _retry_after(resets_at: float | None) -> dict[str, str] | None:
+    """``Retry-After`` in whole seconds until ``resets_at``; none when it is unknown."""
+    if resets_at is None:
+        return None
+    return {"Retry-After": str(max(1, math.ceil(resets_at - time.time())))}
 
 
 def _variable_problems(given: dict[str, Any], expected: frozenset[str]) -> list[dict[str, Any]]:
