@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from ..gateway.pricing import _litellm
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetGuard
+from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .live_prompt import LivePrompt
 
@@ -72,6 +73,8 @@ class PromptService:
         self.name, self.alias = name, alias
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
+        # called with each request's usage record (the HTTP app's metrics): keep them cheap
+        self.observers: list[Callable[[UsageRecord], None]] = []
         self._model_override = model
         self._gateway = Gateway(cache=None)
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
@@ -321,9 +324,15 @@ def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig
     now = time.perf_counter()
     steps = {**steps, "call": now - call_started}
     steps["total"] = sum(steps.values())
-    usage.served(prompt=service.name, version=prompt.version, alias=service.alias, tags=tags,
-                 config=model, completion=completion, error=error, status=status,
-                 steps=steps, ttft_s=None if first is None else first - call_started)
+    made = usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
+                        tags=tags, config=model, completion=completion, error=error,
+                        status=status, steps=steps,
+                        ttft_s=None if first is None else first - call_started)
+    for observer in service.observers:  # the HTTP app's /metrics
+        try:
+            observer(made)
+        except Exception:  # metrics never fail a request
+            log.exception("a usage observer failed")
     if completion is not None and service.budgets is not None:
         service.budgets.add(tags, completion.cost)
 
