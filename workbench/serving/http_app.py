@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +30,7 @@ from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
 from ..observe.budgets import BudgetExceeded
+from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 
 if TYPE_CHECKING:
     from .service import PromptService
@@ -103,6 +104,9 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                               + ", ".join(f"`{s.name}@{s.alias}`" for s in by_name.values()))
 
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    metrics = app.state.metrics = ServingMetrics()  # a registry of this app's own
+    for service in by_name.values():
+        service.observers.append(metrics.observe)
 
     @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
                                  "(or none configured) also the versions served and why")
@@ -111,6 +115,12 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         states = [service.status(detail=detail) for service in by_name.values()]
         degraded = any(state["registry"] != "ok" for state in states)
         return {"status": "degraded" if degraded else "ok", "prompts": states}
+
+    @app.get("/metrics", summary="Prometheus metrics: token usage and operation duration "
+                                 "(OpenTelemetry GenAI names), cost, requests, errors",
+             dependencies=[Depends(authorize)], response_class=Response)
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/prompts/{name}/complete", response_model=CompleteResponse,
               summary="render the served version with the variables and call its model",
