@@ -5,7 +5,8 @@ output, the version that produced it, token usage, cost and latency. Bad bodies 
 that names the field (a missing or unexpected variable included), never a 500; a body over
 the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
 a failing model is a 502, its text scrubbed of keys; a spent budget is a 429 with the
-reason and, as ``Retry-After``, the seconds until the budget's period resets. With a token,
+reason and, as ``Retry-After``, the seconds until the budget's period resets; so is a
+request when the model's calls in flight and its queue are full (``max_concurrency``). With a token,
 the prompt routes want ``Authorization: Bearer <token>``; the health probe and the OpenAPI
 docs stay open, but without the token the probe says only whether each prompt's registry is
 ok (the versions and the reasons, which may name the store, are for the token's holders).
@@ -30,6 +31,7 @@ from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
 from ..observe.budgets import BudgetExceeded
+from .concurrency import Saturated
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 
 if TYPE_CHECKING:
@@ -107,6 +109,7 @@ def create_app(services: PromptService | Iterable[PromptService], *,
     metrics = app.state.metrics = ServingMetrics()  # a registry of this app's own
     for service in by_name.values():
         service.observers.append(metrics.observe)
+        metrics.watch(service)
 
     @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
                                  "(or none configured) also the versions served and why")
@@ -130,7 +133,9 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                          422: {"description": "a field or a template variable is wrong, or "
                                             "the prompt is over the model's context window"},
                          429: {"description": "a budget of the request's application or "
-                                            "user is spent (Retry-After: until it resets)"},
+                                            "user is spent (Retry-After: until it resets), "
+                                            "or the model's calls in flight and queue are "
+                                            "full (Retry-After: an estimate)"},
                          502: {"description": "the model call failed"},
                          503: {"description": "the served version cannot be called"}})
     async def complete(name: str, body: CompleteRequest) -> CompleteResponse:
@@ -144,7 +149,12 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         try:
             reply = await service.acomplete_version(prompt, body.variables, tags=body.tags)
         except BudgetExceeded as exc:  # refused before any call
+            metrics.rejected.labels(name, "budget").inc()
             raise HTTPException(429, str(exc), headers=_retry_after(exc.resets_at)) from exc
+        except Saturated as exc:  # the model's slots and queue are full: nothing was sent
+            metrics.rejected.labels(name, "saturated").inc()
+            raise HTTPException(429, str(exc),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from exc
         except TemplateError as exc:
             raise HTTPException(422, str(exc)) from exc
         except ContextWindowError as exc:  # nothing was sent

@@ -6,7 +6,9 @@ buckets; cost, unpriced calls, requests and errors are counters. Every series is
 by application, request type, prompt, prompt version and the model that answered - never
 by user: users are unbounded. Each app has its own ``CollectorRegistry`` (not the process's
 global one), so several apps and tests do not share counts. Fed with the usage record each
-request makes (``PromptService._record``): a few dictionary look-ups and additions.
+request makes (``PromptService._record``): a few dictionary look-ups and additions. With
+``max_concurrency``, the calls in flight and the queue depth per model are gauges read at
+each scrape, and requests refused with a 429 are counted by reason.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LABELS = ("application", "request_type", "prompt", "prompt_version", "gen_ai_operation_name",
@@ -47,6 +50,15 @@ class ServingMetrics:
                                 "cancelled)", [*LABELS, "status"], registry=r)
         self.errors = Counter("workbench_errors", "Failed requests by error type",
                               [*LABELS, "error_type"], registry=r)
+        self.rejected = Counter("workbench_rejected_requests", "Requests refused before any "
+                                "call: a spent budget, or a saturated model (HTTP 429)",
+                                ["prompt", "reason"], registry=r)
+        self._watched: list[Any] = []
+        r.register(_Concurrency(self._watched))
+
+    def watch(self, service: Any) -> None:
+        """Report ``service``'s calls in flight and queue depth per model at each scrape."""
+        self._watched.append(service)
 
     def observe(self, record: Any) -> None:
         """Count one usage record (``workbench.observe.record.UsageRecord``)."""
@@ -72,3 +84,30 @@ class ServingMetrics:
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+class _Concurrency:
+    """Gauges read at scrape time from each service's limiter: nothing to keep in step."""
+
+    def __init__(self, services: list[Any]) -> None:
+        self.services = services
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> list[Any]:
+        labels = ["prompt", "gen_ai_request_model"]
+        in_flight = GaugeMetricFamily("workbench_in_flight_requests",
+                                      "Model calls in flight", labels=labels)
+        queued = GaugeMetricFamily("workbench_queue_depth",
+                                   "Requests waiting for a call slot", labels=labels)
+        limit = GaugeMetricFamily("workbench_max_concurrency",
+                                  "Calls in flight allowed per model", labels=["prompt"])
+        for service in self.services:
+            if service.limiter is None:
+                continue
+            limit.add_metric([service.name], service.limiter.limit)
+            for model, (flying, waiting) in service.limiter.state().items():
+                in_flight.add_metric([service.name, model], flying)
+                queued.add_metric([service.name, model], waiting)
+        return [in_flight, queued, limit]
