@@ -32,6 +32,8 @@ def slow(project, llm_server):
 
 def test_calls_over_the_limit_wait_their_turn_and_past_the_queue_are_refused(slow):
     service = PromptService("triage", max_concurrency=1, max_queue=1)
+    records = []
+    service.observers.append(records.append)
 
     async def three():
         return await asyncio.gather(*(service.acomplete(ticket=f"t{i}") for i in range(3)),
@@ -46,6 +48,8 @@ def test_calls_over_the_limit_wait_their_turn_and_past_the_queue_are_refused(slo
     assert len(results) - len(refused) == 2 and elapsed >= 0.55  # one after the other
     assert slow.request_count == 2
     assert service.limiter.state() == {MODEL: (0, 0)}
+    waits = sorted(r.steps["queue"] for r in records)  # the second waited for the first
+    assert waits[0] < 0.1 and waits[1] >= 0.25
 
 
 def test_the_limit_holds_across_threads_and_streams(slow):

@@ -168,10 +168,11 @@ class PromptService:
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
                 await asyncio.to_thread(self._gateway.check_context, model, messages)
+            waiting = time.perf_counter()
             async with self._slot(model):
                 if self.limiter is not None:  # the wait for a slot is a step of its own
-                    called = time.perf_counter()
-                    steps["queue"] = called - rendered
+                    steps["queue"] = time.perf_counter() - waiting
+                    called = rendered + steps["queue"]  # the call step: all but the wait
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
