@@ -189,3 +189,70 @@ def test_serve_passes_its_body_limit_to_the_app(service, monkeypatch):
     with TestClient(started["app"]) as http:
         response = http.post(URL, json={"variables": {"ticket": "x" * 200}})
     assert response.status_code == 413 and "over 100 bytes" in response.json()["detail"]
+
+
+def metric(text, name, **labels):
+    """The value of the one sample ``name`` with these labels (and maybe others) in ``text``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = [sample.value for family in text_string_to_metric_families(text)
+              for sample in family.samples
+              if sample.name == name and labels.items() <= sample.labels.items()]
+    assert len(values) == 1, (name, labels, values)
+    return values[0]
+
+
+def test_metrics_count_requests_tokens_and_cost_by_application_and_version(project,
+                                                                           llm_server):
+    model = ModelConfig(model="openai/test-model", api_base=llm_server.base_url, num_retries=0,
+                        input_cost_per_token=0.001, output_cost_per_token=0.002)
+    register_version("triage", PromptTemplate("Sentiment: {{ticket}}"), model)
+    promote("triage", 1, "production", approver="test")
+    service = PromptService("triage", tags={"application": "web"})
+    with TestClient(create_app(service)) as http:
+        costs, tokens_in = [], 0
+        for user in ("u-secret-1", "u-secret-2"):
+            body = http.post(URL, json={"variables": {"ticket": "I love it"},
+                                        "tags": {"user": user, "request_type": "triage"}}).json()
+            costs.append(body["cost"])
+            tokens_in += body["usage"]["prompt_tokens"]
+        llm_server.faults = Faults(server_error=1.0)
+        assert http.post(URL, json={"variables": {"ticket": "x"}}).status_code == 502
+        response = http.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(
+        "text/plain")
+    text = response.text
+    labels = {"application": "web", "request_type": "triage", "prompt": "triage",
+              "prompt_version": "1", "gen_ai_response_model": "openai/test-model",
+              "gen_ai_operation_name": "chat"}
+    assert metric(text, "workbench_requests_total", status="ok", **labels) == 2
+    assert metric(text, "gen_ai_client_token_usage_count", gen_ai_token_type="input",
+                  **labels) == 2
+    assert metric(text, "gen_ai_client_token_usage_sum", gen_ai_token_type="input",
+                  **labels) == tokens_in
+    assert metric(text, "gen_ai_client_token_usage_count", gen_ai_token_type="output",
+                  **labels) == 2
+    assert metric(text, "gen_ai_client_operation_duration_seconds_count", **labels) == 2
+    assert metric(text, "workbench_cost_usd_total", **labels) == pytest.approx(sum(costs))
+    assert sum(costs) > 0
+    assert metric(text, "workbench_errors_total", application="web", request_type="",
+                  prompt_version="1") == 1
+    assert metric(text, "workbench_requests_total", status="error") == 1
+    assert "u-secret" not in text and "user" not in text
+
+
+def test_metrics_count_unpriced_calls_and_apps_do_not_share_counts(service):
+    with TestClient(create_app(service)) as first:
+        assert first.post(URL, json={"variables": {"ticket": "x"}}).status_code == 200
+        text = first.get("/metrics").text
+    assert metric(text, "workbench_unpriced_calls_total", application="web") == 1
+    assert "workbench_cost_usd_total{" not in text  # unpriced: no cost was counted
+    with TestClient(create_app(PromptService("triage"))) as second:
+        assert "workbench_requests_total{" not in second.get("/metrics").text
+
+
+def test_metrics_want_the_bearer_when_a_token_is_configured(service):
+    with TestClient(create_app(service, token="s3cret")) as http:
+        assert http.get("/metrics").status_code == 401
+        allowed = http.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert allowed.status_code == 200 and "gen_ai_client_token_usage" in allowed.text

@@ -9,7 +9,13 @@ import pytest
 
 from workbench import ModelConfig, PromptService, PromptTemplate
 from workbench.errors import WorkbenchError
-from workbench.observe.budgets import Budget, BudgetExceeded, BudgetGuard, period_start
+from workbench.observe.budgets import (
+    Budget,
+    BudgetExceeded,
+    BudgetGuard,
+    period_end,
+    period_start,
+)
 from workbench.prompts.registry import promote, register_version
 
 
@@ -79,3 +85,35 @@ def test_a_guard_counts_spend_in_memory_after_the_first_look_up(tmp_path, monkey
     guard.add({"user": "u"}, 0.6)
     with pytest.raises(BudgetExceeded):
         guard.check({"user": "u"})
+
+
+def test_a_spent_budget_is_a_429_over_http_with_the_reason_and_when_it_resets(priced):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from workbench.serving.http_app import create_app
+
+    service = PromptService("triage", tags={"application": "helpdesk"},
+                            budgets=[Budget(limit_usd=priced / 2, application="helpdesk")])
+    url = "/v1/prompts/triage/complete"
+    with TestClient(create_app(service)) as http:
+        assert http.post(url, json={"variables": {"ticket": "same"}}).status_code == 200
+        refused = http.post(url, json={"variables": {"ticket": "same"}})
+        assert refused.status_code == 429
+        assert "application 'helpdesk' has spent" in refused.json()["detail"]
+        wait = int(refused.headers["retry-after"])
+        assert 0 < wait <= 86_400 and abs(time.time() + wait - period_end("daily")) <= 2
+
+        def unknown_end(tags):
+            raise BudgetExceeded("spent; no end known")
+
+        service.budgets.check = unknown_end
+        refused = http.post(url, json={"variables": {"ticket": "same"}})
+    assert refused.status_code == 429 and "retry-after" not in refused.headers
+
+
+def test_a_period_ends_at_the_next_midnight_or_the_next_first_utc():
+    assert period_end("daily", 1_768_915_800.0) == 1_768_867_200.0 + 86_400
+    assert period_end("monthly", 1_768_915_800.0) == 1_769_904_000.0  # 2026-02-01
+    assert period_end("monthly", 1_796_083_200.0 + 3600) == 1_798_761_600.0  # Dec → Jan

@@ -27,6 +27,12 @@ def register(commands: Any) -> None:
                        help="larger request bodies get a 413 (default: 1000000)")
     serve.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                        help="tag on every request's log record, e.g. application=helpdesk")
+    serve.add_argument("--max-concurrency", type=int, default=None, metavar="N",
+                       help="calls in flight per model; more wait in a queue (default: no "
+                            "limit)")
+    serve.add_argument("--max-queue", type=int, default=None, metavar="N",
+                       help="requests waiting per model beyond --max-concurrency; past it a "
+                            "429 with Retry-After (default: as many as --max-concurrency)")
     serve.set_defaults(handler=_serve)
 
 
@@ -71,7 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    services = [PromptService(name, alias, refresh_s=args.refresh, tags=tags)
+    services = [PromptService(name, alias, refresh_s=args.refresh, tags=tags,
+                              max_concurrency=args.max_concurrency, max_queue=args.max_queue)
                 for name, alias in targets]
     for service in services:
         print(f"serving prompts:/{service.name}@{service.alias} "

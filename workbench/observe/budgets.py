@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from ..errors import WorkbenchError
@@ -22,7 +22,13 @@ log = logging.getLogger("workbench.observe.budgets")
 
 
 class BudgetExceeded(WorkbenchError):
-    """A request was refused: its application or user has spent its budget."""
+    """A request was refused: its application or user has spent its budget.
+
+    ``resets_at`` is when the budget's period ends (epoch seconds, UTC), when known."""
+
+    def __init__(self, message: str, *, resets_at: float | None = None) -> None:
+        super().__init__(message)
+        self.resets_at = resets_at
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,16 @@ def period_start(period: str, now: float | None = None) -> float:
     return (day.replace(day=1) if period == "monthly" else day).timestamp()
 
 
+def period_end(period: str, now: float | None = None) -> float:
+    """When the period holding ``now`` ends: the next midnight or first of a month, UTC."""
+    start = datetime.fromtimestamp(period_start(period, now), UTC)
+    if period == "monthly":
+        end = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    else:
+        end = start + timedelta(days=1)
+    return end.timestamp()
+
+
 class BudgetGuard:
     """Refuses requests over a budget and warns at its alert share; ``add`` counts spend."""
 
@@ -83,7 +99,8 @@ class BudgetGuard:
                     f"{budget.scope} {key[1]!r} has spent ${spent:.4f} of its {budget.period} "
                     f"budget of ${budget.limit_usd:.2f}; requests are refused until the "
                     f"period ends. fix: raise the budget or wait for the next "
-                    f"{'day' if budget.period == 'daily' else 'month'} (UTC)")
+                    f"{'day' if budget.period == 'daily' else 'month'} (UTC)",
+                    resets_at=period_end(budget.period, key[2]))
 
     def add(self, tags: Mapping[str, str], cost: float) -> None:
         """Count a call's cost; log a warning when a budget first reaches its alert share."""

@@ -106,26 +106,29 @@ def _gateway_record(names: Mapping[str, str | None], config: Any, completion: An
 def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, str],
            config: Any, steps: dict[str, float], completion: Any = None,
            error: BaseException | None = None, status: str = "error",
-           ttft_s: float | None = None) -> None:
+           ttft_s: float | None = None) -> UsageRecord:
     """Record one request served by ``PromptService``; ``completion`` is a gateway
     ``Completion`` or a streamed ``Reply`` (model, tokens, cost). Without one, the request
     failed (``status="error"``) or its stream was abandoned (``"cancelled"``: the tokens
-    of a stream are only reported at its end, so they are unknown)."""
+    of a stream are only reported at its end, so they are unknown). Returns the record
+    (made even with the ledger off), for the serving metrics."""
     names = {"application": tags.get("application"), "user": tags.get("user"),
              "request_type": tags.get("request_type"),
              "request_id": tags.get("request_id", ""), "prompt": prompt,
              "prompt_version": version, "prompt_alias": alias,
              "requested_model": config.model, "steps": steps, "ttft_s": ttft_s}
     if completion is None:
-        record(UsageRecord(**names, model=config.model, provider=config.provider,
-                           status=status, error_type=_error_type(error)))
-        return
-    answered = completion.model
-    record(UsageRecord(
-        **names, model=answered, provider=provider_of(answered),
-        tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
-        cost=completion.cost, priced=_priced(config, answered),
-        fallback=bool(getattr(completion, "fallback", False))))
+        made = UsageRecord(**names, model=config.model, provider=config.provider,
+                           status=status, error_type=_error_type(error))
+    else:
+        answered = completion.model
+        made = UsageRecord(
+            **names, model=answered, provider=provider_of(answered),
+            tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
+            cost=completion.cost, priced=_priced(config, answered),
+            fallback=bool(getattr(completion, "fallback", False)))
+    record(made)
+    return made
 
 
 def _priced(config: Any, answered: str) -> bool:

@@ -4,10 +4,12 @@
 output, the version that produced it, token usage, cost and latency. Bad bodies get a 422
 that names the field (a missing or unexpected variable included), never a 500; a body over
 the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
-a failing model is a 502, its text scrubbed of keys. With a token, the prompt routes want
-``Authorization: Bearer <token>``; the health probe and the OpenAPI docs stay open, but
-without the token the probe says only whether each prompt's registry is ok (the versions
-and the reasons, which may name the store, are for the token's holders).
+a failing model is a 502, its text scrubbed of keys; a spent budget is a 429 with the
+reason and, as ``Retry-After``, the seconds until the budget's period resets; so is a
+request when the model's calls in flight and its queue are full (``max_concurrency``). With a token,
+the prompt routes want ``Authorization: Bearer <token>``; the health probe and the OpenAPI
+docs stay open, but without the token the probe says only whether each prompt's registry is
+ok (the versions and the reasons, which may name the store, are for the token's holders).
 
 FastAPI is imported at the top: only ``workbench serve`` and applications import this module.
 """
@@ -15,17 +17,22 @@ FastAPI is imported at the top: only ``workbench serve`` and applications import
 from __future__ import annotations
 
 import json
+import math
 import secrets
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
+from ..observe.budgets import BudgetExceeded
+from .concurrency import Saturated
+from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 
 if TYPE_CHECKING:
     from .service import PromptService
@@ -99,6 +106,10 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                               + ", ".join(f"`{s.name}@{s.alias}`" for s in by_name.values()))
 
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    metrics = app.state.metrics = ServingMetrics()  # a registry of this app's own
+    for service in by_name.values():
+        service.observers.append(metrics.observe)
+        metrics.watch(service)
 
     @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
                                  "(or none configured) also the versions served and why")
@@ -108,6 +119,12 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         degraded = any(state["registry"] != "ok" for state in states)
         return {"status": "degraded" if degraded else "ok", "prompts": states}
 
+    @app.get("/metrics", summary="Prometheus metrics: token usage and operation duration "
+                                 "(OpenTelemetry GenAI names), cost, requests, errors",
+             dependencies=[Depends(authorize)], response_class=Response)
+    def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/v1/prompts/{name}/complete", response_model=CompleteResponse,
               summary="render the served version with the variables and call its model",
               dependencies=[Depends(authorize)],
@@ -115,6 +132,10 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                          413: {"description": "the body is over the size limit"},
                          422: {"description": "a field or a template variable is wrong, or "
                                             "the prompt is over the model's context window"},
+                         429: {"description": "a budget of the request's application or "
+                                            "user is spent (Retry-After: until it resets), "
+                                            "or the model's calls in flight and queue are "
+                                            "full (Retry-After: an estimate)"},
                          502: {"description": "the model call failed"},
                          503: {"description": "the served version cannot be called"}})
     async def complete(name: str, body: CompleteRequest) -> CompleteResponse:
@@ -127,6 +148,13 @@ def create_app(services: PromptService | Iterable[PromptService], *,
             raise RequestValidationError(problems)
         try:
             reply = await service.acomplete_version(prompt, body.variables, tags=body.tags)
+        except BudgetExceeded as exc:  # refused before any call
+            metrics.rejected.labels(name, "budget").inc()
+            raise HTTPException(429, str(exc), headers=_retry_after(exc.resets_at)) from exc
+        except Saturated as exc:  # the model's slots and queue are full: nothing was sent
+            metrics.rejected.labels(name, "saturated").inc()
+            raise HTTPException(429, str(exc),
+                                headers={"Retry-After": str(exc.retry_after_s)}) from exc
         except TemplateError as exc:
             raise HTTPException(422, str(exc)) from exc
         except ContextWindowError as exc:  # nothing was sent
@@ -144,6 +172,13 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))
 
     return app
+
+
+def _retry_after(resets_at: float | None) -> dict[str, str] | None:
+    """``Retry-After`` in whole seconds until ``resets_at``; none when it is unknown."""
+    if resets_at is None:
+        return None
+    return {"Retry-After": str(max(1, math.ceil(resets_at - time.time())))}
 
 
 def _variable_problems(given: dict[str, Any], expected: frozenset[str]) -> list[dict[str, Any]]:

@@ -14,10 +14,11 @@ before it is sent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,9 @@ from ..gateway.pricing import _litellm
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetGuard
+from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
+from .concurrency import ConcurrencyLimiter, Saturated
 from .live_prompt import LivePrompt
 
 log = logging.getLogger("workbench.serving")
@@ -62,16 +65,23 @@ class PromptService:
     argument when a variable is called ``tags``. ``budgets`` refuse a request whose
     application or user has spent its limit (``BudgetExceeded``), before any call. A refresh
     that has not answered within ``refresh_timeout_s`` makes the registry count as unreachable
-    in :meth:`status`.
+    in :meth:`status`. ``max_concurrency`` caps the calls in flight per model; up to
+    ``max_queue`` more (default: as many) wait their turn, and past that a request is
+    refused at once with ``Saturated`` (its ``retry_after_s``), before any call.
     """
 
     def __init__(self, name: str, alias: str = "production", *, refresh_s: float = 60.0,
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
-                 budgets: Sequence[Budget] = ()) -> None:
+                 budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
+                 max_queue: int | None = None) -> None:
         self.name, self.alias = name, alias
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
+        self.limiter = (ConcurrencyLimiter(max_concurrency, max_queue)
+                        if max_concurrency is not None else None)
+        # called with each request's usage record (the HTTP app's metrics): keep them cheap
+        self.observers: list[Callable[[UsageRecord], None]] = []
         self._model_override = model
         self._gateway = Gateway(cache=None)
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
@@ -154,21 +164,33 @@ class PromptService:
             self.budgets.check(all_tags)
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
+        called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
                 await asyncio.to_thread(self._gateway.check_context, model, messages)
-            completion = await self._gateway.complete(model, messages)
+            waiting = time.perf_counter()
+            async with self._slot(model):
+                if self.limiter is not None:  # the wait for a slot is a step of its own
+                    steps["queue"] = time.perf_counter() - waiting
+                    called = rendered + steps["queue"]  # the call step: all but the wait
+                completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
-            _record(self, prompt, model, all_tags, steps, rendered, error=exc)
+            _record(self, prompt, model, all_tags, steps, called, error=exc)
             raise
-        _record(self, prompt, model, all_tags, steps, rendered, completion=completion)
+        _record(self, prompt, model, all_tags, steps, called, completion=completion)
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
                       model=model.model, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, cost=completion.cost,
                       latency_s=completion.latency_s, tags=all_tags)
         _log_reply(self, reply, stream=False)
         return reply
+
+    def _slot(self, model: ModelConfig) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A call slot of ``model`` (waiting for one, or ``Saturated``); none without a limit."""
+        if self.limiter is None:
+            return contextlib.nullcontext()
+        return self.limiter.slot(model.model)
 
     def _fits_for_sure(self, model: ModelConfig, messages: list[dict[str, str]]) -> bool:
         """True when the prompt fits the context window without counting its tokens: a
@@ -237,16 +259,22 @@ class ReplyStream:
         usage = None
         first: float | None = None
         try:
-            response = await litellm.acompletion(**kwargs, stream=True,
-                                                 stream_options={"include_usage": True})
-            async for chunk in response:
-                chunks.append(chunk)
-                usage = getattr(chunk, "usage", None) or usage
-                choices = getattr(chunk, "choices", None) or []
-                piece = choices[0].delta.content if choices else None
-                if piece:
-                    first = first or time.perf_counter()
-                    yield piece
+            async with self._service._slot(model):
+                if self._service.limiter is not None:  # the wait for a slot: its own step
+                    self.steps["queue"] = time.perf_counter() - started
+                    started = time.perf_counter()
+                response = await litellm.acompletion(**kwargs, stream=True,
+                                                     stream_options={"include_usage": True})
+                async for chunk in response:
+                    chunks.append(chunk)
+                    usage = getattr(chunk, "usage", None) or usage
+                    choices = getattr(chunk, "choices", None) or []
+                    piece = choices[0].delta.content if choices else None
+                    if piece:
+                        first = first or time.perf_counter()
+                        yield piece
+        except Saturated:  # refused before any call, like a spent budget
+            raise
         except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
                     status="cancelled", first=first)
@@ -320,9 +348,15 @@ def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig
     now = time.perf_counter()
     steps = {**steps, "call": now - call_started}
     steps["total"] = sum(steps.values())
-    usage.served(prompt=service.name, version=prompt.version, alias=service.alias, tags=tags,
-                 config=model, completion=completion, error=error, status=status,
-                 steps=steps, ttft_s=None if first is None else first - call_started)
+    made = usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
+                        tags=tags, config=model, completion=completion, error=error,
+                        status=status, steps=steps,
+                        ttft_s=None if first is None else first - call_started)
+    for observer in service.observers:  # the HTTP app's /metrics
+        try:
+            observer(made)
+        except Exception:  # metrics never fail a request
+            log.exception("a usage observer failed")
     if completion is not None and service.budgets is not None:
         service.budgets.add(tags, completion.cost)
 
