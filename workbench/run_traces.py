@@ -25,11 +25,9 @@ def log_traces(uri: str, experiment_id: str, run_id: str, frame: Any, prompt_uri
 
     The calls of a variant run are the child spans of one trace linked to the run (one trace
     per ``_CALLS_PER_TRACE`` calls), written with two store calls per trace: ``start_trace``
-    and one batched ``log_spans``; 2,000 calls take 0.8-1.3 s on SQLite.
-    A trace per call took 30-40 ms a call, whatever the API: each trace costs a store
-    transaction of ~10 ms of CPU in MLflow's SQLAlchemy store (~2.5 ms even batched through
-    ``log_spans``, which cannot link it to the run), MLflow's exporter adds a second one per
-    trace, and its async queue drops traces beyond 1,000 waiting. Each call stays findable:
+    and one batched ``log_spans``: a trace per call would cost a store transaction (two,
+    with MLflow's exporter) per call, and MLflow's async queue drops traces beyond 1,000
+    waiting. Each call stays findable:
     ``span.name = '<variant>/<example id>'``, ``span.status = 'ERROR'`` or
     ``span.attributes.<key>`` in ``search_traces`` or the UI's search finds its trace, and
     MLflow sums the spans' tokens and cost per trace.

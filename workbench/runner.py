@@ -109,8 +109,8 @@ async def run_matrix(
             slots.release()
 
     async def process(share: int, remote: RemoteGateway | None = None) -> None:
-        """Keep up to ``share`` calls in flight, each in a task of its own (measured:
-        7-12 % less CPU per call than long-lived worker coroutines making calls in turn).
+        """Keep up to ``share`` calls in flight, each in a task of its own (less CPU per call
+        than long-lived worker coroutines making calls in turn).
         A worker is sent a few more than its share, so it never waits for this process."""
         if share < 1:
             return
@@ -156,7 +156,7 @@ async def run_matrix(
                 task.cancel()
 
     starting = sum(not remote.started for remote in remotes)
-    if bar is not None and starting:  # ~2 s, once per Python process: say why nothing moves
+    if bar is not None and starting:  # once per Python process: say why nothing moves
         bar.set_description_str(f"calls (starting {starting} worker process"
                                 f"{'es' if starting > 1 else ''})")
     for remote in remotes:

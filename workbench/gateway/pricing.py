@@ -53,8 +53,8 @@ def _price_for_litellm(litellm: Any, config: ModelConfig) -> None:
     """Give litellm a price for each model its table lacks, once per process.
 
     litellm prices every response it returns. For a model missing from its table it first
-    searches the table for a near match, on every call: 0.86 ms of CPU per call measured
-    (7.55 against 6.96 ms), a tenth of the call. Self-hosted and OpenAI-compatible local
+    searches the table for a near match, on every call, at a good share of the call's
+    CPU. Self-hosted and OpenAI-compatible local
     models are all missing. The entry registered is the config's own prices, else zero; a
     zero entry does not make the model priced for the workbench (``has_price`` stays false,
     the cost is still reported as unknown).

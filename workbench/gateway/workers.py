@@ -15,7 +15,7 @@ A worker exits when its parent does, even after ``kill -9``: it reads its reques
 pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
-about 2 s to import litellm, once per worker). Rate limits are split between the workers.
+importing litellm, once per worker). Rate limits are split between the workers.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class RemoteGateway:
     """The part of ``Gateway`` the runner uses, answered by one worker process.
 
     Replies are read on the event loop itself (``add_reader`` on the pipe), not by a thread:
-    a reader thread contending for the GIL cost more than a millisecond per call.
+    a reader thread contending for the GIL costs the loop on every call.
     """
 
     def __init__(self, index: int) -> None:
@@ -336,7 +336,7 @@ def _serve(conn: Any) -> None:
 
     loop.add_reader(conn.fileno(), read)
     reply(-1, "ready", None)
-    # for the worker's whole life: litellm's ~380k objects stay out of the collector's
+    # for the worker's whole life: litellm's many objects stay out of the collector's
     # passes (what a worker keeps between calls is small)
     with collector.quiet():
         loop.run_forever()
