@@ -28,6 +28,5 @@ def optional_import(module: str, extra: str, purpose: str,
         return importlib.import_module(module)
     except ImportError as exc:
         raise error(
-            f"{purpose} needs {module.split('.')[0]}, which is not installed: "
-            f"{install_hint(extra)}"
+            f"{purpose}: {module.split('.')[0]} is not installed; {install_hint(extra)}"
         ) from exc
