@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .._optional import optional_import
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -112,7 +114,7 @@ class ClassReport:
 
     def confusion_figure(self) -> Figure:
         """Counts per (expected, answer), shaded by the share of the expected class."""
-        from matplotlib.figure import Figure
+        Figure = optional_import("matplotlib.figure", "lab", "the confusion chart").Figure
 
         counts = self.confusion
         shares = counts.div(counts.sum(axis=1).clip(lower=1), axis=0)

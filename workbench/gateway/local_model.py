@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._optional import optional_import
 from ..errors import GatewayError
 
 PROVIDER = "local"
@@ -73,12 +74,8 @@ def server(name: str = "smollm2") -> Any:
     """The one runtime per process for this model (creating and dropping them can hang)."""
     with _lock:
         if name not in _servers:
-            try:
-                import xllamacpp
-            except ImportError as exc:
-                raise GatewayError(
-                    "the llama.cpp runtime is missing: `pip install xllamacpp`"
-                ) from exc
+            xllamacpp = optional_import("xllamacpp", "local", "the embedded model",
+                                        error=GatewayError)
             params = xllamacpp.CommonParams()
             params.model.path = str(weights_path(name))
             params.n_ctx = CONTEXT_SIZE

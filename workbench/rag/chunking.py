@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from .._optional import optional_import
 from .corpus import Document
 from .errors import ChunkingError
 
@@ -102,7 +103,9 @@ def chunk_documents(documents: Iterable[Document], config: ChunkerConfig | Mappi
 
 @lru_cache(maxsize=16)
 def _chunker(config: ChunkerConfig) -> Any:
-    from chonkie import RecursiveChunker, SentenceChunker, TokenChunker
+    chonkie = optional_import("chonkie", "rag", "chunking")
+    RecursiveChunker, SentenceChunker, TokenChunker = (
+        chonkie.RecursiveChunker, chonkie.SentenceChunker, chonkie.TokenChunker)
 
     tokenizer = _tokenizer(config.tokenizer)
     if config.strategy == "tokens":

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from .._optional import optional_import
 from .errors import IndexIntegrityError, RagError
 
 PROBES = (
@@ -85,7 +86,7 @@ class BM25Embedder:
         return {"k1": self.k1, "b": self.b, "stem": self.stem}
 
     def _tokenizer(self) -> Any:
-        from bm25s.tokenization import Tokenizer
+        Tokenizer = optional_import("bm25s.tokenization", "rag", "BM25").Tokenizer
 
         stemmer = _snowball() if self.stem else None
         return Tokenizer(lower=True, stopwords="english", stemmer=stemmer)
@@ -327,7 +328,7 @@ def _read_npy(path: Path) -> np.ndarray:
 
 
 def _snowball() -> Any:
-    from nltk.stem.snowball import SnowballStemmer
+    SnowballStemmer = optional_import("nltk.stem.snowball", "rag", "BM25's stemmer").SnowballStemmer
 
     stem = SnowballStemmer("english").stem
     cache: dict[str, str] = {}

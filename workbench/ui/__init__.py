@@ -6,6 +6,12 @@ the public API (``Experiment``, ``Results``, ``promote``, ``workbench.feedback``
 anything done here can be done, and tested, in plain Python.
 """
 
+from .._optional import optional_import
+
+# Fail once, with the extra to install, before the panels import ipywidgets.
+optional_import("ipywidgets", "lab", "the JupyterLab panels")
+# ruff: noqa: E402
+
 from ._session import Session
 from .ab import ABPanel
 from .annotate import AnnotatePanel

@@ -10,6 +10,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
+from .._optional import optional_import
 from ._common import esc, figure_png, fmt, note, panel_box, table
 from ._session import Session, as_session
 from ._text import word_diff_html
@@ -223,7 +224,7 @@ def _error_bars(summary: pd.DataFrame, metric: str) -> np.ndarray:
 
 
 def _charts(summary: pd.DataFrame, metrics: dict[str, str], primary: str) -> Any:
-    from matplotlib.figure import Figure
+    Figure = optional_import("matplotlib.figure", "lab", "the results charts").Figure
 
     fig = Figure(figsize=(9, 3.2), layout="constrained")
     scores_ax, cost_ax = fig.subplots(1, 2, width_ratios=[3, 2])

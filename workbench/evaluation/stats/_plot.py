@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..._optional import optional_import
 from .verdict import p_text
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ def forest_plot(report: Any) -> Figure:
     ``report`` is a ``ComparisonReport`` (this module sits below it: the report draws itself
     through this function).
     """
-    from matplotlib.figure import Figure
+    Figure = optional_import("matplotlib.figure", "lab", "the forest plot").Figure
 
     metrics = list(report.metric_kinds)
     n_rows = len(report.pairs)
