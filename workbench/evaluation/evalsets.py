@@ -7,12 +7,13 @@ there is one, otherwise from a hash of the row's content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,19 @@ class Example:
 
     id: str
     inputs: Mapping[str, Any]
+
+
+@contextlib.contextmanager
+def _quiet_datasets(datasets: Any) -> Iterator[None]:
+    """No "Generating train split" bar for a local file: it is read in milliseconds, and the
+    bar lands in the CLI's output before the run's own progress."""
+    was_disabled = datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 class EvalSet:
@@ -108,9 +122,10 @@ class EvalSet:
         _check_file(path, fmt, delimiter="\t" if suffixes[-1] == ".tsv" else ",")
         try:
             extra = {"sep": "\t"} if suffixes[-1] == ".tsv" else {}
-            dataset = datasets.load_dataset(
-                fmt, data_files=str(path), split="train", keep_in_memory=True, **extra
-            )
+            with _quiet_datasets(datasets):
+                dataset = datasets.load_dataset(
+                    fmt, data_files=str(path), split="train", keep_in_memory=True, **extra
+                )
         except Exception as exc:  # datasets wraps parse errors in many types
             raise EvalSetError(f"eval set {path}: could not be read: {exc}") from exc
         return cls(dataset, name=name or path.stem, id_field=id_field, source=str(path))
