@@ -41,6 +41,7 @@ from .config import Completion, ModelConfig, _litellm_params
 from .limits import AdaptiveConcurrency, MinuteWindow
 from .pricing import _litellm, _model_info, _price_for_litellm, price
 from .scrub import scrub
+from .stream import CompletionStream
 
 _ROUTERS: dict[tuple[str, str], Any] = {}
 
@@ -176,6 +177,21 @@ class Gateway:
             fallback=int(headers.get("x-litellm-attempted-fallbacks") or 0) > 0,
         )
 
+    # ---- streams ------------------------------------------------------------------------
+    def stream(self, config: ModelConfig, messages: list[dict[str, str]]) -> CompletionStream:
+        """The answer in pieces as the model writes them, paced, retried, falling back and
+        priced as ``complete`` is; its ``completion`` is set once the stream is read."""
+        return CompletionStream(config, messages, pacing=self._pacing_for,
+                                open_one=self._open_stream, mapped=mapped,
+                                estimate_tokens=_estimate_tokens)
+
+    async def _open_stream(self, config: ModelConfig, messages: list[dict[str, str]]
+                           ) -> tuple[Any, int]:
+        litellm = _litellm(config)
+        _price_for_litellm(litellm, config)
+        return await _acompletion_with_retries(litellm, config, messages, stream=True,
+                                               stream_options={"include_usage": True})
+
     # ---- before sending -----------------------------------------------------------------
     def count_tokens(self, config: ModelConfig, messages: list[dict[str, str]]) -> int:
         """Prompt tokens as the model will see them (the embedded model counts its own)."""
@@ -231,9 +247,10 @@ def _answered_key(config: ModelConfig, completion: Completion, messages: list[di
 
 
 async def _acompletion_with_retries(litellm: Any, config: ModelConfig,
-                                    messages: list[dict[str, str]]) -> tuple[Any, int]:
+                                    messages: list[dict[str, str]], **extra: Any
+                                    ) -> tuple[Any, int]:
     """``litellm.acompletion`` and the retries it took, waiting as litellm's Router would."""
-    request = {**_litellm_params(config), **config.params, "messages": messages}
+    request = {**_litellm_params(config), **config.params, "messages": messages, **extra}
     retries = 0
     while True:
         try:

@@ -94,7 +94,7 @@ def price(config: ModelConfig, prompt_tokens: int, completion_tokens: int,
         return (prompt_tokens * (config.input_cost_per_token or 0.0)
                 + completion_tokens * (config.output_cost_per_token or 0.0))
     if not has_price(config):
-        if response is not None and config.model not in _unpriced:
+        if unknown == 0 and config.model not in _unpriced:  # a recorded cost, not an estimate
             _unpriced.add(config.model)
             log.warning("no price known for %s: its cost is counted as 0; set "
                         "input_cost_per_token and output_cost_per_token in its config",

@@ -24,9 +24,8 @@ from typing import Any
 
 from ..aio import iterate_sync, run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
-from ..gateway.client import Gateway, mapped
-from ..gateway.config import ModelConfig, connection_params
-from ..gateway.pricing import _litellm
+from ..gateway.client import Gateway
+from ..gateway.config import Completion, ModelConfig
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetGuard
@@ -179,10 +178,7 @@ class PromptService:
             _record(self, prompt, model, all_tags, steps, called, error=exc)
             raise
         _record(self, prompt, model, all_tags, steps, called, completion=completion)
-        reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
-                      model=model.model, prompt_tokens=completion.prompt_tokens,
-                      completion_tokens=completion.completion_tokens, cost=completion.cost,
-                      latency_s=completion.latency_s, tags=all_tags)
+        reply = _reply(prompt, model, completion, all_tags)
         _log_reply(self, reply, stream=False)
         return reply
 
@@ -251,52 +247,34 @@ class ReplyStream:
         return self._pieces()
 
     async def _pieces(self) -> AsyncIterator[str]:
-        model = self._model
-        litellm = _litellm(model)  # registers the embedded model's provider when needed
-        kwargs = _litellm_kwargs(model, self._messages)
+        service, model = self._service, self._model
         started = time.perf_counter()
-        chunks: list[Any] = []
-        usage = None
-        first: float | None = None
+        stream = service._gateway.stream(model, self._messages)
         try:
-            async with self._service._slot(model):
-                if self._service.limiter is not None:  # the wait for a slot: its own step
+            async with service._slot(model):
+                if service.limiter is not None:  # the wait for a slot: its own step
                     self.steps["queue"] = time.perf_counter() - started
                     started = time.perf_counter()
-                response = await litellm.acompletion(**kwargs, stream=True,
-                                                     stream_options={"include_usage": True})
-                async for chunk in response:
-                    chunks.append(chunk)
-                    usage = getattr(chunk, "usage", None) or usage
-                    choices = getattr(chunk, "choices", None) or []
-                    piece = choices[0].delta.content if choices else None
-                    if piece:
-                        first = first or time.perf_counter()
+                async with contextlib.aclosing(aiter(stream)) as pieces:  # closed if left
+                    async for piece in pieces:
                         yield piece
         except Saturated:  # refused before any call, like a spent budget
             raise
         except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
-            _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    status="cancelled", first=first)
+            _record(service, self._prompt, model, self._tags, self.steps, started,
+                    status="cancelled", first=stream.first_piece_at)
             raise
-        except Exception as exc:
-            error = mapped(exc, model)  # scrubbed, as every call's error
-            _log_failure(self._service, self._prompt, model, self._tags, error)
-            _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    error=error, first=first)
-            raise error from exc
-        latency = time.perf_counter() - started
-        text = "".join(c.choices[0].delta.content or "" for c in chunks
-                       if getattr(c, "choices", None))
-        self.reply = Reply(
-            text=text, prompt=self._prompt.name, version=self._prompt.version,
-            model=model.model, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost=_stream_cost(litellm, chunks, self._messages), latency_s=latency,
-            tags=self._tags)
-        _log_reply(self._service, self.reply, stream=True)
-        _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                completion=self.reply, first=first)
+        except GatewayError as error:  # mapped and scrubbed by the gateway
+            _log_failure(service, self._prompt, model, self._tags, error)
+            _record(service, self._prompt, model, self._tags, self.steps, started,
+                    error=error, first=stream.first_piece_at)
+            raise
+        completion = stream.completion
+        assert completion is not None  # set when the stream ends
+        self.reply = _reply(self._prompt, model, completion, self._tags)
+        _log_reply(service, self.reply, stream=True)
+        _record(service, self._prompt, model, self._tags, self.steps, started,
+                completion=completion, first=stream.first_piece_at)
 
     def __iter__(self) -> Iterator[str]:
         """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
@@ -304,19 +282,14 @@ class ReplyStream:
         return iterate_sync(self.__aiter__)
 
 
-def _litellm_kwargs(model: ModelConfig, messages: list[dict[str, str]]) -> dict[str, Any]:
-    # The gateway has no streaming yet, so a stream calls litellm itself: the primary model
-    # with its retries, without the gateway's fallbacks and pacing.
-    return {**connection_params(model), "messages": messages,
-            "num_retries": model.num_retries, **model.params}
-
-
-def _stream_cost(litellm: Any, chunks: list[Any], messages: list[dict[str, str]]) -> float:
-    try:
-        built = litellm.stream_chunk_builder(chunks, messages=messages)
-        return float(litellm.completion_cost(completion_response=built) or 0.0)
-    except Exception:  # models missing from litellm's price table cost "unknown"
-        return 0.0
+def _reply(prompt: RegisteredPrompt, model: ModelConfig, completion: Completion,
+           tags: dict[str, str]) -> Reply:
+    # the model that answered: a fallback's name when the primary failed
+    return Reply(text=completion.text, prompt=prompt.name, version=prompt.version,
+                 model=completion.model if completion.fallback else model.model,
+                 prompt_tokens=completion.prompt_tokens,
+                 completion_tokens=completion.completion_tokens, cost=completion.cost,
+                 latency_s=completion.latency_s, tags=tags)
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
