@@ -9,6 +9,8 @@ from workbench.evaluation.gate import check
 from workbench.experiment import Experiment
 from workbench.testing import assert_no_regression
 
+from .llm_server import Faults
+
 
 def put_at_alias(folder, variant, alias="production"):
     """Register a variant's prompt and point the alias at it, as a promotion would."""
@@ -142,3 +144,43 @@ def test_check_counts_what_it_sent_and_what_came_from_the_cache(make_experiment,
     second = check(folder, candidate="guided", limit=6)
     assert "  calls: 2 sent, 10 from the response cache" in second.lines
     assert llm_server.request_count == 12
+
+
+def test_a_check_over_the_context_window_fails_before_any_call(make_experiment, llm_server,
+                                                               capsys):
+    folder = make_experiment(models={"fake": {
+        "model": "openai/test-model", "api_base": llm_server.base_url, "context_window": 12,
+        "params": {"max_tokens": 8}, "num_retries": 0}})
+    put_at_alias(folder, "bare")
+    assert main(["check", str(folder), "--candidate", "guided"]) == 1
+    err = capsys.readouterr().err
+    assert "do not fit the context window; nothing was sent" in err
+    assert "run.context_policy: truncate" in err  # the fix, named
+    assert llm_server.request_count == 0
+
+
+def test_max_cost_refuses_a_check_estimated_over_it(make_experiment, llm_server, capsys):
+    folder = make_experiment(models={"fake": {
+        "model": "openai/test-model", "api_base": llm_server.base_url, "num_retries": 0,
+        "params": {"max_tokens": 8}, "input_cost_per_token": 0.001,
+        "output_cost_per_token": 0.002}})
+    put_at_alias(folder, "bare")
+    assert main(["check", str(folder), "--candidate", "guided", "--max-cost", "0.05"]) == 1
+    assert "over max_cost $0.0500; nothing was sent" in capsys.readouterr().err
+    assert llm_server.request_count == 0
+
+
+def test_a_check_that_reaches_max_cost_stops_and_fails(make_experiment, llm_server):
+    # the primary is down and its fallback costs far more than the estimate assumed
+    server = {"api_base": llm_server.base_url, "num_retries": 0, "params": {"max_tokens": 8}}
+    folder = make_experiment(models={"fake": {
+        "model": "openai/test-model", "input_cost_per_token": 1e-9,
+        "output_cost_per_token": 1e-9, **server,
+        "fallbacks": [{"model": "openai/test-model-2", "input_cost_per_token": 1.0,
+                       "output_cost_per_token": 1.0, **server}]}})
+    put_at_alias(folder, "bare")
+    llm_server.faults = Faults(down_models={"test-model"})
+    result = check(folder, candidate="guided", max_cost=0.5)
+    assert not result.passed
+    assert result.failures[0].startswith("the check did not finish (stopped at max_cost $0.5000")
+    assert llm_server.count_for("test-model-2") < 40

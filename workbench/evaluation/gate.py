@@ -47,28 +47,29 @@ class GateResult:
 
 def check(experiment_dir: str | Path, *, baseline: str = "production",
           candidate: str | None = None, limit: int | None = None, use_cache: bool = True,
-          progress: bool = False) -> GateResult:
-    """Run candidate and ``@baseline`` on the regression set; see the module doc for the rules."""
+          progress: bool = False, max_cost: float | None = None,
+          workers: int | None = None) -> GateResult:
+    """Run candidate and ``@baseline`` on the regression set; see the module doc for the rules.
+
+    The run is the experiment's own (``Experiment.arun``): every call is checked against its
+    context window and the cost estimate against ``max_cost`` (or ``run.max_cost``) before
+    anything is sent, and the check stops, and fails, once the cost spent reaches it.
+    """
     from ..aio import run_sync
 
     return run_sync(lambda: acheck(experiment_dir, baseline=baseline, candidate=candidate,
-                                   limit=limit, use_cache=use_cache, progress=progress))
+                                   limit=limit, use_cache=use_cache, progress=progress,
+                                   max_cost=max_cost, workers=workers))
 
 
 async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
                  candidate: str | None = None, limit: int | None = None,
-                 use_cache: bool = True, progress: bool = False) -> GateResult:
+                 use_cache: bool = True, progress: bool = False, max_cost: float | None = None,
+                 workers: int | None = None) -> GateResult:
     """Async form of ``check``, for notebooks and code already on an event loop."""
     from ..experiment import Experiment
-    from ..gateway.cache import ResponseCache
-    from ..gateway.client import Gateway
-    from ..preflight import plan_run
-    from ..results import Results
-    from ..runner import run_matrix
-    from ..settings import cache_path
 
     exp = Experiment.from_yaml(experiment_dir)
-    spec = exp.spec
     cand = _candidate(exp, candidate)
     base = _baseline(exp, baseline, cand)
     evalset = _regression_set(exp)
@@ -77,22 +78,19 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
     variants = [v for v in (base, cand) if v is not None]
     for variant in variants:
         _check_fields(variant, evalset)
-        variant.model.check_keys()  # a missing key fails before any call
-    cache = ResponseCache(cache_path(spec.directory))
-    try:
-        gateway = Gateway(cache)
-        # one cache read for the whole check and the run's own context policy, as a run has
-        plan = plan_run(variants, evalset.examples, gateway, policy=spec.run.context_policy,
-                        truncate_variable=spec.run.truncate_variable, use_cache=use_cache)
-        rows = await run_matrix(variants, evalset.examples, exp.scorers, gateway,
-                                concurrency=spec.run.concurrency, use_cache=use_cache,
-                                plan=plan, show_progress=progress)
-    finally:
-        cache.close()
-    results = Results.from_rows(rows, metrics=exp.metrics, primary=spec.primary,
-                                experiment=spec.name, baseline=base.name if base else None,
-                                guardrails=spec.gate.guardrails)
+    _as_gate_run(exp, variants, evalset)
+    results = await exp.arun(track=False, progress=progress, use_cache=use_cache,
+                             max_cost=max_cost, workers=workers)
+    results.guardrails = tuple(exp.spec.gate.guardrails)
     return _decide(exp, results, base, cand, baseline, len(evalset))
+
+
+def _as_gate_run(exp: Experiment, variants: list[Variant], evalset: EvalSet) -> None:
+    """Turn the loaded experiment into the gate's run: the alias's prompt (when there is
+    one) and the candidate on the regression set, the first of them the baseline."""
+    exp.variants = variants
+    exp.evalset = evalset
+    exp.spec = exp.spec.model_copy(update={"baseline": variants[0].name})
 
 
 def _candidate(exp: Experiment, name: str | None) -> Variant:
@@ -150,65 +148,90 @@ def _check_fields(variant: Variant, evalset: EvalSet) -> None:
 
 def _decide(exp: Experiment, results: Results, base: Variant | None, cand: Variant,
             alias: str, n_examples: int) -> GateResult:
-    from ..gateway.fallbacks import fallback_caveats
-    from .stats import compare, format_p
-
-    gate, frame = exp.spec.gate, results.frame
-    failures: list[str] = []
     where = f"prompts:/{exp.spec.prompt_registry_name}@{alias}"
     head = (f"workbench check {exp.name}: {cand.name!r} vs {where} on {n_examples} examples"
             if base else f"workbench check {exp.name}: {cand.name!r}; no prompt at {where} "
                          f"yet, so only thresholds, errors and degenerate answers are checked")
-    lines = [head, _calls_line(frame)]
+    lines, failures = [head, _calls_line(results.frame)], []
+    if results.partial:  # a verdict on the calls made so far would be on the wrong data
+        failures.append(f"the check did not finish ({results.partial})")
     report = None
     if base is not None:
-        try:
-            report = compare(frame, base.name, cand.name, results.metrics,
-                             primary=results.primary, guardrails=gate.guardrails,
-                             alpha=gate.alpha)
-        except ValueError as exc:
-            failures.append(f"no comparison possible: {exc}")
-        else:
-            pair = report.pairs[0]
-            for metric, r in pair.metrics.items():
-                role = " (primary)" if metric == results.primary else (
-                    " (guardrail)" if metric in gate.guardrails else "")
-                worse = r.regresses(cand.name)
-                gated = metric == results.primary or metric in gate.guardrails
-                mark = ("  REGRESSED" if gated else "  worse (not gated)") if worse else ""
-                p_value = f"p={format_p(r.p_value, gate.alpha)}"
-                lines.append(f"  {metric + role:<28} {r.mean_a:.3f} → {r.mean_b:.3f}  "
-                             f"diff {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]  "
-                             f"{p_value}{mark}")
-                if worse and gated:
-                    failures.append(f"{metric} regressed significantly "
-                                    f"({r.mean_a:.3f} → {r.mean_b:.3f}, {p_value})")
+        report = _compare(exp, results, base, cand, lines, failures)
     compared = [v.name for v in (base, cand) if v is not None]
-    lines += [f"  caveat: {caveat}" for caveat in fallback_caveats(frame, compared)]
-    mine = frame[frame["variant"] == cand.name]
-    for metric, minimum in gate.thresholds.items():
+    _fallbacks(results, compared, lines)
+    _thresholds(exp, results, cand, lines, failures)
+    _degenerate(exp, results, cand, lines, failures)
+    _errors(exp, results, base, cand, lines, failures)
+    return GateResult(not failures, cand.name, base.name if base else None, tuple(failures),
+                      tuple(lines), results, report)
+
+
+def _compare(exp: Experiment, results: Results, base: Variant, cand: Variant,
+             lines: list[str], failures: list[str]) -> ComparisonReport | None:
+    """The paired comparison: one line per metric, a failure per gated regression."""
+    from .stats import compare, format_p
+
+    gate = exp.spec.gate
+    try:
+        report = compare(results.frame, base.name, cand.name, results.metrics,
+                         primary=results.primary, guardrails=gate.guardrails, alpha=gate.alpha)
+    except ValueError as exc:
+        failures.append(f"no comparison possible: {exc}")
+        return None
+    for metric, r in report.pairs[0].metrics.items():
+        role = " (primary)" if metric == results.primary else (
+            " (guardrail)" if metric in gate.guardrails else "")
+        worse = r.regresses(cand.name)
+        gated = metric == results.primary or metric in gate.guardrails
+        mark = ("  REGRESSED" if gated else "  worse (not gated)") if worse else ""
+        p_value = f"p={format_p(r.p_value, gate.alpha)}"
+        lines.append(f"  {metric + role:<28} {r.mean_a:.3f} → {r.mean_b:.3f}  "
+                     f"diff {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]  "
+                     f"{p_value}{mark}")
+        if worse and gated:
+            failures.append(f"{metric} regressed significantly "
+                            f"({r.mean_a:.3f} → {r.mean_b:.3f}, {p_value})")
+    return report
+
+
+def _fallbacks(results: Results, compared: list[str], lines: list[str]) -> None:
+    from ..gateway.fallbacks import fallback_caveats
+
+    lines += [f"  caveat: {caveat}" for caveat in fallback_caveats(results.frame, compared)]
+
+
+def _thresholds(exp: Experiment, results: Results, cand: Variant, lines: list[str],
+                failures: list[str]) -> None:
+    mine = results.frame[results.frame["variant"] == cand.name]
+    for metric, minimum in exp.spec.gate.thresholds.items():
         value = _mean(mine, metric)
         ok = value is not None and value >= minimum
         shown = "n/a" if value is None else f"{value:.3f}"
         lines.append(f"  threshold {metric} >= {minimum:g}: {shown} {'ok' if ok else 'MISSED'}")
         if not ok:
             failures.append(f"{metric} {shown} is below its threshold {minimum:g}")
-    flagged = results.degenerate(alpha=gate.alpha).get(cand.name)
+
+
+def _degenerate(exp: Experiment, results: Results, cand: Variant, lines: list[str],
+                failures: list[str]) -> None:
+    flagged = results.degenerate(alpha=exp.spec.gate.alpha).get(cand.name)
     if flagged:  # a constant answer can tie or beat the alias and still be useless
         lines.append(f"  degenerate {cand.name}: {flagged}")
         failures.append(f"{cand.name} is degenerate: {flagged}")
-    for variant in (base, cand):
-        if variant is None:
-            continue
-        rows = frame[frame["variant"] == variant.name]
-        errors = int(rows["error"].notna().sum())
+
+
+def _errors(exp: Experiment, results: Results, base: Variant | None, cand: Variant,
+            lines: list[str], failures: list[str]) -> None:
+    allowed = exp.spec.gate.max_error_rate
+    for variant in (v for v in (base, cand) if v is not None):
+        rows = results.frame[results.frame["variant"] == variant.name]
+        errors = int(rows["error"].notna().sum()) if len(rows) else 0
         lines.append(f"  errors {variant.name}: {errors}/{len(rows)}")
-        if variant is cand and len(rows) and errors / len(rows) > gate.max_error_rate:
+        if variant is cand and len(rows) and errors / len(rows) > allowed:
             first = rows["error"].dropna().iloc[0]
             failures.append(f"{errors}/{len(rows)} candidate calls failed (allowed "
-                            f"{gate.max_error_rate:.0%}); first: {str(first)[:160]}")
-    return GateResult(not failures, cand.name, base.name if base else None, tuple(failures),
-                      tuple(lines), results, report)
+                            f"{allowed:.0%}); first: {str(first)[:160]}")
 
 
 def _calls_line(frame: Any) -> str:
