@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..evaluation.stats.report import ComparisonReport
     from ..results import Results
 
 # distinct error messages printed after a run with failed calls
@@ -67,8 +68,6 @@ def register(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
-    from ..prompts.promotion import PromotionRefused, promote
-    from ..results import format_summary
 
     experiment = Experiment.from_yaml(args.experiment)
     for warning in experiment.warnings:
@@ -84,27 +83,9 @@ def _run(args: argparse.Namespace) -> int:
                              track=not args.no_track, concurrency=args.concurrency,
                              refresh=args.refresh, max_cost=args.max_cost,
                              workers=args.workers, log_again=args.log_again)
-    report = results.report
-    print()
-    # the comparison report carries the per-variant summary; print it alone otherwise
-    print(report.to_text() if report else format_summary(results.summary(), results.metrics))
-    print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
-          f"errors: {len(results.errors)}")
-    _print_errors(results)
     failures = results.failures()
-    for warning in results.warnings:
-        if warning not in failures and warning != results.log_error:  # said below
-            print(f"warning: {warning}")
-    if report is None:  # with a report, its caveats already say this
-        for variant, why in results.degenerate().items():
-            print(f"caveat: {variant} is degenerate: {why}")
-    if results.run_ids:
-        print(f"\nMLflow ({results.tracking_uri}):")
-        print(f"  parent run  {results.run_ids['parent']}")
-        for variant, run_id in results.run_ids.items():
-            if variant != "parent":
-                version = results.prompt_versions.get(variant)
-                print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
+    _print_results(results, failures)
+    _print_mlflow_runs(results)
     if failures:
         print("\n".join(f"error: {p}" for p in failures), file=sys.stderr)
     if results.log_error:
@@ -116,22 +97,59 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if args.promote and results.partial:
         print(f"\nnot promoted: the run is partial ({results.partial}), so it has no verdict")
-    if args.promote and report is not None:
-        if report.winner is None:
-            print(f"\nnot promoted: {report.verdict}")
-        else:
-            try:
-                outcome = promote(report, alias=args.promote, approver=args.approver,
-                                  reason=args.reason)
-            except PromotionRefused as exc:
-                print(f"\nnot promoted: {exc}\n  on the command line, the reason is "
-                      "--reason TEXT")
-                return 1
-            if outcome.promoted:
-                print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
-                      f"(version {outcome.version})")
-            else:  # a protected alias: the request waits for someone else's approval
-                print(f"\nnot promoted yet: {outcome}")
+    if args.promote and results.report is not None:
+        return _promote_winner(args, results.report)
+    return 0
+
+
+def _print_results(results: Results, failures: list[str]) -> None:
+    """The comparison (or the summary), the calls that failed, warnings and caveats."""
+    from ..results import format_summary
+
+    report = results.report
+    print()
+    # the comparison report carries the per-variant summary; print it alone otherwise
+    print(report.to_text() if report else format_summary(results.summary(), results.metrics))
+    print(f"\ncache hits: {results.cache_hits} of {len(results.frame)} calls; "
+          f"errors: {len(results.errors)}")
+    _print_errors(results)
+    for warning in results.warnings:
+        if warning not in failures and warning != results.log_error:  # said below
+            print(f"warning: {warning}")
+    if report is None:  # with a report, its caveats already say this
+        for variant, why in results.degenerate().items():
+            print(f"caveat: {variant} is degenerate: {why}")
+
+
+def _print_mlflow_runs(results: Results) -> None:
+    if not results.run_ids:
+        return
+    print(f"\nMLflow ({results.tracking_uri}):")
+    print(f"  parent run  {results.run_ids['parent']}")
+    for variant, run_id in results.run_ids.items():
+        if variant != "parent":
+            version = results.prompt_versions.get(variant)
+            print(f"  {variant:<11} {run_id}  prompts:/{results.registry_name}/{version}")
+
+
+def _promote_winner(args: argparse.Namespace, report: ComparisonReport) -> int:
+    """``--promote``: move the alias to the winner, or say why not (exit 1 when refused)."""
+    from ..prompts.promotion import PromotionRefused, promote
+
+    if report.winner is None:
+        print(f"\nnot promoted: {report.verdict}")
+        return 0
+    try:
+        outcome = promote(report, alias=args.promote, approver=args.approver,
+                          reason=args.reason)
+    except PromotionRefused as exc:
+        print(f"\nnot promoted: {exc}\n  on the command line, the reason is --reason TEXT")
+        return 1
+    if outcome.promoted:
+        print(f"\npromoted {report.winner} → prompts:/{outcome.name}@{args.promote} "
+              f"(version {outcome.version})")
+    else:  # a protected alias: the request waits for someone else's approval
+        print(f"\nnot promoted yet: {outcome}")
     return 0
 
 

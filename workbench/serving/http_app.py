@@ -80,6 +80,21 @@ def create_app(services: PromptService | Iterable[PromptService], *,
     """
     from .. import __version__
 
+    by_name = _by_name(services)
+    app = FastAPI(title="Prompt Workbench serving", version=__version__,
+                  description="Prompts promoted in MLflow's prompt registry, served over HTTP: "
+                              + ", ".join(f"`{s.name}@{s.alias}`" for s in by_name.values()))
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    metrics = app.state.metrics = ServingMetrics()  # a registry of this app's own
+    for service in by_name.values():
+        service.observers.append(metrics.observe)
+        metrics.watch(service)
+    _add_status_routes(app, by_name, metrics, token)
+    _add_complete_route(app, by_name, metrics, token)
+    return app
+
+
+def _by_name(services: PromptService | Iterable[PromptService]) -> dict[str, PromptService]:
     if not isinstance(services, Iterable):
         services = [services]
     by_name: dict[str, PromptService] = {}
@@ -87,47 +102,50 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         if service.name in by_name:
             raise ValueError(f"{service.name!r} is served twice; one alias per prompt name")
         by_name[service.name] = service
+    return by_name
 
-    def authorized(request: Request) -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        return scheme.lower() == "bearer" and secrets.compare_digest(value.encode(),
-                                                                     token.encode())
+
+def _authorized(request: Request, token: str | None) -> bool:
+    if token is None:
+        return True
+    given = request.headers.get("authorization", "")
+    scheme, _, value = given.partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(value.encode(), token.encode())
+
+
+def _authorize(token: str | None) -> Any:
+    """A route dependency: a 401 without the bearer token (when one is configured)."""
 
     def authorize(request: Request) -> None:
-        if not authorized(request):
+        if not _authorized(request, token):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    app = FastAPI(title="Prompt Workbench serving", version=__version__,
-                  description="Prompts promoted in MLflow's prompt registry, served over HTTP: "
-                              + ", ".join(f"`{s.name}@{s.alias}`" for s in by_name.values()))
+    return Depends(authorize)
 
-    app.add_middleware(_BodyLimit, limit=max_body_bytes)
-    metrics = app.state.metrics = ServingMetrics()  # a registry of this app's own
-    for service in by_name.values():
-        service.observers.append(metrics.observe)
-        metrics.watch(service)
 
+def _add_status_routes(app: FastAPI, by_name: dict[str, PromptService],
+                       metrics: ServingMetrics, token: str | None) -> None:
     @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
                                  "(or none configured) also the versions served and why")
     def healthz(request: Request) -> dict[str, Any]:
-        detail = authorized(request)
+        detail = _authorized(request, token)
         states = [service.status(detail=detail) for service in by_name.values()]
         degraded = any(state["registry"] != "ok" for state in states)
         return {"status": "degraded" if degraded else "ok", "prompts": states}
 
     @app.get("/metrics", summary="Prometheus metrics: token usage and operation duration "
                                  "(OpenTelemetry GenAI names), cost, requests, errors",
-             dependencies=[Depends(authorize)], response_class=Response)
+             dependencies=[_authorize(token)], response_class=Response)
     def prometheus_metrics() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+
+def _add_complete_route(app: FastAPI, by_name: dict[str, PromptService],
+                        metrics: ServingMetrics, token: str | None) -> None:
     @app.post("/v1/prompts/{name}/complete", response_model=CompleteResponse,
               summary="render the served version with the variables and call its model",
-              dependencies=[Depends(authorize)],
+              dependencies=[_authorize(token)],
               responses={404: {"description": "this server does not serve that prompt"},
                          413: {"description": "the body is over the size limit"},
                          422: {"description": "a field or a template variable is wrong, or "
@@ -148,22 +166,11 @@ def create_app(services: PromptService | Iterable[PromptService], *,
             raise RequestValidationError(problems)
         try:
             reply = await service.acomplete_version(prompt, body.variables, tags=body.tags)
-        except BudgetExceeded as exc:  # refused before any call
-            metrics.rejected.labels(name, "budget").inc()
-            raise HTTPException(429, str(exc), headers=_retry_after(exc.resets_at)) from exc
-        except Saturated as exc:  # the model's slots and queue are full: nothing was sent
-            metrics.rejected.labels(name, "saturated").inc()
-            raise HTTPException(429, str(exc),
-                                headers={"Retry-After": str(exc.retry_after_s)}) from exc
-        except TemplateError as exc:
-            raise HTTPException(422, str(exc)) from exc
-        except ContextWindowError as exc:  # nothing was sent
-            raise HTTPException(422, str(exc)) from exc
-        except GatewayError as exc:
-            detail = scrub(str(exc), [prompt.model] if prompt.model else [])
-            raise HTTPException(502, detail) from exc
-        except RegistryError as exc:  # a version this service cannot call
-            raise HTTPException(503, str(exc)) from exc
+        except Exception as exc:
+            answer = _http_error(exc, name, prompt, metrics)
+            if answer is None:
+                raise
+            raise answer from exc
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
             model=reply.model, cost=reply.cost, latency_s=reply.latency_s, tags=reply.tags,
@@ -171,7 +178,23 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                         completion_tokens=reply.completion_tokens,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))
 
-    return app
+
+def _http_error(exc: Exception, name: str, prompt: Any,
+                metrics: ServingMetrics) -> HTTPException | None:
+    """The HTTP answer to a request that failed; None for the unforeseen (a 500)."""
+    if isinstance(exc, BudgetExceeded):  # refused before any call
+        metrics.rejected.labels(name, "budget").inc()
+        return HTTPException(429, str(exc), headers=_retry_after(exc.resets_at))
+    if isinstance(exc, Saturated):  # the model's slots and queue are full: nothing was sent
+        metrics.rejected.labels(name, "saturated").inc()
+        return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, (TemplateError, ContextWindowError)):  # nothing was sent
+        return HTTPException(422, str(exc))
+    if isinstance(exc, GatewayError):
+        return HTTPException(502, scrub(str(exc), [prompt.model] if prompt.model else []))
+    if isinstance(exc, RegistryError):  # a version this service cannot call
+        return HTTPException(503, str(exc))
+    return None
 
 
 def _retry_after(resets_at: float | None) -> dict[str, str] | None:
