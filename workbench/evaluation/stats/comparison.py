@@ -18,7 +18,7 @@ from ._frame import (
     ok_rows,
     paired_means,
 )
-from .noninferiority import non_inferiority
+from .noninferiority import NonInferiority, non_inferiority
 from .paired import PairedTest, adjust_pvalues, clean, paired_test
 from .power import minimum_detectable_effect
 from .report import ComparisonReport
@@ -107,20 +107,7 @@ def compare_metric(
     res = paired_test(x_a, x_b, kind, alpha=opts.alpha, mcnemar=opts.mcnemar)
     test = str(res.method[0])
     counts, statistic, ci_method = _statistic(res, d)
-    note = ""
-    if np.all(d == 0):
-        note = f"identical scores on all {n} paired examples"
-    elif n < 5:
-        note = f"only {n} paired examples"
     es, es_name = _effect_size(kind, x_a, x_b, d)
-    skew_warning = _skew_warning(kind, d[0] if d.ndim > 1 else d)
-    ni = None
-    if opts.non_inferiority_margin is not None and metric == opts.primary:
-        span = float(max(x_a.max(), x_b.max()) - min(x_a.min(), x_b.min()))
-        span = 1.0 if kind == "binary" else span
-        ni = non_inferiority(
-            d, opts.non_inferiority_margin, higher, opts.alpha, counts, span, opts.seed
-        )
     return MetricComparison(
         **base,
         mean_a=float(x_a.mean()),
@@ -138,9 +125,30 @@ def compare_metric(
         discordant_a=None if counts is None else counts[0],
         discordant_b=None if counts is None else counts[1],
         mde=_observed_mde(n, kind, d, counts, mde_alpha, opts),
-        ni=ni,
-        note=note,
-        skew_warning=skew_warning,
+        ni=_non_inferiority(metric, kind, x_a, x_b, d, counts, opts),
+        note=_note(d, n),
+        skew_warning=_skew_warning(kind, d[0] if d.ndim > 1 else d),
+    )
+
+
+def _note(d: np.ndarray, n: int) -> str:
+    """What a reader should know before trusting the numbers of a tiny or tied sample."""
+    if np.all(d == 0):
+        return f"identical scores on all {n} paired examples"
+    return f"only {n} paired examples" if n < 5 else ""
+
+
+def _non_inferiority(metric: str, kind: MetricKind, x_a: np.ndarray, x_b: np.ndarray,
+                     d: np.ndarray, counts: tuple[int, int] | None,
+                     opts: CompareOptions) -> NonInferiority | None:
+    """The non-inferiority test of the primary metric, when a margin was asked for."""
+    if opts.non_inferiority_margin is None or metric != opts.primary:
+        return None
+    span = float(max(x_a.max(), x_b.max()) - min(x_a.min(), x_b.min()))
+    span = 1.0 if kind == "binary" else span
+    higher = metric not in opts.lower_is_better
+    return non_inferiority(
+        d, opts.non_inferiority_margin, higher, opts.alpha, counts, span, opts.seed
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from scipy import special, stats
@@ -189,50 +190,52 @@ def required_sample_size(
     def pw(n: int) -> float:
         return expected_power(n, effect, **kw)
 
+    too_many = f"more than {max_n} examples needed for effect {effect}"
     if kind == "continuous":
-        lo, hi = 2, 64
-        while pw(hi) < power:
-            if hi >= max_n:
-                raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
-            lo, hi = hi, min(max_n, 4 * hi)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if pw(mid) >= power:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
-    p_bad, p_good = _binary_cells(effect, baseline, discordance)
-    psi = p_bad + p_good
-    z = special.ndtri(1 - alpha / 2) * math.sqrt(psi) + special.ndtri(power) * math.sqrt(
-        max(psi - effect**2, 0.0)
-    )
-    approx = max(MIN_PAIRED, int(math.ceil((z / effect) ** 2)))  # Connor (1987)
+        return _smallest_n(pw, power, 2, 64, 4, max_n, too_many)
+    approx = _connor_n(effect, baseline, discordance, alpha, power)
     if approx > max_n:
-        raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
+        raise StatsInputError(too_many)
     if approx > 20_000:  # the exact test's saw-tooth is negligible this far out
         return approx
     # Bisect as if power rose steadily, then walk forward past any dip of the saw-tooth
     # (Chernick & Liu 2002): the answer is an n from which the following ~2*sqrt(n)
     # sample sizes all reach the target too.
-    lo, hi = 1, max(2 * approx, 50)
-    while pw(hi) < power:
-        if hi >= max_n:
-            raise StatsInputError(f"more than {max_n} examples needed for effect {effect}")
-        lo, hi = hi, min(max_n, 2 * hi)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if pw(mid) >= power:
-            hi = mid
-        else:
-            lo = mid + 1
-    start = lo
+    start = _smallest_n(pw, power, 1, max(2 * approx, 50), 2, max_n, too_many)
     n = start
     while n < start + 2 * math.isqrt(start) + 20:
         n += 1
         if pw(n) < power:
             start = n + 1
     return start
+
+
+def _smallest_n(pw: Callable[[int], float], power: float, lo: int, hi: int, grow: int,
+                max_n: int, too_many: str) -> int:
+    """The smallest n in (lo, hi] reaching ``power``, hi grown ``grow``-fold until it
+    does, assuming power rises with n."""
+    while pw(hi) < power:
+        if hi >= max_n:
+            raise StatsInputError(too_many)
+        lo, hi = hi, min(max_n, grow * hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pw(mid) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _connor_n(effect: float, baseline: float | None, discordance: float | None,
+              alpha: float, power: float) -> int:
+    """Connor's (1987) normal approximation of the McNemar sample size."""
+    p_bad, p_good = _binary_cells(effect, baseline, discordance)
+    psi = p_bad + p_good
+    z = special.ndtri(1 - alpha / 2) * math.sqrt(psi) + special.ndtri(power) * math.sqrt(
+        max(psi - effect**2, 0.0)
+    )
+    return max(MIN_PAIRED, int(math.ceil((z / effect) ** 2)))
 
 
 def minimum_detectable_effect(

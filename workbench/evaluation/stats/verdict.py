@@ -230,32 +230,14 @@ def decide(
         caveats.append(f"{a} vs {b} on {r.metric}: {r.skew_warning}")
     errors_stop = False
     if errors is not None and outcome != "insufficient_data":
-        win = r.favours if outcome in ("better", "blocked") else None
-        text, errors_stop = _error_text(errors, r, win)
-        if errors_stop and win is not None:
-            outcome = "inconclusive"
-            verdict = (f"no winner on {r.metric}: {win} looked better "
-                       f"{effect_text(r, win)}, but {text}")
-        elif errors_stop:
-            verdict += f"; but {text}"
-        else:
-            verdict += text
-        if errors_stop:
-            caveats.append(f"{a} vs {b}: {text}")
+        outcome, verdict, errors_stop = _with_errors(errors, r, outcome, verdict, caveats)
     non_inf = None
     if r.ni is not None and outcome != "insufficient_data":
         guard_bad = tuple(g for g in opts.guardrails if results[g].regresses(b))
-        verdict += "; " + _ni_text(r, r.ni, guard_bad)
-        non_inf = r.ni.non_inferior and not guard_bad and not errors_stop
-        if errors_stop and r.ni.non_inferior:
-            verdict += " - not claimed while failed calls cloud the comparison"
+        outcome, verdict, non_inf = _with_non_inferiority(r, r.ni, guard_bad, errors_stop,
+                                                          outcome, verdict, caveats)
         if guard_bad:
             blocked = tuple(dict.fromkeys((*blocked, *guard_bad)))
-        if non_inf and outcome == "no_difference":
-            outcome = "non_inferior"
-        if not non_inf:
-            caveats.append(f"{a} vs {b}: non-inferiority of {b} within {r.ni.margin:g} "
-                           f"not shown")
     elif r.ni is not None:
         non_inf = False
         verdict += f"; non-inferiority of {b} within {r.ni.margin:g} not shown (too few pairs)"
@@ -274,6 +256,39 @@ def decide(
         errors=errors,
         caveats=tuple(caveats),
     )
+
+
+def _with_errors(errors: ErrorCheck, r: MetricComparison, outcome: str, verdict: str,
+                 caveats: list[str]) -> tuple[str, str, bool]:
+    """Outcome and verdict once failed calls are counted; True when they stop a claim."""
+    win = r.favours if outcome in ("better", "blocked") else None
+    text, errors_stop = _error_text(errors, r, win)
+    if errors_stop and win is not None:
+        outcome = "inconclusive"
+        verdict = f"no winner on {r.metric}: {win} looked better {effect_text(r, win)}, but {text}"
+    elif errors_stop:
+        verdict += f"; but {text}"
+    else:
+        verdict += text
+    if errors_stop:
+        caveats.append(f"{r.a} vs {r.b}: {text}")
+    return outcome, verdict, errors_stop
+
+
+def _with_non_inferiority(r: MetricComparison, ni: NonInferiority, guard_bad: tuple[str, ...],
+                          errors_stop: bool, outcome: str, verdict: str,
+                          caveats: list[str]) -> tuple[str, str, bool]:
+    """Outcome and verdict with the non-inferiority test; True when it is shown."""
+    verdict += "; " + _ni_text(r, ni, guard_bad)
+    non_inf = ni.non_inferior and not guard_bad and not errors_stop
+    if errors_stop and ni.non_inferior:
+        verdict += " - not claimed while failed calls cloud the comparison"
+    if non_inf and outcome == "no_difference":
+        outcome = "non_inferior"
+    if not non_inf:
+        caveats.append(f"{r.a} vs {r.b}: non-inferiority of {r.b} within {ni.margin:g} "
+                       f"not shown")
+    return outcome, verdict, non_inf
 
 
 def why_no_pairs(df: pd.DataFrame, a: str, b: str, metric: str) -> str:
