@@ -180,7 +180,8 @@ class Gateway:
     # ---- streams ------------------------------------------------------------------------
     def stream(self, config: ModelConfig, messages: list[dict[str, str]]) -> CompletionStream:
         """The answer in pieces as the model writes them, paced, retried, falling back and
-        priced as ``complete`` is; its ``completion`` is set once the stream is read."""
+        priced as ``complete`` is (never cached: a stream is for a live reader); its
+        ``completion`` is set once the stream is read."""
         return CompletionStream(config, messages, pacing=self._pacing_for,
                                 open_one=self._open_stream, mapped=mapped,
                                 estimate_tokens=_estimate_tokens)

@@ -64,7 +64,8 @@ class CompleteResponse(BaseModel):
     version: int
     model: str
     usage: Usage
-    cost: float = Field(description="US dollars, from litellm's price table (0 when unknown)")
+    cost: float = Field(description="US dollars, at the model config's prices, else "
+                                    "litellm's price table (0 when unknown)")
     latency_s: float = Field(description="the model call's duration")
     tags: dict[str, str]
 
