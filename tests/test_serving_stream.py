@@ -44,6 +44,16 @@ def test_a_stream_falls_back_when_the_primary_fails_before_the_first_piece(proje
     assert records[-1].status == "ok"
 
 
+def test_a_completion_answered_by_a_fallback_names_the_model_that_answered(project,
+                                                                          llm_server):
+    llm_server.faults = Faults(down_models={"test-model"})
+    fallback = {"model": "openai/test-model-2", "api_base": llm_server.base_url,
+                "num_retries": 0}
+    service, records = serve("fallback-complete", llm_server, fallbacks=[fallback])
+    reply = service.complete(ticket="I love it")
+    assert reply.model == "openai/test-model-2" and records[-1].fallback
+
+
 def test_a_stream_whose_every_model_fails_raises_the_mapped_error(project, llm_server):
     llm_server.faults = Faults(down_models={"test-model", "test-model-2"})
     fallback = {"model": "openai/test-model-2", "api_base": llm_server.base_url,
