@@ -104,6 +104,9 @@ class CompletionStream:
                     error.__cause__ = exc
                 failure = error
                 continue
+            except BaseException:  # cancelled while waiting: its connection goes too
+                await _close(rest)
+                raise
             if chunks and _text(chunks[-1]):
                 self.first_piece_at = time.perf_counter()
             return config, chunks, rest, retries
