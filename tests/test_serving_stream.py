@@ -74,13 +74,25 @@ def test_streams_wait_for_the_models_rate_limits(project, llm_server, monkeypatc
             return await super().acquire(units)
 
     monkeypatch.setattr(client, "MinuteWindow", Window)
-    service, _ = serve("paced", llm_server, rpm=100, tpm=10_000, params={"max_tokens": 5})
-    for _ in range(2):
-        assert "".join(service.stream(ticket="I love it"))
-    requests = [units for limit, units in asked if limit == 100]
-    tokens = [units for limit, units in asked if limit == 10_000]
-    assert requests == [1, 1] and len(tokens) == 2 and all(t >= 5 for t in tokens)
-    assert llm_server.request_count == 2
+    service, _ = serve("paced", llm_server, rpm=1, tpm=10_000, params={"max_tokens": 5})
+
+    async def two_streams() -> None:  # one event loop, as in the HTTP app
+        assert "".join([p async for p in service.stream(ticket="I love it")])
+        second = asyncio.create_task(anext(aiter(service.stream(ticket="I love it"))))
+        for _ in range(200):
+            if len([1 for limit, _ in asked if limit == 1]) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)
+        assert not second.done()  # waiting for the next minute's request
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+
+    asyncio.run(two_streams())
+    assert [units for limit, units in asked if limit == 1] == [1, 1]
+    assert [units >= 5 for limit, units in asked if limit == 10_000] == [True]
+    assert llm_server.request_count == 1
 
 
 def test_a_rate_limited_stream_halves_the_models_concurrency(project, llm_server):
