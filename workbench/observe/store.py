@@ -5,11 +5,14 @@ SQLAlchemy Core keeps one code path for the local file and a team's PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..settings import project_root
+from . import histogram, rollup
 from .record import UsageRecord
 
 URL_ENV = "WORKBENCH_LEDGER_URL"
@@ -29,8 +32,9 @@ def default_url() -> str:
     return f"sqlite:///{project_root() / '.workbench' / 'usage.sqlite'}"
 
 
-def tables() -> tuple[Any, Any, Any, Any]:
-    """calls, steps, lost, alerts: built on first use so importing needs no SQLAlchemy."""
+def tables() -> tuple[Any, ...]:
+    """calls, steps, lost, alerts, then the rollups step_hist, usage_daily and rolled: built
+    on first use so importing needs no SQLAlchemy."""
     import sqlalchemy as sa
 
     meta = sa.MetaData()
@@ -64,7 +68,7 @@ def tables() -> tuple[Any, Any, Any, Any]:
         sa.Column("ts", num, nullable=False), sa.Column("kind", text(50)),
         sa.Column("key", text(300)), sa.Column("payload", sa.Text),
     )
-    return calls, steps, lost, alerts
+    return calls, steps, lost, alerts, histogram.table(meta), *rollup.tables(meta)
 
 
 class Store:
@@ -83,7 +87,8 @@ class Store:
         self.engine = sa.create_engine(url, **options)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.calls, self.steps, self.lost, self.alerts = tables()
+        (self.calls, self.steps, self.lost, self.alerts, self.step_hist, self.usage_daily,
+         self.rolled) = tables()
         self.calls.metadata.create_all(self.engine)
         self._insert_calls = self._insert_sql("calls", CALL_COLUMNS)
         self._insert_steps = self._insert_sql("steps", ("call_id", "ts", "step", "seconds"))
@@ -100,11 +105,15 @@ class Store:
         """One transaction: the calls, their steps, and any loss counts to report."""
         call_rows = [_row(r) for r in records]
         step_rows = [(r.call_id, r.ts, s, v) for r in records for s, v in r.steps.items()]
+        settled = time.time() - rollup.SETTLE_S
+        late = [r.ts for r in records if r.ts < settled]
         with self.engine.begin() as conn:
             if call_rows:
                 conn.exec_driver_sql(self._insert_calls, call_rows)
             if step_rows:
                 conn.exec_driver_sql(self._insert_steps, step_rows)
+            if late:
+                rollup.forget(conn, self, late)
             if lost:
                 conn.execute(self.lost.insert(),
                              [{"ts": t, "count": n, "reason": why} for t, n, why in lost])
@@ -124,4 +133,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    try:
+        cursor.execute("SELECT ln(2.0), floor(2.5)")
+    except Exception:  # a SQLite built without its math functions: the rollups need two
+        dbapi_connection.create_function("ln", 1, math.log, deterministic=True)
+        dbapi_connection.create_function("floor", 1, math.floor, deterministic=True)
     cursor.close()
