@@ -62,6 +62,7 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
     from ..experiment import Experiment
     from ..gateway.cache import ResponseCache
     from ..gateway.client import Gateway
+    from ..observe.hook import attribute
     from ..preflight import plan_run
     from ..results import Results
     from ..runner import run_matrix
@@ -84,9 +85,10 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
         # one cache read for the whole check and the run's own context policy, as a run has
         plan = plan_run(variants, evalset.examples, gateway, policy=spec.run.context_policy,
                         truncate_variable=spec.run.truncate_variable, use_cache=use_cache)
-        rows = await run_matrix(variants, evalset.examples, exp.scorers, gateway,
-                                concurrency=spec.run.concurrency, use_cache=use_cache,
-                                plan=plan, show_progress=progress)
+        with attribute(exp.name, request_type="check"):  # the usage ledger's records
+            rows = await run_matrix(variants, evalset.examples, exp.scorers, gateway,
+                                    concurrency=spec.run.concurrency, use_cache=use_cache,
+                                    plan=plan, show_progress=progress)
     finally:
         cache.close()
     results = Results.from_rows(rows, metrics=exp.metrics, primary=spec.primary,

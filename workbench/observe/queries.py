@@ -22,7 +22,7 @@ EXACT_LIMIT = 200_000  # step values read exactly; above, the per-hour histogram
 
 DIMENSIONS = ("application", "user", "request_type", "prompt", "prompt_version",
               "prompt_alias", "model", "provider", "requested_model", "status", "error_type",
-              "cache_hit", "fallback")
+              "cache_hit", "fallback", "route")
 
 
 def _by(by: str | list[str] | tuple[str, ...] | None, allowed: tuple[str, ...]) -> list[str]:

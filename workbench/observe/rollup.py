@@ -21,7 +21,7 @@ from . import histogram
 DAY = 86400.0
 SETTLE_S = 600.0
 TEXT = ("application", "user", "request_type", "prompt", "prompt_alias", "model", "provider",
-        "requested_model", "status", "error_type")
+        "requested_model", "status", "error_type", "route")
 KEYS = (*TEXT, "prompt_version", "cache_hit", "fallback")
 SUMS = ("calls", "tokens_in", "tokens_out", "tokens_cached", "cost", "unpriced_calls",
         "cache_hits", "errors")

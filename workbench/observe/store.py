@@ -21,8 +21,9 @@ CALL_COLUMNS = (
     "call_id", "request_id", "ts", "application", "user", "request_type", "prompt",
     "prompt_version", "prompt_alias", "model", "provider", "requested_model", "tokens_in",
     "tokens_out", "tokens_cached", "cost", "priced", "ttft_s", "cache_hit", "fallback",
-    "status", "error_type",
+    "status", "error_type", "route", "fingerprint",
 )
+ADDED_COLUMNS = ("route", "fingerprint")  # columns a ledger made before them lacks
 
 
 def default_url() -> str:
@@ -50,6 +51,7 @@ def tables() -> tuple[Any, ...]:
         sa.Column("cost", num), sa.Column("priced", flag), sa.Column("ttft_s", num),
         sa.Column("cache_hit", flag), sa.Column("fallback", flag),
         sa.Column("status", text(20)), sa.Column("error_type", text(200)),
+        sa.Column("route", text(200)), sa.Column("fingerprint", text(32)),
     )
     steps = sa.Table(
         "steps", meta,
@@ -90,6 +92,7 @@ class Store:
         (self.calls, self.steps, self.lost, self.alerts, self.step_hist, self.usage_daily,
          self.rolled) = tables()
         self.calls.metadata.create_all(self.engine)
+        _add_columns(self.engine)
         self._insert_calls = self._insert_sql("calls", CALL_COLUMNS)
         self._insert_steps = self._insert_sql("steps", ("call_id", "ts", "step", "seconds"))
 
@@ -126,7 +129,18 @@ def _row(r: UsageRecord) -> tuple[Any, ...]:
     return (r.call_id, r.request_id, r.ts, r.application, r.user, r.request_type, r.prompt,
             r.prompt_version, r.prompt_alias, r.model, r.provider, r.requested_model,
             r.tokens_in, r.tokens_out, r.tokens_cached, r.cost, r.priced, r.ttft_s,
-            r.cache_hit, r.fallback, r.status, r.error_type)
+            r.cache_hit, r.fallback, r.status, r.error_type, r.route, r.fingerprint)
+
+
+def _add_columns(engine: Any) -> None:
+    """A ledger made before ``ADDED_COLUMNS`` gets them, empty for its earlier rows."""
+    import sqlalchemy as sa
+
+    have = {c["name"] for c in sa.inspect(engine).get_columns("calls")}
+    with engine.begin() as conn:
+        for name in ADDED_COLUMNS:
+            if name not in have:
+                conn.exec_driver_sql(f"ALTER TABLE calls ADD COLUMN {name} VARCHAR(200)")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

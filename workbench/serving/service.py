@@ -27,13 +27,15 @@ from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import Gateway, mapped
 from ..gateway.config import ModelConfig, connection_params
 from ..gateway.pricing import _litellm
+from ..gateway.routing import Decision, RoutePolicy
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
-from ..observe.budgets import Budget, BudgetGuard
+from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
 from .live_prompt import LivePrompt
+from .shadow import shadow_call
 
 log = logging.getLogger("workbench.serving")
 
@@ -74,7 +76,7 @@ class PromptService:
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
-                 max_queue: int | None = None) -> None:
+                 max_queue: int | None = None, routes: RoutePolicy | None = None) -> None:
         self.name, self.alias = name, alias
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
@@ -87,6 +89,10 @@ class PromptService:
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
+        self.routes, self._routed_from = routes, None
+        if routes is not None and routes.rules:  # evidence is checked before any call
+            self._routed_from = self._model_for(self.prompt).model
+            routes.check(self._model_for(self.prompt), tracking_uri)
 
     @property
     def refresh_s(self) -> float:
@@ -160,10 +166,12 @@ class PromptService:
         messages = self._render(prompt, variables, {})
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
-        if self.budgets is not None:
-            self.budgets.check(all_tags)
+        route = self._route(model, messages, all_tags)
+        model = route.model if route is not None else model
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
+        if self.budgets is not None:
+            _check_budget(self, prompt, model, all_tags, steps)
         called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
@@ -176,15 +184,30 @@ class PromptService:
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
-            _record(self, prompt, model, all_tags, steps, called, error=exc)
+            _record(self, prompt, model, all_tags, steps, called, error=exc,
+                    route=route and route.rule)
             raise
-        _record(self, prompt, model, all_tags, steps, called, completion=completion)
+        except Saturated as exc:
+            _record(self, prompt, model, all_tags, steps, called, error=exc, status="refused",
+                    route=route and route.rule)
+            raise
+        _record(self, prompt, model, all_tags, steps, called, completion=completion,
+                route=route and route.rule, fingerprint=usage.fingerprint(model, messages))
+        if route is not None and route.shadow is not None:
+            shadow_call(self, prompt, route, messages, all_tags, completion)
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
                       model=model.model, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, cost=completion.cost,
                       latency_s=completion.latency_s, tags=all_tags)
         _log_reply(self, reply, stream=False)
         return reply
+
+    def _route(self, model: ModelConfig, messages: list[dict[str, str]],
+               tags: Mapping[str, str]) -> Decision | None:
+        """The route of a request; only from the model the evidence was checked against."""
+        if self.routes is None or model.model != self._routed_from:
+            return None
+        return self.routes.choose(model, messages, tags)
 
     def _slot(self, model: ModelConfig) -> contextlib.AbstractAsyncContextManager[Any]:
         """A call slot of ``model`` (waiting for one, or ``Saturated``); none without a limit."""
@@ -218,7 +241,8 @@ class PromptService:
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
         if self.budgets is not None:
-            self.budgets.check(all_tags)
+            _check_budget(self, prompt, model, all_tags,
+                          {"render": time.perf_counter() - started})
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, all_tags)
@@ -273,7 +297,9 @@ class ReplyStream:
                     if piece:
                         first = first or time.perf_counter()
                         yield piece
-        except Saturated:  # refused before any call, like a spent budget
+        except Saturated as exc:  # refused before any call, like a spent budget
+            _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                    error=exc, status="refused")
             raise
         except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
@@ -343,22 +369,34 @@ def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
 def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
             tags: dict[str, str], steps: dict[str, float], call_started: float, *,
             completion: Any = None, error: Exception | None = None,
-            status: str = "error", first: float | None = None) -> None:
-    """One usage-ledger record: steps so far plus the call, and the total."""
+            status: str = "error", first: float | None = None,
+            route: str | None = None, fingerprint: str | None = None) -> None:
+    """One usage-ledger record: steps so far plus the call, and the total. A refusal (no
+    call was made) is recorded but is not the observers' (/metrics counts it itself)."""
     now = time.perf_counter()
-    steps = {**steps, "call": now - call_started}
+    steps = dict(steps) if status == "refused" else {**steps, "call": now - call_started}
     steps["total"] = sum(steps.values())
     made = usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
                         tags=tags, config=model, completion=completion, error=error,
-                        status=status, steps=steps,
+                        status=status, steps=steps, route=route, fingerprint=fingerprint,
                         ttft_s=None if first is None else first - call_started)
-    for observer in service.observers:  # the HTTP app's /metrics
+    for observer in service.observers if status != "refused" else ():  # /metrics
         try:
             observer(made)
         except Exception:  # metrics never fail a request
             log.exception("a usage observer failed")
     if completion is not None and service.budgets is not None:
         service.budgets.add(tags, completion.cost)
+
+
+def _check_budget(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
+                  tags: dict[str, str], steps: dict[str, float]) -> None:
+    """``BudgetExceeded`` when a budget of the request is spent; the refusal is recorded."""
+    try:
+        service.budgets.check(tags)  # type: ignore[union-attr]
+    except BudgetExceeded as exc:
+        _record(service, prompt, model, tags, steps, 0.0, error=exc, status="refused")
+        raise
 
 
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
