@@ -208,6 +208,31 @@ def _fetch(store: Any, query: Any) -> list[tuple[Any, ...]]:
         return conn.exec_driver_sql(str(compiled), params).cursor.fetchall()
 
 
+def series(store: Any, since: Since = "7d", every_s: float = 3600.0) -> Any:
+    """Cost, calls and busy seconds (the sum of 'total' steps) per period of ``every_s``:
+    the Cost panel's chart, throughput and average concurrency (busy seconds / period)."""
+    import pandas as pd
+    import sqlalchemy as sa
+
+    c = store.calls.c
+    if store.engine.dialect.name == "sqlite":  # no floor() without its math extension
+        period = sa.cast(c.ts / every_s, sa.Integer) * every_s
+    else:
+        period = sa.func.floor(c.ts / every_s) * every_s
+    query = sa.select(period.label("start"), sa.func.count(), sa.func.coalesce(
+        sa.func.sum(c.cost), 0.0)).where(c.ts >= since_ts(since)).group_by(period)
+    frame = pd.DataFrame.from_records(_fetch(store, query), columns=["start", "calls", "cost"])
+    s = store.steps.c
+    busy_period = (sa.cast(s.ts / every_s, sa.Integer) * every_s
+                   if store.engine.dialect.name == "sqlite" else
+                   sa.func.floor(s.ts / every_s) * every_s)
+    busy = sa.select(busy_period, sa.func.sum(s.seconds)).where(
+        s.step == "total", s.ts >= since_ts(since)).group_by(busy_period)
+    seconds = dict(_fetch(store, busy))
+    frame["busy_s"] = [float(seconds.get(start, 0.0) or 0.0) for start in frame["start"]]
+    return frame.sort_values("start").reset_index(drop=True)
+
+
 def lost(store: Any, since: Since = "7d") -> int:
     """How many records were lost (queue full, too many waiting) in the window."""
     import sqlalchemy as sa

@@ -70,7 +70,13 @@ def tables() -> tuple[Any, ...]:
         sa.Column("ts", num, nullable=False), sa.Column("kind", text(50)),
         sa.Column("key", text(300)), sa.Column("payload", sa.Text),
     )
-    return calls, steps, lost, alerts, histogram.table(meta), *rollup.tables(meta)
+    acks = sa.Table(
+        "acks", meta,
+        sa.Column("alert_id", sa.String(64), primary_key=True),
+        sa.Column("ts", num, nullable=False), sa.Column("by", text(200)),
+        sa.Column("note", text(500)),
+    )
+    return calls, steps, lost, alerts, histogram.table(meta), *rollup.tables(meta), acks
 
 
 class Store:
@@ -90,7 +96,7 @@ class Store:
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         (self.calls, self.steps, self.lost, self.alerts, self.step_hist, self.usage_daily,
-         self.rolled) = tables()
+         self.rolled, self.acks) = tables()
         self.calls.metadata.create_all(self.engine)
         _add_columns(self.engine)
         self._insert_calls = self._insert_sql("calls", CALL_COLUMNS)
