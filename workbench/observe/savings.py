@@ -19,6 +19,7 @@ The window's figures are scaled to 30 days of the traffic the window saw.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -198,7 +199,10 @@ def _downgrades(calls: Any, scale: float, uri: str | None) -> list[Recommendatio
     from ..gateway.routing import RoutingError, _report, _variant_models
     from ..settings import tracking_uri as default_uri
 
-    client = MlflowClient(uri or default_uri())
+    uri = uri or default_uri()
+    if uri.startswith("sqlite:///") and not os.path.exists(uri.removeprefix("sqlite:///")):
+        return []  # no tracking store yet: no A/B, and none made just to look
+    client = MlflowClient(uri)
     out = []
     for (kind, model), group in kinds.groupby(["request_type", "model"]):
         try:
