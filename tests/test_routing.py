@@ -147,3 +147,17 @@ def test_shadow_comparison_is_logged(served, llm_server, caplog):
         "event") == "shadow"]
     assert (event["routed_model"], event["shadow_model"]) == (small.model, big.model)
     assert event["same_answer"] is True  # the loopback server answers both alike
+
+
+def test_the_project_rules_of_a_prompt_apply_to_its_service(served, llm_server, project):
+    big, small = served
+    (project / "workbench.yaml").write_text(
+        "routing:\n"
+        "  - name: other\n    prompt: summaries\n    request_type: triage\n"
+        "    to: {model: openai/none}\n    evidence: not-checked-for-this-prompt\n"
+        f"  - name: mine\n    prompt: triage\n    request_type: triage\n"
+        f"    to: {{model: {small.model}, api_base: '{llm_server.base_url}'}}\n"
+        "    forced: a spot check\n")
+    service = PromptService("triage")
+    assert [r.name for r in service.routes.rules] == ["mine"]
+    assert service.complete(ticket="x", tags={"request_type": "triage"}).model == small.model

@@ -7,12 +7,14 @@ run id of an A/B whose logged verdict says the cheaper model is non-inferior to 
 than) the model it replaces, on that request type. The run is read when the policy is
 checked, before any call; a rule without evidence is refused unless ``forced`` gives the
 reason. ``shadow`` sends that share of the routed requests to the replaced model too, off
-the request path, and logs how the answers compare.
+the request path, and logs how the answers compare. ``PromptService`` applies the rules
+of its prompt from the project's ``workbench.yaml`` unless it is given ``routes=``.
 
 In ``workbench.yaml``::
 
     routing:
       - name: short-triage
+        prompt: support-triage       # optional: only this served prompt
         request_type: triage
         to: {model: openai/gpt-4o-mini}
         evidence: 0f3c...            # the A/B's parent run
@@ -49,6 +51,7 @@ class RouteRule(BaseModel):
 
     name: str = Field(min_length=1)
     to: ModelConfig
+    prompt: str | None = None  # only the requests of this served prompt; None: every one
     request_type: str | None = None
     max_prompt_chars: int | None = Field(default=None, gt=0)
     evidence: str | None = None  # the MLflow run id of the A/B behind the rule
@@ -99,6 +102,10 @@ class RoutePolicy(BaseModel):
             raise ValueError(f"route names must be distinct: {names}")
         return self
 
+    def for_prompt(self, name: str) -> RoutePolicy:
+        """The rules that apply to the served prompt ``name``."""
+        return RoutePolicy(rules=[r for r in self.rules if r.prompt in (None, name)])
+
     def check(self, replaced: ModelConfig, tracking_uri: str | None = None) -> dict[str, str]:
         """Check each rule's evidence against ``replaced`` (the model it moves traffic from);
         returns rule name → the verdict (or the forced reason). Raises ``RoutingError``."""
@@ -122,6 +129,17 @@ class RoutePolicy(BaseModel):
                 return Decision(rule.name, rule.to,
                                 shadow=model if draw < rule.shadow else None)
         return None
+
+
+def project_policy(start: str | Path | None = None) -> RoutePolicy | None:
+    """The ``routing:`` section of the project's ``workbench.yaml``, if it has one."""
+    from ..settings import project_root
+
+    path = project_root(start) / "workbench.yaml"
+    if not path.is_file():
+        return None
+    policy = load(path)
+    return policy if policy.rules else None
 
 
 def load(source: Path | Mapping[str, Any] | Sequence[Any]) -> RoutePolicy:

@@ -27,7 +27,7 @@ from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import Gateway, mapped
 from ..gateway.config import ModelConfig, connection_params
 from ..gateway.pricing import _litellm
-from ..gateway.routing import Decision, RoutePolicy
+from ..gateway.routing import Decision, RoutePolicy, project_policy
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
@@ -89,8 +89,9 @@ class PromptService:
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
+        routes = (routes or project_policy() or RoutePolicy()).for_prompt(name)
         self.routes, self._routed_from = routes, None
-        if routes is not None and routes.rules:  # evidence is checked before any call
+        if routes.rules:  # evidence is checked before any call
             self._routed_from = self._model_for(self.prompt).model
             routes.check(self._model_for(self.prompt), tracking_uri)
 
@@ -205,7 +206,7 @@ class PromptService:
     def _route(self, model: ModelConfig, messages: list[dict[str, str]],
                tags: Mapping[str, str]) -> Decision | None:
         """The route of a request; only from the model the evidence was checked against."""
-        if self.routes is None or model.model != self._routed_from:
+        if not self.routes.rules or model.model != self._routed_from:
             return None
         return self.routes.choose(model, messages, tags)
 
