@@ -18,7 +18,7 @@ from . import histogram, rollup
 from .record import since_ts
 
 Since = str | float | timedelta | datetime | None
-EXACT_LIMIT = 200_000  # step values read exactly; above, the per-hour histogram
+EXACT_LIMIT = 50_000  # step values read exactly; above, the per-hour histogram
 
 DIMENSIONS = ("application", "user", "request_type", "prompt", "prompt_version",
               "prompt_alias", "model", "provider", "requested_model", "status", "error_type",
