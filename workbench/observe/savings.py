@@ -205,6 +205,8 @@ def _downgrades(calls: Any, scale: float, uri: str | None) -> list[Recommendatio
     client = MlflowClient(uri)
     out = []
     for (kind, model), group in kinds.groupby(["request_type", "model"]):
+        if "'" in kind:  # cannot be quoted in an MLflow filter; no run can be found for it
+            continue
         try:
             ids = [e.experiment_id for e in client.search_experiments()]
             runs = client.search_runs(ids, filter_string="tags.`workbench.request_type` = "
