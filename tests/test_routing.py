@@ -161,3 +161,15 @@ def test_the_project_rules_of_a_prompt_apply_to_its_service(served, llm_server, 
     service = PromptService("triage")
     assert [r.name for r in service.routes.rules] == ["mine"]
     assert service.complete(ticket="x", tags={"request_type": "triage"}).model == small.model
+
+
+def test_a_stream_is_routed_and_recorded_with_its_rule_and_fingerprint(served, llm_server):
+    big, small = served
+    policy = load([{"name": "t", "request_type": "triage", "to": small.model_dump(),
+                    "forced": "test"}])
+    service = PromptService("triage", routes=policy)
+    stream = service.stream(ticket="same", tags={"request_type": "triage"})
+    "".join(stream)
+    assert stream.reply.model == small.model
+    row = ledger_calls().iloc[0]
+    assert (row.model, row.route) == (small.model, "t") and len(row.fingerprint) == 32

@@ -31,6 +31,7 @@ from ..gateway.routing import Decision, RoutePolicy, project_policy
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
+from ..observe.hook import fingerprint
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
@@ -193,7 +194,7 @@ class PromptService:
                     route=route and route.rule)
             raise
         _record(self, prompt, model, all_tags, steps, called, completion=completion,
-                route=route and route.rule, fingerprint=usage.fingerprint(model, messages))
+                route=route and route.rule, fingerprint=fingerprint(model, messages))
         if route is not None and route.shadow is not None:
             shadow_call(self, prompt, route, messages, all_tags, completion)
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
@@ -241,12 +242,15 @@ class PromptService:
         messages = self._render(prompt, variables, kwargs)
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        route = self._route(model, messages, all_tags)  # a stream has no shadow call
+        model = route.model if route is not None else model
         if self.budgets is not None:
             _check_budget(self, prompt, model, all_tags,
                           {"render": time.perf_counter() - started})
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, all_tags)
+        stream.route = route and route.rule
         stream.steps["render"] = time.perf_counter() - started
         return stream
 
@@ -261,6 +265,7 @@ class ReplyStream:
                  messages: list[dict[str, str]], tags: dict[str, str]) -> None:
         self._service, self._prompt, self._model = service, prompt, model
         self._messages, self._tags = messages, tags
+        self.route: str | None = None  # the route rule that chose the model, if any
         self._started = False
         self.reply: Reply | None = None
         self.steps: dict[str, float] = {}  # for the usage ledger: render, call, total
@@ -300,17 +305,17 @@ class ReplyStream:
                         yield piece
         except Saturated as exc:  # refused before any call, like a spent budget
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    error=exc, status="refused")
+                    error=exc, status="refused", route=self.route)
             raise
         except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    status="cancelled", first=first)
+                    status="cancelled", first=first, route=self.route)
             raise
         except Exception as exc:
             error = mapped(exc, model)  # scrubbed, as every call's error
             _log_failure(self._service, self._prompt, model, self._tags, error)
             _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    error=error, first=first)
+                    error=error, first=first, route=self.route)
             raise error from exc
         latency = time.perf_counter() - started
         text = "".join(c.choices[0].delta.content or "" for c in chunks
@@ -323,7 +328,8 @@ class ReplyStream:
             tags=self._tags)
         _log_reply(self._service, self.reply, stream=True)
         _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                completion=self.reply, first=first)
+                completion=self.reply, first=first, route=self.route,
+                fingerprint=fingerprint(model, self._messages))
 
     def __iter__(self) -> Iterator[str]:
         """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
