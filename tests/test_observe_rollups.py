@@ -161,3 +161,10 @@ def test_a_call_written_late_makes_its_day_and_hour_rolled_up_again(store, monke
     assert after.loc[0, "cost"] == pytest.approx(sum(r.cost for r in records) + 1.0)
     latency = queries.latency(store, "30d").set_index("step")
     assert latency.loc["call", "calls"] == before.loc["call", "calls"] + 1
+
+
+def test_an_all_time_window_rolls_up_only_the_periods_since_the_first_call(store):
+    store.write(spread_records(count=200, days=3))
+    assert queries.usage(store, None).loc[0, "calls"] == 200
+    assert queries.latency(store, None).set_index("step").loc["call", "calls"] == 200
+    assert rolled(store, "usage_daily") <= 4 and rolled(store, "step_hist") <= 4 * 24

@@ -91,12 +91,17 @@ def ensure(store: Any, rollup: str, start: float, end: float,
     last = min(end // period * period, settled)
     if last <= first:
         return first
+    with store.engine.connect() as conn:  # periods before the first call have nothing
+        oldest = conn.execute(sa.select(sa.func.min(store.calls.c.ts))).scalar()
+    if oldest is None:
+        return first
+    begin_at = max(first, oldest // period * period)
     r = store.rolled.c
     with store.engine.connect() as conn:
         done = set(conn.execute(sa.select(r.start).where(
             r.rollup == rollup, r.start >= first, r.start < last)).scalars())
     roll = _roll_day if rollup == "usage_daily" else histogram.roll
-    begin = first
+    begin = begin_at
     while begin < last:
         if begin not in done:
             try:
