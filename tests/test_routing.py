@@ -173,3 +173,26 @@ def test_a_stream_is_routed_and_recorded_with_its_rule_and_fingerprint(served, l
     assert stream.reply.model == small.model
     row = ledger_calls().iloc[0]
     assert (row.model, row.route) == (small.model, "t") and len(row.fingerprint) == 32
+
+
+def test_routes_stay_off_when_the_served_model_changes(served, llm_server, caplog):
+    import asyncio
+
+    from workbench.prompts.versions import load as load_version
+
+    big, small = served
+    policy = load([{"name": "t", "request_type": "triage", "to": small.model_dump(),
+                    "forced": "test"}])
+    service = PromptService("triage", routes=policy)
+    other = ModelConfig(model="openai/other-model", api_base=llm_server.base_url,
+                        num_retries=0)
+    register_version("triage", PromptTemplate("Mood: {{ticket}}"), other)
+    moved = load_version("triage", version=2)  # what a refresh after a promotion serves
+    with caplog.at_level(logging.WARNING, logger="workbench.serving"):
+        for _ in range(2):
+            reply = asyncio.run(service.acomplete_version(
+                moved, {"ticket": "x"}, tags={"request_type": "triage"}))
+            assert reply.model == "openai/other-model"  # not routed
+    warnings = [r for r in caplog.records if "route rules were checked against" in
+                r.getMessage()]
+    assert len(warnings) == 1

@@ -207,7 +207,14 @@ class PromptService:
     def _route(self, model: ModelConfig, messages: list[dict[str, str]],
                tags: Mapping[str, str]) -> Decision | None:
         """The route of a request; only from the model the evidence was checked against."""
-        if not self.routes.rules or model.model != self._routed_from:
+        if not self.routes.rules:
+            return None
+        if model.model != self._routed_from:
+            if self._routed_from is not None:  # once: the evidence was about another model
+                log.warning("%s now calls %s; its route rules were checked against %s and "
+                            "stay off until the service is restarted", self, model.model,
+                            self._routed_from)
+                self._routed_from = None
             return None
         return self.routes.choose(model, messages, tags)
 
