@@ -197,6 +197,8 @@ class FakeLLMServer:
     ) -> None:
         self.latency = latency
         self.chunk_latency = 0.0  # seconds between streamed chunks (0: one write)
+        # prompt tokens reported as read from a prompt cache (usage.prompt_tokens_details)
+        self.cached_prompt_tokens = 0
         self.model_latency: dict[str, float] = dict(model_latency or {})
         self.responder: Responder = responder or echo
         self.seed = seed
@@ -513,11 +515,14 @@ class FakeLLMServer:
             " ".join(message_text(m) for m in body["messages"] if isinstance(m, Mapping))
         )
         completion_tokens = count_tokens(content)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if self.cached_prompt_tokens:
+            usage["prompt_tokens_details"] = {
+                "cached_tokens": min(self.cached_prompt_tokens, prompt_tokens)}
         head = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "created": int(time.time()),
@@ -550,7 +555,7 @@ class FakeLLMServer:
         head: dict[str, Any],
         content: str,
         finish_reason: str,
-        usage: dict[str, int],
+        usage: dict[str, Any],
         include_usage: bool,
         chunk_latency: float = 0.0,
     ) -> web.StreamResponse:

@@ -54,3 +54,21 @@ def test_a_failing_webhook_exits_1_naming_it(ledger_project, capsys):
     assert main(["observe", "alerts", "--since", "2h", "--webhook",
                  "http://127.0.0.1:9/nothing-listens"]) == 1
     assert "webhook http://127.0.0.1:9/nothing-listens" in capsys.readouterr().err
+
+
+def test_recommend_prints_each_advice_with_its_monthly_saving(ledger_project, capsys):
+    for _ in range(3):  # the same request three times: two a response cache would answer
+        observe.record(UsageRecord(application="faq", request_type="faq", prompt="faq",
+                                   model="openai/gpt-4o", cost=0.5, fingerprint="same",
+                                   ts=time.time() - 120))
+    assert main(["observe", "recommend", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "/month  response_cache  application=faq request_type=faq prompt=faq" in out
+    assert "2 of 3 requests (67%) repeated" in out
+
+
+def test_recommend_with_nothing_to_advise_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("WORKBENCH_LEDGER_URL", raising=False)
+    assert main(["observe", "recommend"]) == 0
+    assert "no savings advice from the last 30d" in capsys.readouterr().out

@@ -37,3 +37,26 @@ def test_the_ledger_writes_and_reads_on_postgresql(postgres):  # noqa: F811
         assert deliver([alert], store).already_delivered == 1
     finally:
         ledger.close()
+
+
+def test_the_rollups_are_made_and_read_on_postgresql(postgres, monkeypatch):  # noqa: F811
+    import time
+
+    from workbench.observe.store import Store
+
+    store = Store(postgres.url)
+    try:
+        now = time.time()
+        store.write([UsageRecord(application="rolled", request_type=None, cost=0.01, tokens_in=10,
+                                 steps={"call": 0.1 * (i % 10 + 1)}, ttft_s=0.05,
+                                 ts=now - 3 * 86400 + i * 60) for i in range(300)])
+        usage = queries.usage(store, since="7d", by=["application", "request_type"])
+        row = usage[usage["application"] == "rolled"].iloc[0]
+        assert row["calls"] == 300 and row["request_type"] is None
+        monkeypatch.setattr(queries, "EXACT_LIMIT", 0)
+        latency = queries.latency(store, since="7d", by=["application", "step"])
+        latency = latency[latency["application"] == "rolled"].set_index("step")
+        assert latency.loc["call", "calls"] == 300 and latency.loc["ttft", "calls"] == 300
+        assert abs(latency.loc["call", "p50"] - 0.55) < 0.06
+    finally:
+        store.dispose()

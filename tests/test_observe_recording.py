@@ -123,3 +123,101 @@ def test_a_stream_the_caller_abandons_is_recorded_as_cancelled(registered, llm_s
     row = ledger_calls().iloc[0]
     assert (row.status, row.user, row.tokens_out) == ("cancelled", "u-9", 0)
     assert row.ttft_s > 0
+
+
+def test_judge_calls_are_recorded_as_judge_calls_of_the_run(project, llm_server):
+    from workbench.evaluation.evalsets import Example
+    from workbench.evaluation.scorers import build_scorer
+
+    llm_server.responder = lambda body: '{"reason": "fine", "score": 4}'
+    judge = build_scorer("coherence", {"model": {"model": "openai/judge-model",
+                                                 "api_base": llm_server.base_url,
+                                                 "num_retries": 0}, "cache": False})
+    example = Example(id="1", inputs={"question": "q"})
+    config = ModelConfig(model="openai/test-model", api_base=llm_server.base_url)
+
+    async def run_and_judge():
+        with attribute("triage-ab", request_type="experiment"):
+            await Gateway().complete(config, [{"role": "user", "content": "hi"}])
+            return await judge.judge_text("an answer", example)
+
+    assert asyncio.run(run_and_judge()).value == 4.0
+    calls = ledger_calls().set_index("request_type")
+    assert sorted(calls.index) == ["experiment", "judge"]
+    assert calls.loc["judge", "application"] == "triage-ab"
+    assert calls.loc["judge", "model"] == "openai/judge-model"
+    assert calls.loc["judge", "prompt"] == judge.prompt.name
+
+
+def test_provider_prompt_cache_tokens_are_recorded(registered, llm_server):
+    llm_server.cached_prompt_tokens = 3
+    PromptService("triage").complete(ticket="I love it")
+    assert ledger_calls().iloc[0].tokens_cached == 3
+    assert queries.usage(default_ledger().store(), "1h").loc[0, "tokens_cached"] == 3
+
+
+def test_provider_without_cache_details_leaves_tokens_cached_empty(registered):
+    PromptService("triage").complete(ticket="I love it")
+    assert pd_isna(ledger_calls().iloc[0].tokens_cached)
+
+
+def pd_isna(value):
+    import pandas as pd
+
+    return bool(pd.isna(value))
+
+
+def test_a_spent_budget_is_recorded_as_refused(registered, llm_server):
+    import sqlalchemy as sa
+
+    from workbench.observe import Budget, BudgetExceeded
+
+    priced = ModelConfig(model="openai/test-model", api_base=llm_server.base_url,
+                         num_retries=0, input_cost_per_token=0.001)
+    service = PromptService("triage", model=priced,
+                            budgets=[Budget(limit_usd=1e-6, user="*")])
+    service.complete(ticket="a", tags={"user": "ana"})  # spends the budget
+    with pytest.raises(BudgetExceeded):
+        service.complete(ticket="b", tags={"user": "ana"})
+    with pytest.raises(BudgetExceeded):
+        service.stream(ticket="c", tags={"user": "ana"})
+    calls = ledger_calls()
+    refused = calls[calls["status"] == "refused"]
+    assert list(refused["error_type"]) == ["BudgetExceeded", "BudgetExceeded"]
+    assert list(refused["user"]) == ["ana", "ana"] and (refused["tokens_in"] == 0).all()
+    store = default_ledger().store()
+    with store.engine.connect() as conn:
+        steps = set(conn.execute(sa.select(store.steps.c.step).where(
+            store.steps.c.call_id.in_(list(refused["call_id"])))).scalars())
+    assert "call" not in steps and "total" in steps  # no call was made
+
+
+def test_a_saturated_model_refusal_is_recorded(registered, llm_server):
+    from workbench.serving.concurrency import Saturated
+
+    llm_server.latency = 0.3
+    service = PromptService("triage", max_concurrency=1, max_queue=0)
+    seen = []
+    service.observers.append(seen.append)
+
+    async def two():
+        return await asyncio.gather(*(service.acomplete(ticket=f"t{i}") for i in range(2)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(two())
+    assert sum(isinstance(r, Saturated) for r in results) == 1
+    calls = ledger_calls()
+    assert sorted(calls["status"]) == ["ok", "refused"]
+    assert calls.set_index("status").loc["refused", "error_type"] == "Saturated"
+    assert [r.status for r in seen] == ["ok"]  # /metrics counts refusals on its own
+
+
+def test_the_calls_of_a_regression_check_are_recorded_as_check(make_experiment):
+    from workbench.evaluation.gate import check
+
+    folder = make_experiment(name="triage-gate")
+    check(folder, candidate="guided", use_cache=False)  # no prompt at the alias: one variant
+    calls = ledger_calls()
+    assert len(calls) == 20  # the candidate on each example of the eval set
+    assert set(calls["application"]) == {"triage-gate"}
+    assert set(calls["request_type"]) == {"check"}

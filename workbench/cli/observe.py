@@ -1,4 +1,5 @@
-"""``workbench observe``: usage and latency from the ledger, and anomaly alerts (for cron)."""
+"""``workbench observe``: usage and latency from the ledger, anomaly alerts (for cron) and
+savings advice."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ def register(commands: Any) -> None:
     alerts.add_argument("--slo", action="append", default=[], metavar="STEP=SECONDS",
                         help="p95 latency objective of a step, e.g. call=2.5 (repeatable)")
     alerts.set_defaults(handler=_alerts)
+    advice = actions.add_parser("recommend", help="savings advice with projected monthly "
+                                                  "savings (cache, caps, downgrades)")
+    advice.add_argument("--since", default="30d", help="traffic to judge by (default: 30d)")
+    advice.set_defaults(handler=_recommend)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -69,4 +74,16 @@ def _alerts(args: argparse.Namespace) -> int:
     for row in table.itertuples():
         print(("NEW  " if row.new else "     ") + row.message)
     print(f"\n{int(table['new'].sum())} new, {int((~table['new']).sum())} delivered before")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from ..observe import default_ledger, savings
+
+    found = savings.recommend(default_ledger().store(), args.since)
+    if not found:
+        print(f"no savings advice from the last {args.since}")
+        return 0
+    for r in found:
+        print(f"${r.monthly_savings_usd:,.2f}/month  {r.kind}  {r.key}\n    {r.detail}")
     return 0

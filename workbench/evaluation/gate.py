@@ -68,6 +68,7 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
                  workers: int | None = None) -> GateResult:
     """Async form of ``check``, for notebooks and code already on an event loop."""
     from ..experiment import Experiment
+    from ..observe.hook import attribute
 
     exp = Experiment.from_yaml(experiment_dir)
     cand = _candidate(exp, candidate)
@@ -79,8 +80,9 @@ async def acheck(experiment_dir: str | Path, *, baseline: str = "production",
     for variant in variants:
         _check_fields(variant, evalset)
     _as_gate_run(exp, variants, evalset)
-    results = await exp.arun(track=False, progress=progress, use_cache=use_cache,
-                             max_cost=max_cost, workers=workers)
+    with attribute(exp.name, request_type="check"):  # the usage ledger's records
+        results = await exp.arun(track=False, progress=progress, use_cache=use_cache,
+                                 max_cost=max_cost, workers=workers)
     results.guardrails = tuple(exp.spec.gate.guardrails)
     return _decide(exp, results, base, cand, baseline, len(evalset))
 

@@ -175,6 +175,7 @@ class Gateway:
             latency_s=latency,
             retries=retries or int(headers.get("x-litellm-attempted-retries") or 0),
             fallback=int(headers.get("x-litellm-attempted-fallbacks") or 0) > 0,
+            cached_tokens=_cached_tokens(usage),
         )
 
     # ---- streams ------------------------------------------------------------------------
@@ -281,6 +282,17 @@ def _headers(exc: Exception) -> Any:
     if headers is None:
         headers = getattr(getattr(exc, "response", None), "headers", None)
     return headers
+
+
+def _cached_tokens(usage: Any) -> int | None:
+    """Prompt tokens read from the provider's prompt cache: OpenAI's
+    ``prompt_tokens_details.cached_tokens`` (litellm maps Anthropic's and others' there too),
+    else Anthropic's ``cache_read_input_tokens``; None when the response does not say."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    found = getattr(details, "cached_tokens", None)
+    if found is None:
+        found = getattr(usage, "cache_read_input_tokens", None)
+    return int(found) if isinstance(found, int | float) else None
 
 
 def _estimate_tokens(config: ModelConfig, messages: list[dict[str, str]]) -> int:

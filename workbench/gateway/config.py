@@ -93,6 +93,8 @@ class Completion:
     """One model answer with what it cost; ``latency_s`` is the original call's, even cached.
 
     ``model`` is the model that answered: a fallback's when the primary kept failing.
+    ``cached_tokens`` are the prompt tokens the provider read from its prompt cache (None
+    when it does not say); a response-cache entry does not keep them.
     """
 
     text: str
@@ -104,10 +106,12 @@ class Completion:
     cached: bool = False
     retries: int = 0
     fallback: bool = False
+    cached_tokens: int | None = None
 
     def record(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("cached")
+        data.pop("cached_tokens")
         return data
 
 

@@ -5,6 +5,7 @@ from workbench import observe
 observe.usage(since="7d", by=["application", "user", "request_type"])
 observe.latency(since="24h", by="step")
 observe.alerts(since="24h")
+observe.recommend(since="30d")
 ```
 
 Every served request and every experiment call is one record in the project's ledger
@@ -21,7 +22,7 @@ from .hook import attribute, default_ledger, record
 from .record import UsageRecord
 
 __all__ = ["Budget", "BudgetExceeded", "Thresholds", "UsageRecord", "alerts", "attribute",
-           "default_ledger", "latency", "record", "usage"]
+           "default_ledger", "latency", "recommend", "record", "usage"]
 
 
 def usage(since: Any = "7d", by: str | list[str] | None = None) -> Any:
@@ -51,3 +52,12 @@ def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
     before = checking._delivered(store, [a.alert_id for a in found])
     checking.deliver(found, store, webhook=webhook)
     return checking.frame(found, {a.alert_id for a in found} - before)
+
+
+def recommend(since: Any = "30d", *, min_savings_usd: float = 0.0) -> Any:
+    """Savings advice (response cache, max_tokens caps, prompt caching, evidence-backed
+    model downgrades) with projected monthly savings, as a DataFrame, largest first."""
+    from . import savings
+
+    found = savings.recommend(default_ledger().store(), since, min_savings_usd=min_savings_usd)
+    return savings.frame(found)

@@ -112,3 +112,28 @@ def _mark(store: Any, alerts: Sequence[Alert]) -> None:
         conn.execute(store.alerts.insert(), [
             {"alert_id": a.alert_id, "ts": now, "kind": a.kind, "key": a.key,
              "payload": json.dumps(a.as_dict())} for a in alerts])
+
+
+def acknowledge(store: Any, alert_id: str, by: str | None = None, note: str = "") -> None:
+    """Mark an alert episode as seen, by whom and why (the Cost panel's Acknowledge)."""
+    import getpass
+
+    import sqlalchemy as sa
+
+    a = store.acks
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(a).where(a.c.alert_id == alert_id))
+        conn.execute(a.insert(), {"alert_id": alert_id, "ts": time.time(),
+                                  "by": by or getpass.getuser(), "note": note[:500]})
+
+
+def acknowledged(store: Any, ids: Sequence[str]) -> dict[str, str]:
+    """alert id → who acknowledged it, for the ids that were."""
+    import sqlalchemy as sa
+
+    if not ids:
+        return {}
+    a = store.acks.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(a.alert_id, a.by).where(a.alert_id.in_(list(ids))))
+        return {alert_id: by for alert_id, by in rows}

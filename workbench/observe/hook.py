@@ -66,6 +66,18 @@ def attribute(application: str | None = None, *, user: str | None = None,
         _attribution.reset(token)
 
 
+@contextlib.contextmanager
+def relabel(**names: str | None) -> Iterator[None]:
+    """Inside an ``attribute`` block, gateway calls in this one are recorded with these
+    names changed (a judge's calls are ``request_type="judge"``); outside, nothing is."""
+    current = _attribution.get()
+    token = _attribution.set(None if current is None else {**current, **names})
+    try:
+        yield
+    finally:
+        _attribution.reset(token)
+
+
 def recorded(complete: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap ``Gateway.complete``: inside ``attribute(...)``, each call becomes a record."""
 
@@ -98,25 +110,29 @@ def _gateway_record(names: Mapping[str, str | None], config: Any, completion: An
     record(UsageRecord(
         **names, model=completion.model, provider=provider_of(completion.model),
         requested_model=config.model, tokens_in=completion.prompt_tokens,
-        tokens_out=completion.completion_tokens, cost=0.0 if hit else completion.cost,
-        priced=hit or _priced(config, completion.model), steps=steps, cache_hit=hit,
-        fallback=completion.fallback))
+        tokens_out=completion.completion_tokens,
+        tokens_cached=None if hit else getattr(completion, "cached_tokens", None),
+        cost=0.0 if hit else completion.cost, priced=hit or _priced(config, completion.model),
+        steps=steps, cache_hit=hit, fallback=completion.fallback))
 
 
 def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, str],
            config: Any, steps: dict[str, float], completion: Any = None,
            error: BaseException | None = None, status: str = "error",
-           ttft_s: float | None = None) -> UsageRecord:
+           ttft_s: float | None = None, route: str | None = None,
+           fingerprint: str | None = None) -> UsageRecord:
     """Record one request served by ``PromptService``; ``completion`` is a gateway
     ``Completion`` or a streamed ``Reply`` (model, tokens, cost). Without one, the request
     failed (``status="error"``) or its stream was abandoned (``"cancelled"``: the tokens
-    of a stream are only reported at its end, so they are unknown). Returns the record
+    of a stream are only reported at its end, so they are unknown) or was refused before
+    any call (``"refused"``: a spent budget, a saturated model). Returns the record
     (made even with the ledger off), for the serving metrics."""
     names = {"application": tags.get("application"), "user": tags.get("user"),
              "request_type": tags.get("request_type"),
              "request_id": tags.get("request_id", ""), "prompt": prompt,
              "prompt_version": version, "prompt_alias": alias,
-             "requested_model": config.model, "steps": steps, "ttft_s": ttft_s}
+             "requested_model": config.model, "steps": steps, "ttft_s": ttft_s,
+             "route": route, "fingerprint": fingerprint}
     if completion is None:
         made = UsageRecord(**names, model=config.model, provider=config.provider,
                            status=status, error_type=_error_type(error))
@@ -125,10 +141,21 @@ def served(*, prompt: str, version: int | None, alias: str, tags: Mapping[str, s
         made = UsageRecord(
             **names, model=answered, provider=provider_of(answered),
             tokens_in=completion.prompt_tokens, tokens_out=completion.completion_tokens,
+            tokens_cached=getattr(completion, "cached_tokens", None),
             cost=completion.cost, priced=_priced(config, answered),
             fallback=bool(getattr(completion, "fallback", False)))
     record(made)
     return made
+
+
+def fingerprint(config: Any, messages: Any) -> str:
+    """32 hex digits naming a request (model, parameters, messages): equal for a repeat,
+    so the ledger can tell how many requests a response cache would have answered."""
+    import hashlib
+    import json
+
+    body = json.dumps([config.model, config.params, messages], sort_keys=True, default=str)
+    return hashlib.blake2b(body.encode(), digest_size=16).hexdigest()
 
 
 def _priced(config: Any, answered: str) -> bool:
@@ -142,8 +169,12 @@ def _priced(config: Any, answered: str) -> bool:
 
 
 def _error_type(error: BaseException | None) -> str | None:
+    from ..errors import GatewayError
+
     if error is None:
         return None
+    if not isinstance(error, GatewayError):  # a refusal or a workbench check: its own name
+        return type(error).__name__
     text = str(error)
     # the gateway's messages start "<model>: <litellm exception name> (...)"
     head = text.split(": ", 2)

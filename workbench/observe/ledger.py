@@ -59,7 +59,7 @@ class Ledger:
         self._lost_unreported: list[tuple[float, int, str]] = []
         self._lock = threading.Lock()
         self._written = self._lost = 0
-        self._full_warned_at = 0.0
+        self._full_warned_at = self._rolled_at = 0.0
         self._store: Any = None
         self._store_error: str | None = None
         self._stopping = threading.Event()
@@ -105,6 +105,7 @@ class Ledger:
                     continue
             if stopping and self._queue.empty():
                 return
+            self._roll_up()
 
     def _take(self) -> None:
         """Move queued records to the waiting list: block for the first, then drain.
@@ -173,6 +174,22 @@ class Ledger:
                      self.url)
             self._store_error = None
         return True
+
+    def _roll_up(self, every_s: float = 60.0) -> None:
+        """Roll up the periods of the last two days that are over (once a minute at most),
+        so that reports find them done; a failure is left to the next report."""
+        now = time.monotonic()
+        if self._store is None or self._store_error or now - self._rolled_at < every_s:
+            return
+        self._rolled_at = now
+        from .rollup import DAY, PERIODS, ensure
+
+        try:
+            for name in PERIODS:
+                ensure(self._store, name, time.time() - 2 * DAY, time.time())
+        except Exception as exc:
+            log.info("usage ledger: rolling up %s failed (%s); reports roll it up instead",
+                     self.url, exc)
 
     # -- reading and stopping ------------------------------------------------------------
 

@@ -22,7 +22,8 @@ class UsageRecord:
     so a cost of 0 is never mistaken for free. ``steps`` maps a step of the request
     (``render``, ``call``, ``total``, ...) to its seconds. ``model``/``provider`` answered;
     ``requested_model`` was asked first (they differ after a fallback). ``status`` is
-    ``ok``, ``error`` or ``cancelled`` (a stream its caller stopped reading).
+    ``ok``, ``error``, ``cancelled`` (a stream its caller stopped reading) or ``refused``
+    (before any call: a spent budget or a saturated model, named by ``error_type``).
     """
 
     application: str | None = None
@@ -45,6 +46,8 @@ class UsageRecord:
     fallback: bool = False
     status: str = "ok"
     error_type: str | None = None
+    route: str | None = None  # the route rule that chose the model ("<rule>:shadow": its shadow)
+    fingerprint: str | None = None  # the same request (model, parameters, messages) twice
     request_id: str = ""
     ts: float = field(default_factory=time.time)
     call_id: str = field(default_factory=lambda: new_id())

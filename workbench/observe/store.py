@@ -5,11 +5,14 @@ SQLAlchemy Core keeps one code path for the local file and a team's PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from ..settings import project_root
+from . import histogram, rollup
 from .record import UsageRecord
 
 URL_ENV = "WORKBENCH_LEDGER_URL"
@@ -18,8 +21,9 @@ CALL_COLUMNS = (
     "call_id", "request_id", "ts", "application", "user", "request_type", "prompt",
     "prompt_version", "prompt_alias", "model", "provider", "requested_model", "tokens_in",
     "tokens_out", "tokens_cached", "cost", "priced", "ttft_s", "cache_hit", "fallback",
-    "status", "error_type",
+    "status", "error_type", "route", "fingerprint",
 )
+ADDED_COLUMNS = ("route", "fingerprint")  # columns a ledger made before them lacks
 
 
 def default_url() -> str:
@@ -29,8 +33,9 @@ def default_url() -> str:
     return f"sqlite:///{project_root() / '.workbench' / 'usage.sqlite'}"
 
 
-def tables() -> tuple[Any, Any, Any, Any]:
-    """calls, steps, lost, alerts: built on first use so importing needs no SQLAlchemy."""
+def tables() -> tuple[Any, ...]:
+    """calls, steps, lost, alerts, then the rollups step_hist, usage_daily and rolled: built
+    on first use so importing needs no SQLAlchemy."""
     import sqlalchemy as sa
 
     meta = sa.MetaData()
@@ -46,6 +51,7 @@ def tables() -> tuple[Any, Any, Any, Any]:
         sa.Column("cost", num), sa.Column("priced", flag), sa.Column("ttft_s", num),
         sa.Column("cache_hit", flag), sa.Column("fallback", flag),
         sa.Column("status", text(20)), sa.Column("error_type", text(200)),
+        sa.Column("route", text(200)), sa.Column("fingerprint", text(32)),
     )
     steps = sa.Table(
         "steps", meta,
@@ -64,7 +70,13 @@ def tables() -> tuple[Any, Any, Any, Any]:
         sa.Column("ts", num, nullable=False), sa.Column("kind", text(50)),
         sa.Column("key", text(300)), sa.Column("payload", sa.Text),
     )
-    return calls, steps, lost, alerts
+    acks = sa.Table(
+        "acks", meta,
+        sa.Column("alert_id", sa.String(64), primary_key=True),
+        sa.Column("ts", num, nullable=False), sa.Column("by", text(200)),
+        sa.Column("note", text(500)),
+    )
+    return calls, steps, lost, alerts, histogram.table(meta), *rollup.tables(meta), acks
 
 
 class Store:
@@ -83,8 +95,10 @@ class Store:
         self.engine = sa.create_engine(url, **options)
         if url.startswith("sqlite"):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.calls, self.steps, self.lost, self.alerts = tables()
+        (self.calls, self.steps, self.lost, self.alerts, self.step_hist, self.usage_daily,
+         self.rolled, self.acks) = tables()
         self.calls.metadata.create_all(self.engine)
+        _add_columns(self.engine)
         self._insert_calls = self._insert_sql("calls", CALL_COLUMNS)
         self._insert_steps = self._insert_sql("steps", ("call_id", "ts", "step", "seconds"))
 
@@ -100,11 +114,15 @@ class Store:
         """One transaction: the calls, their steps, and any loss counts to report."""
         call_rows = [_row(r) for r in records]
         step_rows = [(r.call_id, r.ts, s, v) for r in records for s, v in r.steps.items()]
+        settled = time.time() - rollup.SETTLE_S
+        late = [r.ts for r in records if r.ts < settled]
         with self.engine.begin() as conn:
             if call_rows:
                 conn.exec_driver_sql(self._insert_calls, call_rows)
             if step_rows:
                 conn.exec_driver_sql(self._insert_steps, step_rows)
+            if late:
+                rollup.forget(conn, self, late)
             if lost:
                 conn.execute(self.lost.insert(),
                              [{"ts": t, "count": n, "reason": why} for t, n, why in lost])
@@ -117,11 +135,27 @@ def _row(r: UsageRecord) -> tuple[Any, ...]:
     return (r.call_id, r.request_id, r.ts, r.application, r.user, r.request_type, r.prompt,
             r.prompt_version, r.prompt_alias, r.model, r.provider, r.requested_model,
             r.tokens_in, r.tokens_out, r.tokens_cached, r.cost, r.priced, r.ttft_s,
-            r.cache_hit, r.fallback, r.status, r.error_type)
+            r.cache_hit, r.fallback, r.status, r.error_type, r.route, r.fingerprint)
+
+
+def _add_columns(engine: Any) -> None:
+    """A ledger made before ``ADDED_COLUMNS`` gets them, empty for its earlier rows."""
+    import sqlalchemy as sa
+
+    have = {c["name"] for c in sa.inspect(engine).get_columns("calls")}
+    with engine.begin() as conn:
+        for name in ADDED_COLUMNS:
+            if name not in have:
+                conn.exec_driver_sql(f"ALTER TABLE calls ADD COLUMN {name} VARCHAR(200)")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    try:
+        cursor.execute("SELECT ln(2.0), floor(2.5)")
+    except Exception:  # a SQLite built without its math functions: the rollups need two
+        dbapi_connection.create_function("ln", 1, math.log, deterministic=True)
+        dbapi_connection.create_function("floor", 1, math.floor, deterministic=True)
     cursor.close()

@@ -26,13 +26,16 @@ from ..aio import iterate_sync, run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
 from ..gateway.client import Gateway
 from ..gateway.config import Completion, ModelConfig
+from ..gateway.routing import Decision, RoutePolicy, project_policy
 from ..gateway.scrub import scrub
 from ..observe import hook as usage
-from ..observe.budgets import Budget, BudgetGuard
+from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
+from ..observe.hook import fingerprint
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
 from .live_prompt import LivePrompt
+from .shadow import shadow_call
 
 log = logging.getLogger("workbench.serving")
 
@@ -73,7 +76,7 @@ class PromptService:
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
-                 max_queue: int | None = None) -> None:
+                 max_queue: int | None = None, routes: RoutePolicy | None = None) -> None:
         self.name, self.alias = name, alias
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
@@ -86,6 +89,11 @@ class PromptService:
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
+        routes = (routes or project_policy() or RoutePolicy()).for_prompt(name)
+        self.routes, self._routed_from = routes, None
+        if routes.rules:  # evidence is checked before any call
+            self._routed_from = self._model_for(self.prompt).model
+            routes.check(self._model_for(self.prompt), tracking_uri)
 
     @property
     def refresh_s(self) -> float:
@@ -159,10 +167,12 @@ class PromptService:
         messages = self._render(prompt, variables, {})
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
-        if self.budgets is not None:
-            self.budgets.check(all_tags)
+        route = self._route(model, messages, all_tags)
+        model = route.model if route is not None else model
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
+        if self.budgets is not None:
+            _check_budget(self, prompt, model, all_tags, steps)
         called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
@@ -175,12 +185,34 @@ class PromptService:
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
-            _record(self, prompt, model, all_tags, steps, called, error=exc)
+            _record(self, prompt, model, all_tags, steps, called, error=exc,
+                    route=route and route.rule)
             raise
-        _record(self, prompt, model, all_tags, steps, called, completion=completion)
+        except Saturated as exc:
+            _record(self, prompt, model, all_tags, steps, called, error=exc, status="refused",
+                    route=route and route.rule)
+            raise
+        _record(self, prompt, model, all_tags, steps, called, completion=completion,
+                route=route and route.rule, fingerprint=fingerprint(model, messages))
+        if route is not None and route.shadow is not None:
+            shadow_call(self, prompt, route, messages, all_tags, completion)
         reply = _reply(prompt, model, completion, all_tags)
         _log_reply(self, reply, stream=False)
         return reply
+
+    def _route(self, model: ModelConfig, messages: list[dict[str, str]],
+               tags: Mapping[str, str]) -> Decision | None:
+        """The route of a request; only from the model the evidence was checked against."""
+        if not self.routes.rules:
+            return None
+        if model.model != self._routed_from:
+            if self._routed_from is not None:  # once: the evidence was about another model
+                log.warning("%s now calls %s; its route rules were checked against %s and "
+                            "stay off until the service is restarted", self, model.model,
+                            self._routed_from)
+                self._routed_from = None
+            return None
+        return self.routes.choose(model, messages, tags)
 
     def _slot(self, model: ModelConfig) -> contextlib.AbstractAsyncContextManager[Any]:
         """A call slot of ``model`` (waiting for one, or ``Saturated``); none without a limit."""
@@ -213,11 +245,15 @@ class PromptService:
         messages = self._render(prompt, variables, kwargs)
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        route = self._route(model, messages, all_tags)  # a stream has no shadow call
+        model = route.model if route is not None else model
         if self.budgets is not None:
-            self.budgets.check(all_tags)
+            _check_budget(self, prompt, model, all_tags,
+                          {"render": time.perf_counter() - started})
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, all_tags)
+        stream.route = route and route.rule
         stream.steps["render"] = time.perf_counter() - started
         return stream
 
@@ -232,6 +268,7 @@ class ReplyStream:
                  messages: list[dict[str, str]], tags: dict[str, str]) -> None:
         self._service, self._prompt, self._model = service, prompt, model
         self._messages, self._tags = messages, tags
+        self.route: str | None = None  # the route rule that chose the model, if any
         self._started = False
         self.reply: Reply | None = None
         self.steps: dict[str, float] = {}  # for the usage ledger: render, call, total
@@ -258,23 +295,26 @@ class ReplyStream:
                 async with contextlib.aclosing(aiter(stream)) as pieces:  # closed if left
                     async for piece in pieces:
                         yield piece
-        except Saturated:  # refused before any call, like a spent budget
+        except Saturated as exc:  # refused before any call, like a spent budget
+            _record(self._service, self._prompt, model, self._tags, self.steps, started,
+                    error=exc, status="refused", route=self.route)
             raise
         except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
             _record(service, self._prompt, model, self._tags, self.steps, started,
-                    status="cancelled", first=stream.first_piece_at)
+                    status="cancelled", first=stream.first_piece_at, route=self.route)
             raise
         except GatewayError as error:  # mapped and scrubbed by the gateway
             _log_failure(service, self._prompt, model, self._tags, error)
             _record(service, self._prompt, model, self._tags, self.steps, started,
-                    error=error, first=stream.first_piece_at)
+                    error=error, first=stream.first_piece_at, route=self.route)
             raise
         completion = stream.completion
         assert completion is not None  # set when the stream ends
         self.reply = _reply(self._prompt, model, completion, self._tags)
         _log_reply(service, self.reply, stream=True)
         _record(service, self._prompt, model, self._tags, self.steps, started,
-                completion=completion, first=stream.first_piece_at)
+                completion=completion, first=stream.first_piece_at, route=self.route,
+                fingerprint=fingerprint(model, self._messages))
 
     def __iter__(self) -> Iterator[str]:
         """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
@@ -316,22 +356,34 @@ def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
 def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
             tags: dict[str, str], steps: dict[str, float], call_started: float, *,
             completion: Any = None, error: Exception | None = None,
-            status: str = "error", first: float | None = None) -> None:
-    """One usage-ledger record: steps so far plus the call, and the total."""
+            status: str = "error", first: float | None = None,
+            route: str | None = None, fingerprint: str | None = None) -> None:
+    """One usage-ledger record: steps so far plus the call, and the total. A refusal (no
+    call was made) is recorded but is not the observers' (/metrics counts it itself)."""
     now = time.perf_counter()
-    steps = {**steps, "call": now - call_started}
+    steps = dict(steps) if status == "refused" else {**steps, "call": now - call_started}
     steps["total"] = sum(steps.values())
     made = usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
                         tags=tags, config=model, completion=completion, error=error,
-                        status=status, steps=steps,
+                        status=status, steps=steps, route=route, fingerprint=fingerprint,
                         ttft_s=None if first is None else first - call_started)
-    for observer in service.observers:  # the HTTP app's /metrics
+    for observer in service.observers if status != "refused" else ():  # /metrics
         try:
             observer(made)
         except Exception:  # metrics never fail a request
             log.exception("a usage observer failed")
     if completion is not None and service.budgets is not None:
         service.budgets.add(tags, completion.cost)
+
+
+def _check_budget(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
+                  tags: dict[str, str], steps: dict[str, float]) -> None:
+    """``BudgetExceeded`` when a budget of the request is spent; the refusal is recorded."""
+    try:
+        service.budgets.check(tags)  # type: ignore[union-attr]
+    except BudgetExceeded as exc:
+        _record(service, prompt, model, tags, steps, 0.0, error=exc, status="refused")
+        raise
 
 
 def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,

@@ -15,6 +15,7 @@ optional_import("ipywidgets", "lab", "the JupyterLab panels")
 from ._session import Session
 from .ab import ABPanel
 from .annotate import AnnotatePanel
+from .cost import CostPanel
 from .models import ModelsPanel
 from .promote import PromotePanel
 from .prompts import PromptsPanel
@@ -25,6 +26,7 @@ from .workbench import Workbench
 __all__ = [
     "ABPanel",
     "AnnotatePanel",
+    "CostPanel",
     "ModelsPanel",
     "PromotePanel",
     "PromptsPanel",
