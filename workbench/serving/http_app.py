@@ -32,6 +32,7 @@ from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
 from ..observe.budgets import BudgetExceeded
 from .concurrency import Saturated
+from .guards import GuardBlocked, count_hits
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class CompleteResponse(BaseModel):
     cost: float = Field(description="US dollars, from litellm's price table (0 when unknown)")
     latency_s: float = Field(description="the model call's duration")
     tags: dict[str, str]
+    request_id: str = Field("", description="for POST /v1/feedback on this answer")
 
 
 MAX_BODY_BYTES = 1_000_000
@@ -110,6 +112,7 @@ def create_app(services: PromptService | Iterable[PromptService], *,
     for service in by_name.values():
         service.observers.append(metrics.observe)
         metrics.watch(service)
+    count_hits(metrics.registry, by_name.values())  # workbench_guard_hits_total
 
     @app.get("/healthz", summary="liveness and the registry's state; with the bearer token "
                                  "(or none configured) also the versions served and why")
@@ -132,6 +135,8 @@ def create_app(services: PromptService | Iterable[PromptService], *,
                          413: {"description": "the body is over the size limit"},
                          422: {"description": "a field or a template variable is wrong, or "
                                             "the prompt is over the model's context window"},
+                         400: {"description": "a guard blocked the request's input or "
+                                            "output (body: guard, stage, reason)"},
                          429: {"description": "a budget of the request's application or "
                                             "user is spent (Retry-After: until it resets), "
                                             "or the model's calls in flight and queue are "
@@ -155,6 +160,8 @@ def create_app(services: PromptService | Iterable[PromptService], *,
             metrics.rejected.labels(name, "saturated").inc()
             raise HTTPException(429, str(exc),
                                 headers={"Retry-After": str(exc.retry_after_s)}) from exc
+        except GuardBlocked as exc:  # the application shows exc.reason; PII is masked in it
+            raise HTTPException(400, exc.as_dict()) from exc
         except TemplateError as exc:
             raise HTTPException(422, str(exc)) from exc
         except ContextWindowError as exc:  # nothing was sent
@@ -167,10 +174,14 @@ def create_app(services: PromptService | Iterable[PromptService], *,
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
             model=reply.model, cost=reply.cost, latency_s=reply.latency_s, tags=reply.tags,
+            request_id=reply.request_id,
             usage=Usage(prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))
 
+    from .feedback import add_route
+
+    add_route(app, by_name.values(), authorize)  # POST /v1/feedback
     return app
 
 

@@ -33,7 +33,9 @@ from ..observe.budgets import Budget, BudgetGuard
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
+from .guards import Guard
 from .live_prompt import LivePrompt
+from .screen import GuardedStream, screen_input, screen_output
 
 log = logging.getLogger("workbench.serving")
 
@@ -51,6 +53,7 @@ class Reply:
     cost: float
     latency_s: float
     tags: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""  # for feedback on this answer: PromptService.feedback(request_id)
 
     def __str__(self) -> str:
         return self.text
@@ -74,8 +77,10 @@ class PromptService:
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
-                 max_queue: int | None = None) -> None:
+                 max_queue: int | None = None, guard: Mapping[str, Any] | Guard | None = None,
+                 monitor: Mapping[str, Any] | None = None) -> None:
         self.name, self.alias = name, alias
+        self.guard = Guard.of(guard)  # PII and injection policies (serving/guards.py)
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
         self.limiter = (ConcurrencyLimiter(max_concurrency, max_queue)
@@ -87,6 +92,11 @@ class PromptService:
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)
+        self.monitor = None  # online evaluation of a share of requests (workbench.monitor)
+        if monitor:
+            from ..monitor.online import OnlineMonitor
+
+            self.monitor = OnlineMonitor.of(self, monitor)
 
     @property
     def refresh_s(self) -> float:
@@ -157,9 +167,10 @@ class PromptService:
         variables against a version (the HTTP app) is answered by that same version."""
         loaded = time.perf_counter()
         started = loaded if started is None else started
-        messages = self._render(prompt, variables, {})
-        model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        screened = screen_input(self, variables, all_tags)  # GuardBlocked before any call
+        messages = self._render(prompt, screened.variables, {})
+        model = self._model_for(prompt)
         if self.budgets is not None:
             self.budgets.check(all_tags)
         rendered = time.perf_counter()
@@ -176,15 +187,15 @@ class PromptService:
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
             _log_failure(self, prompt, model, all_tags, exc)
-            _record(self, prompt, model, all_tags, steps, called, error=exc)
+            _record(self, prompt, model, screened.ledger_tags, steps, called, error=exc)
             raise
-        _record(self, prompt, model, all_tags, steps, called, completion=completion)
+        _record(self, prompt, model, screened.ledger_tags, steps, called, completion=completion)
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
                       model=model.model, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, cost=completion.cost,
                       latency_s=completion.latency_s, tags=all_tags)
         _log_reply(self, reply, stream=False)
-        return reply
+        return screen_output(self, screened, reply)  # output guards, then the monitor
 
     def _slot(self, model: ModelConfig) -> contextlib.AbstractAsyncContextManager[Any]:
         """A call slot of ``model`` (waiting for one, or ``Saturated``); none without a limit."""
@@ -214,16 +225,29 @@ class PromptService:
         """
         started = time.perf_counter()
         prompt = self.prompt
-        messages = self._render(prompt, variables, kwargs)
-        model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        screened = screen_input(self, {**(variables or {}), **kwargs}, all_tags)
+        messages = self._render(prompt, screened.variables, {})
+        model = self._model_for(prompt)
         if self.budgets is not None:
             self.budgets.check(all_tags)
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
-        stream = ReplyStream(self, prompt, model, messages, all_tags)
+        guarded = self.guard is not None or self.monitor is not None
+        stream = ReplyStream(self, prompt, model, messages,
+                             screened.ledger_tags if guarded else all_tags)
         stream.steps["render"] = time.perf_counter() - started
+        if guarded:  # output guards and the monitor see the assembled text
+            return GuardedStream(self, screened, stream)  # type: ignore[return-value]
         return stream
+
+    def feedback(self, request_id: str, *, score: float | None = None,
+                 comment: str | None = None, annotator: str | None = None) -> None:
+        """A person's label for one served answer (``Reply.request_id``), kept with the
+        request; an unknown id is ``UnknownRequest``. See ``workbench.serving.feedback``."""
+        from .feedback import record
+
+        record(self, request_id, score=score, comment=comment, annotator=annotator)
 
     def __repr__(self) -> str:
         return f"PromptService('{self.name}@{self.alias}', version={self.prompt.version})"
