@@ -169,3 +169,11 @@ def test_a_blocked_stream_shows_nothing(prompt, server):
         for piece in service({"pii": {"output": "block"}}).stream(ticket="leak"):
             shown.append(piece)
     assert shown == []
+
+
+def test_stored_texts_are_redacted_whatever_the_policy(prompt, server, project):
+    reply = service({"pii": "log"}).complete(ticket=f"I am {EMAIL}, please leak it")
+    assert EMAIL in reply.text  # the application gets what the policy lets through ...
+    everything = stored_rows(project)
+    assert "Ticket" not in everything and "I am [EMAIL], please leak it" in everything
+    assert "alice" not in everything and "4111" not in everything  # ... the store does not

@@ -137,8 +137,9 @@ class OnlineMonitor:
                      output: str) -> None:
         from ..evaluation.evalsets import Example
         from ..observe.hook import attribute
-        from .store import default_log
+        from .store import default_log, redacted
 
+        inputs, output = redacted(inputs), redacted(output)  # judges never see personal data
         example = Example(id=request_id, inputs=inputs)
         for scorer in self.scorers:
             with attribute(self.application, request_type="online_eval", prompt=self.prompt):

@@ -127,9 +127,12 @@ class MonitorLog:
         self._writer = threading.Thread(target=self._run, name="workbench-monitor", daemon=True)
         self._writer.start()
 
-    def put(self, table: str, row: Mapping[str, Any]) -> None:
+    def put(self, table: str, row: Mapping[str, Any], *, redact: tuple[str, ...] = ()
+            ) -> None:
+        """Queue a row; the writer redacts personal data from the ``redact`` fields and
+        stores mappings and lists as JSON."""
         try:
-            self._queue.put_nowait((table, dict(row)))
+            self._queue.put_nowait((table, dict(row), redact))
         except queue.Full:
             self.lost += 1
 
@@ -165,8 +168,8 @@ class MonitorLog:
             rows = [b for b in batch if b is not _STOP]
             try:
                 by_table: dict[str, list[dict[str, Any]]] = {}
-                for table, row in rows:
-                    by_table.setdefault(table, []).append(row)
+                for table, row, fields in rows:
+                    by_table.setdefault(table, []).append(_prepared(row, fields))
                 store = self.store()
                 for table, table_rows in by_table.items():
                     store.insert(table, table_rows)
@@ -184,6 +187,28 @@ class MonitorLog:
         self.flush(timeout)
         self._queue.put(_STOP)
         self._writer.join(timeout)
+
+
+def _prepared(row: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    for name in fields:
+        row[name] = redacted(row[name])
+    return {k: json.dumps(v, default=str) if isinstance(v, dict | list) else v
+            for k, v in row.items()}
+
+
+def redacted(value: Any) -> Any:
+    """``value`` with personal data replaced by its kind, in every string it holds."""
+    from ..evaluation.scorers.safety import redact
+
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redacted(v) for v in value]
+    return value
 
 
 _logs: dict[str, MonitorLog] = {}

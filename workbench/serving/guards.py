@@ -90,38 +90,38 @@ class Guard:
     def scan_inputs(self, variables: Mapping[str, Any]) -> tuple[dict[str, Any], list[GuardHit]]:
         """The variables as the model may see them, and the hits; ``GuardBlocked`` on block."""
         texts = list(_strings(variables))
-        hits: list[GuardHit] = []
+        found = {t: self._safety.find_pii(t) for t in texts} if self.action("pii", "input") \
+            else {}
+        hits = self._hits("input", texts, [m for ms in found.values() for m in ms])
         values = dict(variables)
-        for guard, reason in self._findings("input", texts):
-            action = self.actions[(guard, "input")]
-            hits.append(GuardHit(guard, "input", action, reason))
-            if action == "redact":
-                values = {k: _map_strings(v, self._safety.redact) for k, v in values.items()}
+        if any(h.guard == "pii" and h.action == "redact" for h in hits):
+            values = {k: _map_strings(v, lambda t: _masked(t, found.get(t, [])))
+                      for k, v in values.items()}
         return values, hits
 
     def scan_output(self, text: str) -> tuple[str, list[GuardHit]]:
         """The output as the application may see it, and the hits (``block`` is a hit whose
         caller raises, so the hit is counted first)."""
-        hits: list[GuardHit] = []
-        for guard, reason in self._findings("output", [text]):
-            action = self.actions[(guard, "output")]
-            hits.append(GuardHit(guard, "output", action, reason))
-            if action == "redact":
-                text = self._safety.redact(text)
+        matches = self._safety.find_pii(text) if self.action("pii", "output") else []
+        hits = self._hits("output", [text], matches)
+        if any(h.guard == "pii" and h.action == "redact" for h in hits):
+            text = _masked(text, matches)
         return text, hits
 
-    def _findings(self, stage: str, texts: list[str]) -> list[tuple[str, str]]:
-        found = []
-        if self.action("pii", stage):
-            matches = [m for t in texts for m in self._safety.find_pii(t)]
-            if matches:
-                shown = ", ".join(f"{m.kind} {m.masked}" for m in matches[:5])
-                found.append(("pii", f"personal data: {shown}"))
+    def _hits(self, stage: str, texts: list[str], matches: list[Any]) -> list[GuardHit]:
+        hits = []
+        if matches:
+            shown = ", ".join(f"{m.kind} {m.masked}" for m in matches[:5])
+            more = f" (+{len(matches) - 5} more)" if len(matches) > 5 else ""
+            hits.append(GuardHit("pii", stage, self.actions[("pii", stage)],
+                                 f"personal data: {shown}{more}"))
         if self.action("prompt_injection", stage):
             patterns = sorted({p for t in texts for p in self._safety.find_injection(t)})
             if patterns:
-                found.append(("prompt_injection", f"injection patterns: {patterns}"))
-        return found
+                hits.append(GuardHit("prompt_injection", stage,
+                                     self.actions[("prompt_injection", stage)],
+                                     f"injection patterns: {patterns}"))
+        return hits
 
     def notify(self, tags: Mapping[str, str], hits: list[GuardHit]) -> None:
         for observer in self.observers:
@@ -162,6 +162,15 @@ def _parse(policy: Mapping[str, Any]) -> dict[tuple[str, str], str]:
                                        f"fix: use one of {list(allowed)}")
             actions[(guard, stage)] = action
     return actions
+
+
+def _masked(text: str, matches: list[Any]) -> str:
+    """``text`` with each match replaced by its kind, as ``safety.redact`` writes it."""
+    out, last = [], 0
+    for match in matches:
+        out += [text[last:match.start], f"[{match.kind.upper()}]"]
+        last = match.end
+    return "".join(out) + text[last:]
 
 
 def _strings(value: Any) -> Any:

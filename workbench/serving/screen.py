@@ -10,7 +10,6 @@ queue put, so the reply is never delayed by either.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -74,7 +73,6 @@ def _finish(service: PromptService, screened: Screened, reply: Reply | None, out
     monitor = service.monitor
     if service.guard is None and monitor is None:
         return
-    from ..evaluation.scorers.safety import redact
     from ..monitor.store import default_log
 
     now = time.time()
@@ -87,25 +85,14 @@ def _finish(service: PromptService, screened: Screened, reply: Reply | None, out
     is_blocked = any(h.action == "block" for h in hits)
     sampled = (reply is not None and not is_blocked and monitor is not None
                and monitor.sampled())
-    inputs = {k: _redacted(v, redact) for k, v in screened.variables.items()}
-    store.put("served_requests", {
+    store.put("served_requests", {  # texts are redacted by the writer, off the request path
         **common, "user": screened.tags.get("user"), "alias": service.alias,
         "model": None if reply is None else reply.model,
         "prompt_version": None if reply is None else reply.version,
-        "inputs": json.dumps(inputs, default=str), "output": redact(output) if output else "",
-        "flagged": bool(hits), "blocked": is_blocked, "sampled": sampled})
+        "inputs": screened.variables, "output": output, "flagged": bool(hits),
+        "blocked": is_blocked, "sampled": sampled}, redact=("inputs", "output"))
     if sampled and monitor is not None and reply is not None:
-        monitor.submit(screened.request_id, reply.version, inputs, redact(output))
-
-
-def _redacted(value: Any, redact: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {k: _redacted(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(v, redact) for v in value]
-    return value
+        monitor.submit(screened.request_id, reply.version, screened.variables, output)
 
 
 class GuardedStream:
