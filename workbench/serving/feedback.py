@@ -17,6 +17,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ..errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -98,18 +100,20 @@ def agreement(prompt: str, scorer: str, *, since: Any = "30d", threshold: float 
     return Agreement(scorer, len(human), accuracy, kappa, _verdict(len(human), kappa, human))
 
 
+class FeedbackRequest(BaseModel):
+    """The body of ``POST /v1/feedback``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64)
+    score: float | None = Field(None, ge=0, le=1, description="0 bad to 1 good")
+    comment: str | None = Field(None, max_length=10_000)
+    annotator: str | None = Field(None, max_length=200)
+
+
 def add_route(app: Any, services: Any, authorize: Any) -> None:
     """``POST /v1/feedback``: ``{"request_id": ..., "score": 0, "comment": ...}``."""
     from fastapi import Depends, HTTPException
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class FeedbackRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
-        request_id: str = Field(min_length=1, max_length=64)
-        score: float | None = Field(None, ge=0, le=1, description="0 bad to 1 good")
-        comment: str | None = Field(None, max_length=10_000)
-        annotator: str | None = Field(None, max_length=200)
 
     names = ", ".join(sorted(s.name for s in services)) or "this server"
 
