@@ -149,7 +149,7 @@ class OnlineMonitor:
                 "prompt_version": version, "scorer": scorer.name, "value": value,
                 "reason": reason[:2000], "error": error, "cost": cost})
             if scorer.name == self.config.metric and value is not None:
-                self._observe(version, value)
+                self._observe(version, _unit(scorer, value))
 
     async def _one(self, scorer: Any, output: str, example: Any
                    ) -> tuple[float | None, str, str | None, float]:
@@ -187,7 +187,7 @@ class OnlineMonitor:
             self._detector = DropDetector(self.baseline(), alpha=self.config.alpha,
                                           horizon=self.config.horizon)
         self._times.append(time.time())
-        alarm = self._detector.update(_unit(value))
+        alarm = self._detector.update(value)
         if alarm is None:
             if self._detector.n == 0:
                 self._times.clear()
@@ -200,9 +200,10 @@ class OnlineMonitor:
         deliver_quality_alert(self, version, alarm, start, end)
 
 
-def _unit(value: float) -> float:
+def _unit(scorer: Any, value: float) -> float:
     """A 1-5 judge score on the 0-1 scale the detector tests; 0-1 scores as they are."""
-    return (value - 1.0) / 4.0 if value > 1.0 else value
+    options = getattr(scorer, "options", None)
+    return (value - 1.0) / 4.0 if getattr(options, "scale", None) == "1-5" else value
 
 
 def _build_scorers(config: MonitorConfig) -> list[Any]:
