@@ -100,7 +100,7 @@ def first_alarms(scores: np.ndarray, baseline: float, *, alpha: float = 0.05,
     first = np.full(runs, -1, dtype=np.int64)
     for t in range(min(steps, horizon)):
         e = 1.0 + bets[None, :] * (baseline - scores[:, t:t + 1])
-        sr = (sr + 1.0) * e
+        sr = np.minimum((sr + 1.0) * e, 1e200)  # past the threshold its size is moot
         fired = (sr.mean(axis=1) >= threshold) & (first < 0)
         first[fired] = t
     return first
