@@ -14,5 +14,7 @@ from __future__ import annotations
 
 from .online import MonitorConfig, MonitorConfigError, OnlineMonitor
 from .sequential import Alarm, DropDetector
+from .traffic import TrafficQueryError, guard_hits, quality, requests, to_evalset
 
-__all__ = ["Alarm", "DropDetector", "MonitorConfig", "MonitorConfigError", "OnlineMonitor"]
+__all__ = ["Alarm", "DropDetector", "MonitorConfig", "MonitorConfigError", "OnlineMonitor",
+           "TrafficQueryError", "guard_hits", "quality", "requests", "to_evalset"]

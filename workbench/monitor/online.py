@@ -58,6 +58,8 @@ class MonitorConfig(BaseModel):
     metric: str | None = Field(None, description="scorer tested against the offline score")
     baseline: float | None = Field(None, gt=0, le=1, description="offline estimate; "
                                                                  "default: from MLflow")
+    tolerance: float = Field(0.0, ge=0, lt=1, description="alert only below baseline minus "
+                                                          "this")
     alpha: float = Field(0.05, gt=0, lt=1)
     horizon: int = Field(15_000, ge=1, description="scores the false-alarm bound covers")
     webhook: str | None = None
@@ -184,7 +186,8 @@ class OnlineMonitor:
 
     def _observe(self, version: int, value: float) -> None:
         if self._detector is None:
-            self._detector = DropDetector(self.baseline(), alpha=self.config.alpha,
+            tested = max(self.baseline() - self.config.tolerance, 1e-6)
+            self._detector = DropDetector(tested, alpha=self.config.alpha,
                                           horizon=self.config.horizon)
         self._times.append(time.time())
         alarm = self._detector.update(value)
