@@ -92,13 +92,7 @@ class OnlineMonitor:
     @classmethod
     def of(cls, service: PromptService, value: Mapping[str, Any] | MonitorConfig
            ) -> OnlineMonitor:
-        try:
-            config = value if isinstance(value, MonitorConfig) else MonitorConfig(**value)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                                 for e in exc.errors())
-            raise MonitorConfigError(f"monitor: {problems}") from exc
-        return cls(service, config)
+        return cls(service, parse_config(value))
 
     # -- the request path: two cheap calls ---------------------------------------------------
 
@@ -201,6 +195,21 @@ class OnlineMonitor:
         from .alerts import deliver_quality_alert
 
         deliver_quality_alert(self, version, alarm, start, end)
+
+
+def parse_config(value: Mapping[str, Any] | MonitorConfig) -> MonitorConfig:
+    """A ``MonitorConfig``, or ``MonitorConfigError`` naming each bad key."""
+    if isinstance(value, MonitorConfig):
+        return value
+    if not isinstance(value, Mapping):
+        raise MonitorConfigError(f"monitor: {value!r} is not a mapping; fix: give e.g. "
+                                 "{'sample': 0.05, 'scorers': ['pii']}")
+    try:
+        return MonitorConfig(**value)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors())
+        raise MonitorConfigError(f"monitor: {problems}") from exc
 
 
 def _unit(scorer: Any, value: float) -> float:
