@@ -188,3 +188,27 @@ def _alert(result: CanaryResult, alias: str, webhook: str | None) -> None:
                   unit="share of answers changed",
                   detail=f"model {result.model}: " + "; ".join(result.reasons))
     deliver([alert], default_ledger().store(), webhook=webhook)
+
+
+def history(prompt: str, max_results: int = 50) -> Any:
+    """Canary runs of ``prompt``, newest first: when, version, model, drift, changed share
+    and each metric."""
+    import pandas as pd
+
+    from ..prompts.versions import client
+
+    c = client()
+    found = c.get_experiment_by_name(EXPERIMENT)
+    columns = ["at", "version", "model", "drifted", "changed_share", "run_id"]
+    if found is None:
+        return pd.DataFrame(columns=columns)
+    runs = c.search_runs([found.experiment_id], max_results=max_results,
+                         order_by=["start_time DESC"],
+                         filter_string=f"tags.`workbench.canary.prompt` = '{prompt}'")
+    rows = [{"at": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC"),
+             "version": int(r.data.tags.get("workbench.canary.version", 0)),
+             "model": r.data.tags.get("workbench.canary.model"),
+             "drifted": r.data.tags.get("workbench.canary.drifted") == "true",
+             "run_id": r.info.run_id, **r.data.metrics} for r in runs]
+    frame = pd.DataFrame(rows)
+    return frame.reindex(columns=[*columns, *sorted(set(frame.columns) - set(columns))])

@@ -16,6 +16,7 @@ from ._session import Session
 from .ab import ABPanel
 from .annotate import AnnotatePanel
 from .models import ModelsPanel
+from .monitor import MonitorPanel
 from .promote import PromotePanel
 from .prompts import PromptsPanel
 from .results import ResultsPanel
@@ -26,6 +27,7 @@ __all__ = [
     "ABPanel",
     "AnnotatePanel",
     "ModelsPanel",
+    "MonitorPanel",
     "PromotePanel",
     "PromptsPanel",
     "ResultsPanel",
