@@ -140,3 +140,16 @@ def test_judge_and_human_agreement_on_production_traffic(prompt, project):
 def test_a_bad_monitor_setting_is_refused_when_the_service_is_made(prompt, config, message):
     with pytest.raises(MonitorConfigError, match=message):
         PromptService("triage", monitor=config)
+
+
+def test_without_an_offline_estimate_scores_are_kept_and_the_reason_logged(prompt, project,
+                                                                          caplog):
+    svc = PromptService("triage", monitor={"sample": 1.0, "scorers": ["refusal"],
+                                           "metric": "refusal"})
+    for _ in range(3):
+        svc.complete(ticket="I love it")
+    assert svc.monitor.idle()
+    (scored,), = rows(project, "select count(*) from online_scores where value = 1")
+    assert scored == 3
+    warnings = [r.message for r in caplog.records if "no quality alert" in r.message]
+    assert len(warnings) == 1 and "was not promoted from a tracked comparison" in warnings[0]

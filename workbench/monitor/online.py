@@ -79,6 +79,7 @@ class OnlineMonitor:
                 f"{[s.name for s in self.scorers]}; fix: name one of them")
         self._baseline = config.baseline
         self._detector: DropDetector | None = None
+        self._version: int | None = None
         self._times: list[float] = []
         self._random = random.Random()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.queue_size)
@@ -179,10 +180,19 @@ class OnlineMonitor:
         return self._baseline
 
     def _observe(self, version: int, value: float) -> None:
-        if self._detector is None:
-            tested = max(self.baseline() - self.config.tolerance, 1e-6)
+        if version != self._version:  # a new version: its own estimate, evidence from zero
+            self._version, self._detector, self._times = version, None, []
+            self._baseline = self.config.baseline
+            try:
+                tested = max(self.baseline() - self.config.tolerance, 1e-6)
+            except WorkbenchError as exc:
+                log.warning("no quality alert for %s@%s v%s: %s", self.prompt, self.alias,
+                            version, exc)
+                return
             self._detector = DropDetector(tested, alpha=self.config.alpha,
                                           horizon=self.config.horizon)
+        if self._detector is None:
+            return
         self._times.append(time.time())
         alarm = self._detector.update(value)
         if alarm is None:

@@ -50,9 +50,9 @@ def record(service: PromptService | str, request_id: str, *, score: float | None
     if not monitor_log.store().known_request(str(request_id)):
         name = service if isinstance(service, str) else service.name
         raise UnknownRequest(
-            f"feedback for {name!r}: no served request has the id {request_id!r} in the "
-            f"ledger at {monitor_log.store().url}; fix: send the request_id that the reply "
-            "carried (Reply.request_id, or request_id in the HTTP answer)")
+            f"feedback for {name!r}: no served request has the id {request_id!r} in this "
+            "project's ledger; fix: send the request_id that the reply carried "
+            "(Reply.request_id, or request_id in the HTTP answer)")
     monitor_log.put("request_feedback", {
         "request_id": str(request_id), "ts": time.time(),
         "score": None if score is None else float(score), "comment": comment or None,
@@ -121,7 +121,8 @@ def add_route(app: Any, services: Any, authorize: Any) -> None:
               summary="a person's label (0 bad to 1 good, and/or a comment) for a served "
                       "answer, by the request_id of its response",
               responses={404: {"description": "no served request has that id"},
-                         422: {"description": "no score and no comment, or a bad field"}})
+                         422: {"description": "no score and no comment, or a bad field"},
+                         503: {"description": "the usage ledger is off or unreadable"}})
     def feedback(body: FeedbackRequest) -> dict[str, str]:
         try:
             record(names, body.request_id, score=body.score, comment=body.comment,
@@ -130,4 +131,6 @@ def add_route(app: Any, services: Any, authorize: Any) -> None:
             raise HTTPException(404, str(exc)) from exc
         except FeedbackInputError as exc:
             raise HTTPException(422, str(exc)) from exc
+        except WorkbenchError as exc:  # the ledger is off or cannot be read
+            raise HTTPException(503, str(exc)) from exc
         return {"status": "recorded", "request_id": body.request_id}
