@@ -153,3 +153,14 @@ def test_without_an_offline_estimate_scores_are_kept_and_the_reason_logged(promp
     assert scored == 3
     warnings = [r.message for r in caplog.records if "no quality alert" in r.message]
     assert len(warnings) == 1 and "was not promoted from a tracked comparison" in warnings[0]
+
+
+def test_an_experiments_reference_free_scorers_and_judge_are_used(make_experiment, prompt,
+                                                                  llm_server):
+    folder = make_experiment(
+        scorers=[{"type": "exact_match", "expected": "label"}, {"type": "refusal"},
+                 {"type": "relevance", "scale": "pass_fail"}],
+        judge={"model": "openai/judge", "api_base": llm_server.base_url})
+    svc = PromptService("triage", monitor={"sample": 0.5, "experiment": str(folder)})
+    assert [s.name for s in svc.monitor.scorers] == ["refusal", "relevance"]
+    assert svc.monitor.scorers[1].options.model.model == "openai/judge"
