@@ -67,3 +67,11 @@ def test_http_feedback(svc, project):
     assert bad.status_code == 422 and "score" in bad.text
     assert empty.status_code == 422 and "needs a score" in empty.text
     assert labels(project) == [(request_id, 0.0, None, None)]
+
+
+def test_a_streamed_answer_takes_feedback_too(svc, project):
+    stream = svc.stream(ticket="I want a refund")
+    assert "".join(stream) == "negative"
+    assert stream.reply.request_id and "request_id" not in stream.reply.tags
+    svc.feedback(stream.reply.request_id, score=1)
+    assert labels(project) == [(stream.reply.request_id, 1.0, None, None)]

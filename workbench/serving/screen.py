@@ -96,8 +96,9 @@ def _finish(service: PromptService, screened: Screened, reply: Reply | None, out
 
 
 class GuardedStream:
-    """A :class:`ReplyStream` whose output is guarded: held back until scanned when the
-    output policy redacts or blocks, passed through (scanned at the end) when it logs."""
+    """What ``PromptService.stream`` returns: a :class:`ReplyStream` whose finished reply
+    carries its request id and passes the output guards. Pieces are held back until scanned
+    when an output policy redacts or blocks, and flow as they come otherwise."""
 
     def __init__(self, service: PromptService, screened: Screened, inner: ReplyStream) -> None:
         self._service, self._screened, self._inner = service, screened, inner

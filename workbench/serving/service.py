@@ -233,13 +233,10 @@ class PromptService:
             self.budgets.check(all_tags)
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
-        guarded = self.guard is not None or self.monitor is not None
-        stream = ReplyStream(self, prompt, model, messages,
-                             screened.ledger_tags if guarded else all_tags)
+        stream = ReplyStream(self, prompt, model, messages, screened.ledger_tags)
         stream.steps["render"] = time.perf_counter() - started
-        if guarded:  # output guards and the monitor see the assembled text
-            return GuardedStream(self, screened, stream)  # type: ignore[return-value]
-        return stream
+        # output guards and the monitor see the assembled text; the reply gets its request id
+        return GuardedStream(self, screened, stream)  # type: ignore[return-value]
 
     def feedback(self, request_id: str, *, score: float | None = None,
                  comment: str | None = None, annotator: str | None = None) -> None:
