@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import WorkbenchError
-from . import check, compare, observe, registry, run, serve
+from . import canary, check, compare, observe, registry, run, serve
 
 EPILOG = """examples:
   workbench run experiments/support-triage
@@ -25,9 +25,10 @@ EPILOG = """examples:
   workbench serve support-triage@production --port 8000
   workbench observe report --since 7d
   workbench observe alerts --webhook http://127.0.0.1:9000/alerts
+  workbench canary experiments/support-triage --alias production
 """
 
-COMMAND_GROUPS = [run, compare, registry, check, serve, observe]
+COMMAND_GROUPS = [run, compare, registry, check, serve, observe, canary]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

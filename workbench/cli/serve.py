@@ -72,13 +72,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from ..serving.config import serving_options
     from ..serving.http_app import create_app
     from ..serving.service import PromptService
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     services = [PromptService(name, alias, refresh_s=args.refresh, tags=tags,
-                              max_concurrency=args.max_concurrency, max_queue=args.max_queue)
+                              max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+                              **serving_options(name))  # guard, monitor: workbench.yaml
                 for name, alias in targets]
     for service in services:
         print(f"serving prompts:/{service.name}@{service.alias} "

@@ -32,6 +32,8 @@ from ..gateway.client import ContextWindowError
 from ..gateway.scrub import scrub
 from ..observe.budgets import BudgetExceeded
 from .concurrency import Saturated
+from .feedback import add_route as add_feedback_route
+from .guards import GuardBlocked, count_hits
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 
 if TYPE_CHECKING:
@@ -68,6 +70,7 @@ class CompleteResponse(BaseModel):
                                     "litellm's price table (0 when unknown)")
     latency_s: float = Field(description="the model call's duration")
     tags: dict[str, str]
+    request_id: str = Field("", description="for POST /v1/feedback on this answer")
 
 
 MAX_BODY_BYTES = 1_000_000
@@ -90,8 +93,10 @@ def create_app(services: PromptService | Iterable[PromptService], *,
     for service in by_name.values():
         service.observers.append(metrics.observe)
         metrics.watch(service)
+    count_hits(metrics.registry, by_name.values())  # workbench_guard_hits_total
     _add_status_routes(app, by_name, metrics, token)
     _add_complete_route(app, by_name, metrics, token)
+    add_feedback_route(app, by_name.values(), _token_check(token))  # POST /v1/feedback
     return app
 
 
@@ -114,15 +119,20 @@ def _authorized(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and secrets.compare_digest(value.encode(), token.encode())
 
 
-def _authorize(token: str | None) -> Any:
-    """A route dependency: a 401 without the bearer token (when one is configured)."""
+def _token_check(token: str | None) -> Any:
+    """A 401 without the bearer token (when one is configured)."""
 
     def authorize(request: Request) -> None:
         if not _authorized(request, token):
             raise HTTPException(401, "missing or wrong bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    return Depends(authorize)
+    return authorize
+
+
+def _authorize(token: str | None) -> Any:
+    """The bearer-token check as a route dependency."""
+    return Depends(_token_check(token))
 
 
 def _add_status_routes(app: FastAPI, by_name: dict[str, PromptService],
@@ -151,6 +161,8 @@ def _add_complete_route(app: FastAPI, by_name: dict[str, PromptService],
                          413: {"description": "the body is over the size limit"},
                          422: {"description": "a field or a template variable is wrong, or "
                                             "the prompt is over the model's context window"},
+                         400: {"description": "a guard blocked the request's input or "
+                                            "output (body: guard, stage, reason)"},
                          429: {"description": "a budget of the request's application or "
                                             "user is spent (Retry-After: until it resets), "
                                             "or the model's calls in flight and queue are "
@@ -175,6 +187,7 @@ def _add_complete_route(app: FastAPI, by_name: dict[str, PromptService],
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
             model=reply.model, cost=reply.cost, latency_s=reply.latency_s, tags=reply.tags,
+            request_id=reply.request_id,
             usage=Usage(prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))
@@ -189,6 +202,8 @@ def _http_error(exc: Exception, name: str, prompt: Any,
     if isinstance(exc, Saturated):  # the model's slots and queue are full: nothing was sent
         metrics.rejected.labels(name, "saturated").inc()
         return HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, GuardBlocked):  # the application shows exc.reason; PII is masked in it
+        return HTTPException(400, exc.as_dict())
     if isinstance(exc, (TemplateError, ContextWindowError)):  # nothing was sent
         return HTTPException(422, str(exc))
     if isinstance(exc, GatewayError):

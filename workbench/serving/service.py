@@ -34,7 +34,9 @@ from ..observe.hook import fingerprint
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
+from .guards import Guard
 from .live_prompt import LivePrompt
+from .screen import GuardedStream, screen_input, screen_output
 from .shadow import shadow_call
 
 log = logging.getLogger("workbench.serving")
@@ -53,6 +55,7 @@ class Reply:
     cost: float
     latency_s: float
     tags: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""  # for feedback on this answer: PromptService.feedback(request_id)
 
     def __str__(self) -> str:
         return self.text
@@ -76,8 +79,11 @@ class PromptService:
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
-                 max_queue: int | None = None, routes: RoutePolicy | None = None) -> None:
+                 max_queue: int | None = None, routes: RoutePolicy | None = None,
+                 guard: Mapping[str, Any] | Guard | None = None,
+                 monitor: Mapping[str, Any] | None = None) -> None:
         self.name, self.alias = name, alias
+        self.guard = Guard.of(guard)  # PII and injection policies (serving/guards.py)
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
         self.limiter = (ConcurrencyLimiter(max_concurrency, max_queue)
@@ -94,6 +100,11 @@ class PromptService:
         if routes.rules:  # evidence is checked before any call
             self._routed_from = self._model_for(self.prompt).model
             routes.check(self._model_for(self.prompt), tracking_uri)
+        self.monitor = None  # online evaluation of a share of requests (workbench.monitor)
+        if monitor:
+            from ..monitor.online import OnlineMonitor
+
+            self.monitor = OnlineMonitor.of(self, monitor)
 
     @property
     def refresh_s(self) -> float:
@@ -164,15 +175,17 @@ class PromptService:
         variables against a version (the HTTP app) is answered by that same version."""
         loaded = time.perf_counter()
         started = loaded if started is None else started
-        messages = self._render(prompt, variables, {})
-        model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        screened = screen_input(self, variables, all_tags)  # GuardBlocked before any call
+        messages = self._render(prompt, screened.variables, {})
+        model = self._model_for(prompt)
         route = self._route(model, messages, all_tags)
         model = route.model if route is not None else model
+        ledger = screened.ledger_tags  # the ledger's records carry the request id
         rendered = time.perf_counter()
         steps = {"prompt": loaded - started, "render": rendered - loaded}
         if self.budgets is not None:
-            _check_budget(self, prompt, model, all_tags, steps)
+            _check_budget(self, prompt, model, ledger, steps)
         called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
@@ -184,21 +197,21 @@ class PromptService:
                     called = rendered + steps["queue"]  # the call step: all but the wait
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
-            _log_failure(self, prompt, model, all_tags, exc)
-            _record(self, prompt, model, all_tags, steps, called, error=exc,
+            _log_failure(self, prompt, model, ledger, exc)
+            _record(self, prompt, model, ledger, steps, called, error=exc,
                     route=route and route.rule)
             raise
         except Saturated as exc:
-            _record(self, prompt, model, all_tags, steps, called, error=exc, status="refused",
+            _record(self, prompt, model, ledger, steps, called, error=exc, status="refused",
                     route=route and route.rule)
             raise
-        _record(self, prompt, model, all_tags, steps, called, completion=completion,
+        _record(self, prompt, model, ledger, steps, called, completion=completion,
                 route=route and route.rule, fingerprint=fingerprint(model, messages))
         if route is not None and route.shadow is not None:
-            shadow_call(self, prompt, route, messages, all_tags, completion)
+            shadow_call(self, prompt, route, messages, ledger, completion)
         reply = _reply(prompt, model, completion, all_tags)
         _log_reply(self, reply, stream=False)
-        return reply
+        return screen_output(self, screened, reply)  # output guards, then the monitor
 
     def _route(self, model: ModelConfig, messages: list[dict[str, str]],
                tags: Mapping[str, str]) -> Decision | None:
@@ -242,20 +255,30 @@ class PromptService:
         """
         started = time.perf_counter()
         prompt = self.prompt
-        messages = self._render(prompt, variables, kwargs)
-        model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
+        screened = screen_input(self, {**(variables or {}), **kwargs}, all_tags)
+        messages = self._render(prompt, screened.variables, {})
+        model = self._model_for(prompt)
         route = self._route(model, messages, all_tags)  # a stream has no shadow call
         model = route.model if route is not None else model
         if self.budgets is not None:
-            _check_budget(self, prompt, model, all_tags,
+            _check_budget(self, prompt, model, screened.ledger_tags,
                           {"render": time.perf_counter() - started})
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
-        stream = ReplyStream(self, prompt, model, messages, all_tags)
+        stream = ReplyStream(self, prompt, model, messages, screened.ledger_tags)
         stream.route = route and route.rule
         stream.steps["render"] = time.perf_counter() - started
-        return stream
+        # output guards and the monitor see the assembled text; the reply gets its request id
+        return GuardedStream(self, screened, stream)  # type: ignore[return-value]
+
+    def feedback(self, request_id: str, *, score: float | None = None,
+                 comment: str | None = None, annotator: str | None = None) -> None:
+        """A person's label for one served answer (``Reply.request_id``), kept with the
+        request; an unknown id is ``UnknownRequest``. See ``workbench.serving.feedback``."""
+        from .feedback import record
+
+        record(self, request_id, score=score, comment=comment, annotator=annotator)
 
     def __repr__(self) -> str:
         return f"PromptService('{self.name}@{self.alias}', version={self.prompt.version})"

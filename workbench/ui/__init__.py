@@ -17,6 +17,7 @@ from .ab import ABPanel
 from .annotate import AnnotatePanel
 from .cost import CostPanel
 from .models import ModelsPanel
+from .monitor import MonitorPanel
 from .promote import PromotePanel
 from .prompts import PromptsPanel
 from .results import ResultsPanel
@@ -28,6 +29,7 @@ __all__ = [
     "AnnotatePanel",
     "CostPanel",
     "ModelsPanel",
+    "MonitorPanel",
     "PromotePanel",
     "PromptsPanel",
     "ResultsPanel",

@@ -1,0 +1,39 @@
+"""Quality alerts through the observability layer's channels: the log, the ledger's alert
+table (each episode delivered once) and the webhook."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .online import OnlineMonitor
+    from .sequential import Alarm
+
+log = logging.getLogger("workbench.monitor")
+
+
+def quality_alert(prompt: str, alias: str, version: int, metric: str, alarm: Alarm,
+                  start: float, end: float) -> Any:
+    """The alarm as an observability ``Alert``: kind ``quality``, keyed by prompt and version."""
+    from ..observe.anomalies import Alert
+
+    detail = (f"{metric} of prompts:/{prompt}@{alias} version {version} over "
+              f"{alarm.end - alarm.start + 1} scored requests, below the offline estimate "
+              f"(sequential test, e-value {alarm.statistic:.3g} >= {alarm.threshold:.3g})")
+    return Alert(kind="quality", key=f"prompt={prompt}@{alias} v{version}", start=start,
+                 end=end, expected=alarm.baseline, observed=alarm.observed, unit=metric,
+                 detail=detail)
+
+
+def deliver_quality_alert(monitor: OnlineMonitor, version: int, alarm: Alarm, start: float,
+                          end: float) -> None:
+    from ..observe.alerting import deliver
+    from ..observe.hook import default_ledger
+
+    alert = quality_alert(monitor.prompt, monitor.alias, version, monitor.config.metric or "",
+                          alarm, start, end)
+    try:
+        deliver([alert], default_ledger().store(), webhook=monitor.config.webhook)
+    except Exception as exc:  # the alert is still in the log; the monitor keeps running
+        log.error("quality alert not delivered (%s): %s", exc, alert.message)
