@@ -66,6 +66,12 @@ def attribute(application: str | None = None, *, user: str | None = None,
         _attribution.reset(token)
 
 
+def request_type() -> str | None:
+    """The request type calls made here are recorded under (None outside ``attribute``)."""
+    names = _attribution.get()
+    return None if names is None else names.get("request_type")
+
+
 @contextlib.contextmanager
 def relabel(**names: str | None) -> Iterator[None]:
     """Inside an ``attribute`` block, gateway calls in this one are recorded with these

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from ...errors import ScorerError, ScorerInputError
 from ...gateway.client import Gateway
 from ...gateway.config import ModelConfig
-from ...observe.hook import relabel
+from ...observe.hook import relabel, request_type
 from ...prompts.templates import PromptTemplate
 from ..evalsets import Example
 from .base import Options, OptionScorer, Score, register
@@ -187,7 +187,9 @@ class Judge(OptionScorer):
     async def judge_text(self, output: str, example: Example) -> Score:
         values = self.values(output, example)
         messages = self.prompt.render(**{v: values.get(v, "") for v in self.prompt.variables})
-        with relabel(request_type="judge", prompt=self.prompt.name):  # not the run's calls
+        # online scoring accounts and caps its judges' calls under its own request type
+        kind = "online_eval" if request_type() == "online_eval" else "judge"
+        with relabel(request_type=kind, prompt=self.prompt.name):  # not the run's calls
             completion = await self.gateway.complete(self.options.model, messages,
                                                      use_cache=self.options.cache)
         tokens = completion.prompt_tokens + completion.completion_tokens
