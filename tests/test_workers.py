@@ -13,8 +13,7 @@ import pytest
 from workbench import Experiment
 from workbench.gateway.cache import ResponseCache
 from workbench.gateway.config import ModelConfig
-from workbench.gateway.workers import CallDropped, can_share, pool, split_limits
-from workbench.runner import queued
+from workbench.gateway.workers import CallDropped, can_share, pool, queued, split_limits
 
 ROWS = [{"id": f"e{i:03d}", "ticket": f"message {i}: I want a refund", "label": "negative"}
         for i in range(40)]
