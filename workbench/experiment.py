@@ -24,6 +24,7 @@ from .gateway.send import for_run as send_for_run
 from .gateway.send import notes as send_notes
 from .observe import attribute
 from .prompts.templates import PromptTemplate
+from .run_outcome import outcome
 from .run_types import Variant
 from .runner import Progress, cost_guard, run_matrix
 from .settings import cache_path
@@ -196,13 +197,9 @@ class Experiment:
             with _open_cache(self, cache) as opened:
                 plan = self._checked_plan(limit, repeats, use_cache, refresh, opened, max_cost,
                                           track)
-                if send is None:
-                    send, notes = send_for_run(
-                        opened, concurrency=concurrency,
-                        workers=workers or self.spec.run.workers,
-                        models=[v.model for v in self.variants])
-                else:
-                    notes = []
+                send, notes = (send, []) if send is not None else send_for_run(
+                    opened, concurrency=concurrency, workers=workers or self.spec.run.workers,
+                    models=[v.model for v in self.variants])
                 with using(send):
                     rows = await run_matrix(
                         self.variants, evalset.examples, self.scorers, send,
@@ -211,8 +208,8 @@ class Experiment:
                         progress=self._fresh_progress(max_cost), show_progress=progress,
                         cancel=self._cancel)
                 opened.flush()  # every answer committed before the results are used
-            results = self._results(rows, repeats, max_cost,
-                                    notes + send_notes(send))
+            results = outcome(self, rows, repeats, max_cost, notes + send_notes(send),
+                              cancelled=self._cancel.is_set())
             if track and len(rows) and not self._interrupted.is_set():
                 self._track(results, evalset, log_again=log_again,
                             resend=not use_cache or bool(refresh))
@@ -246,52 +243,6 @@ class Experiment:
             listeners.append(cost_guard(max_cost, self._cancel))
         self.progress = Progress(listeners=listeners)
         return self.progress
-
-    def _results(self, rows: list[dict[str, Any]], repeats: int, max_cost: float | None,
-                 notes: list[str]) -> Results:
-        """The rows as ``Results``, with their warnings, and a verdict unless partial."""
-        from .results import Results
-
-        results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
-                                    experiment=self.name, baseline=self.spec.baseline)
-        results.registry_name = self.spec.prompt_registry_name
-        results.warnings = notes + self._warnings(results, repeats)
-        results.partial = self._partial(len(rows), max_cost)
-        if results.partial:
-            results.warnings.append(f"partial: {results.partial}; no verdict from partial "
-                                    "data (results.compare() computes one anyway)")
-        elif len(results.variants) >= 2:
-            results.report = results.compare()
-        return results
-
-    def _partial(self, made: int, max_cost: float | None) -> str | None:
-        """Why the run stopped before its last call, or None when it made them all."""
-        if not self._cancel.is_set() or made >= self.progress.total:
-            return None
-        why = (f"stopped at max_cost ${max_cost:.4f}"
-               if max_cost is not None and self.progress.cost >= max_cost else "cancelled")
-        return f"{why}: {made} of {self.progress.total} calls were made"
-
-    def _warnings(self, results: Results, repeats: int) -> list[str]:
-        notes: list[str] = []
-        if not len(results.frame):  # cancelled before the first call finished
-            return notes
-        for variant in self.variants:
-            rows = results.frame[results.frame["variant"] == variant.name]
-            hot = float(variant.model.params.get("temperature", 1.0) or 0.0) > 0
-            if hot and repeats == 1 and len(rows) and rows["cached"].any():
-                notes.append(
-                    f"{variant.name}: temperature > 0 with one sample per example, served from "
-                    "the cache: the same single sample is reused, which hides the variance "
-                    "between samples (set run.repeats > 1, or refresh this variant)")
-        truncated = int(results.frame["warning"].notna().sum()) if len(results.frame) else 0
-        if truncated:
-            notes.append(f"{truncated} call(s) had a variable truncated to fit the context "
-                         "window (see the warning column)")
-        failures = results.failures()
-        for failure in failures:  # a verdict on these would be meaningless: say so loudly
-            warnings.warn(failure, UserWarning, stacklevel=5)
-        return notes + failures
 
     def run(self, **options: Any) -> Results:
         """Blocking form of ``arun`` for notebooks and scripts.
