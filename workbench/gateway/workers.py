@@ -304,7 +304,8 @@ class _Lane:
     """One worker's share of a batch: its calls in flight, and how many it may hold."""
 
     def __init__(self, remote: RemoteGateway, share: int, calls: int) -> None:
-        self.remote, self.share, self.capacity = remote, share, calls + queued(calls)
+        self.remote, self.share, self.calls = remote, share, calls
+        self.capacity = calls + queued(calls)
         self.outstanding, self.ended = 0, False
         self.send = functools.partial(remote.complete, share=share)
 
@@ -324,6 +325,8 @@ class _WorkerBatch:
         self._configs: dict[str, ModelConfig] = {}
 
     async def start(self, remotes: Sequence[RemoteGateway]) -> None:
+        if not remotes:
+            return
         count = len(remotes)
         shares = [self.concurrency // count + (i < self.concurrency % count)
                   for i in range(count)]
@@ -334,8 +337,8 @@ class _WorkerBatch:
             with contextlib.suppress(GatewayError):
                 self.lanes.append(_Lane(remote, await remote.share(calls), calls))
         # a worker is sent a few more than its share, so it never waits for this process
-        self.in_flight = self.concurrency + sum(lane.capacity - calls for lane, calls in
-                                                zip(self.lanes, shares, strict=False))
+        self.in_flight = self.concurrency + sum(lane.capacity - lane.calls
+                                                for lane in self.lanes)
 
     def _lane(self) -> _Lane | None:
         open_lanes = [lane for lane in self.lanes if lane.remote.alive and not lane.ended
