@@ -970,15 +970,18 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             "litellm once (zero: none is known), which saves about 0.9 ms of CPU per call "
             "(item 3 also compares the two on a model that is in litellm's table).",
         ]
-        untouched = median([r["calls_per_s"] for r in runs[UNTOUCHED]]) / plain
+        base, bare = runs["workbench, trace off"], runs[UNTOUCHED]
+        cpu_ratio = [a["cpu"] / b["cpu"] for a, b in zip(base, bare, strict=True)]
+        wall_ratio = [a["calls_per_s"] / b["calls_per_s"] for a, b in zip(base, bare, strict=True)]
         lines.append(
-            f"- The collector handling (`collector.quiet()`: heap frozen, young collections "
-            f"less often) pays when trace off reaches {off:.2f} and the same run with "
-            f"Python's collector settings {untouched:.2f} of plain litellm; round by round, "
-            "trace off over collector as Python's: " + ", ".join(
-                f"{a['calls_per_s'] / b['calls_per_s']:.2f}" for a, b in
-                zip(runs["workbench, trace off"], runs[UNTOUCHED], strict=True))
-            + f". This process held {data.get('heap_objects', 0):,} objects when it started.")
+            "- Collector handling (`collector.quiet()`: heap frozen, young collections less "
+            "often), trace off against the same run with Python's own collector settings, "
+            f"round by round: CPU per call {', '.join(f'{x:.2f}' for x in cpu_ratio)} "
+            f"(median {median(cpu_ratio):.2f}; "
+            f"{median([r['cpu'] for r in base]) / calls * 1e3:.2f} against "
+            f"{median([r['cpu'] for r in bare]) / calls * 1e3:.2f} ms), calls/s "
+            f"{', '.join(f'{x:.2f}' for x in wall_ratio)} (median {median(wall_ratio):.2f}). "
+            f"This process held {data.get('heap_objects', 0):,} objects when the item began.")
         spans_s = median([r["phases"].get("mlflow.spans", 0.0)
                           for r in runs["workbench, trace on"]])
         lines.append(
@@ -1036,14 +1039,13 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"{CONCURRENCY} in flight {why}"
             " (the server shares the same 2 cores; its CPU is in the table).")
         if "workbench, trace off" in runs:
-            alone = median([r["calls_per_s"] for r in runs["workbench, trace off"]])
+            alone = [a["calls_per_s"] / b["calls_per_s"] for a, b in
+                     zip(runs["workbench, 2 processes"], runs["workbench, trace off"],
+                         strict=True)]
             lines.append(
-                f"- The worker processes pay when the workbench with two reaches "
-                f"{wb_two / alone:.2f}x the same run made in this process (item 1, trace off, "
-                "same rounds); round by round: " + ", ".join(
-                    f"{a['calls_per_s'] / b['calls_per_s']:.2f}" for a, b in
-                    zip(runs["workbench, 2 processes"], runs["workbench, trace off"],
-                        strict=True)) + ".")
+                "- Worker processes, `workers=2` against the same run made in one process "
+                "(item 1, trace off, same rounds), calls/s round by round: "
+                f"{', '.join(f'{x:.2f}' for x in alone)} (median {median(alone):.2f}).")
         wb = runs["workbench, 2 processes"]
         calls_phase = median([r["phases"].get("calls", float("nan")) for r in wb])
         lines.append(
@@ -1333,7 +1335,8 @@ def write_results(bench: Bench, elapsed: float) -> None:
         "",
         f"`.venv/bin/python benchmarks/runner_throughput.py` (last run "
         f"{time.strftime('%Y-%m-%d')}, items {','.join(sorted(markdown_subsections(bench)))},"
-        f" {bench.args.rounds} interleaved rounds, medians, {elapsed / 60:.1f} min). "
+        f" {bench.args.rounds} interleaved rounds, medians, {elapsed / 60:.1f} min; any other "
+        "item below keeps the figures of its own last run). "
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{library_versions()}. The machine was **shared with other work** during the run "
         f"(1-minute load average {bench.load[0]:.1f} at the start, {bench.load[1]:.1f} at the "
