@@ -183,3 +183,24 @@ def test_the_run_judges_are_answered_by_the_same_send(offline_experiment):
 def test_every_transport_is_a_send():
     assert isinstance(FakeSend(lambda config, messages: ""), Send)
     assert isinstance(gateway(), Send)
+
+
+def test_any_object_with_an_async_complete_is_a_send(offline_experiment):
+    class Echo:
+        async def complete(self, config, messages, *, repeat=0, use_cache=True, key=None):
+            return Completion(text=messages[-1]["content"], model=config.model,
+                              prompt_tokens=1, completion_tokens=1, cost=0.0, latency_s=0.0)
+
+    results = run(offline_experiment(), Echo(), limit=1)
+    assert results.frame["output"].str.endswith("(order 0)").all()
+
+
+def test_the_public_names_of_the_seam():
+    import workbench.gateway.send
+    import workbench.testing
+
+    assert workbench.testing.__all__ == ["FakeCall", "FakeSend", "assert_no_regression",
+                                         "refusal"]
+    assert workbench.gateway.send.__all__ == ["Batch", "CallDropped", "Send", "active",
+                                              "batch", "for_calls", "for_run", "gateway",
+                                              "notes", "using"]

@@ -37,7 +37,7 @@ from .gateway.config import Completion, ModelConfig
 if TYPE_CHECKING:
     from .evaluation.gate import GateResult
 
-__all__ = ["FakeCall", "FakeSend", "assert_no_regression"]
+__all__ = ["FakeCall", "FakeSend", "assert_no_regression", "refusal"]
 
 Message = dict[str, str]
 Answer = str | Completion | BaseException | type[BaseException]

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 Message = dict[str, str]
 
-__all__ = ["Batch", "CallDropped", "Send", "batch", "for_calls", "for_run", "gateway", "notes",
-           "using"]
+__all__ = ["Batch", "CallDropped", "Send", "active", "batch", "for_calls", "for_run", "gateway",
+           "notes", "using"]
 
 
 @runtime_checkable
