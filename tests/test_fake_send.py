@@ -204,3 +204,11 @@ def test_the_public_names_of_the_seam():
     assert workbench.gateway.send.__all__ == ["Batch", "CallDropped", "Send", "active",
                                               "batch", "for_calls", "for_run", "gateway",
                                               "notes", "using"]
+
+
+def test_workers_are_ignored_when_the_run_is_given_a_send_and_the_results_say_so(
+        offline_experiment):
+    fake = FakeSend(lambda config, messages: "positive")
+    results = run(offline_experiment(), fake, limit=1, workers=2)
+    assert len(fake.calls) == 2
+    assert "workers: 2 ignored: the run was given its own send" in results.warnings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,10 +197,13 @@ class Experiment:
             with _open_cache(self, cache) as opened:
                 plan = self._checked_plan(limit, repeats, use_cache, refresh, opened, max_cost,
                                           track)
+                given, workers = send, workers or self.spec.run.workers
                 send, notes = (send, []) if send is not None else send_for_run(
-                    opened, concurrency=concurrency, workers=workers or self.spec.run.workers,
+                    opened, concurrency=concurrency, workers=workers,
                     models=[v.model for v in self.variants])
-                with using(send):
+                if given is not None and workers > 1:
+                    notes = [f"workers: {workers} ignored: the run was given its own send"]
+                with using(given) if given is not None else nullcontext():
                     rows = await run_matrix(
                         self.variants, evalset.examples, self.scorers, send,
                         concurrency=concurrency, repeats=repeats, use_cache=use_cache,
