@@ -15,7 +15,9 @@ A worker exits when its parent does, even after ``kill -9``: it reads its reques
 pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
-importing litellm, once per worker). Rate limits are split between the workers.
+importing litellm, once per worker). Rate limits are split between the workers. The runner
+sees none of this: ``gateway.send.for_run`` gives it a ``WorkerSend``, whose batch hands
+each call to a live worker with room for it, and to this process once no worker has.
 """
 
 from __future__ import annotations
