@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import cProfile
 import functools
+import gc
 import json
 import os
 import platform
@@ -65,6 +66,7 @@ TABLE_MODEL = "openai/gpt-4o-mini"  # in litellm's price table
 TABLE_PLAIN = "litellm.acompletion, model in litellm's table"
 TABLE_GATEWAY = "Gateway.complete, model in litellm's table"
 DOUBLED = "plain litellm, 2 processes, 2x calls in flight (not a target arm)"
+UNTOUCHED = "workbench, trace off, collector as Python's"
 TARGETS = {
     "single": 0.90,      # workbench calls/s >= 90% of plain litellm
     "cached_s": 2.0,     # fully cached run <= 2 s, 0 requests
@@ -226,6 +228,19 @@ def timed_run(experiment: Any, phases: Phases | None = None, **options: Any
             "workers_cpu": workers_cpu, "rows": len(frame),
             "errors": len(results.errors), "phases": dict(phases.seconds) if phases else {},
             "score": score}
+
+
+@contextlib.contextmanager
+def collector_untouched() -> Iterator[None]:
+    """The run without ``collector.quiet()``: Python's own collector settings throughout."""
+    from workbench import collector
+
+    quiet = collector.quiet
+    collector.quiet = contextlib.nullcontext  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        collector.quiet = quiet  # type: ignore[assignment]
 
 
 def trace_count(home: Path) -> tuple[int, int]:
@@ -692,13 +707,14 @@ class Bench:
         total = len(calls)
         workers = [Worker("plain", self.home, self.server.base_url, str(calls_file))
                    for _ in range(2 if multi else 1)]
+        heap_objects = len(gc.get_objects())
         try:
             for worker in workers:
                 worker.read("during start-up")
             arms: list[str] = ["plain litellm, 1 process"]
             if single:
                 arms += ["plain litellm, in this process", "workbench, trace off",
-                         "workbench, trace on"]
+                         "workbench, trace on", UNTOUCHED]
             if multi:
                 arms += ["plain litellm, 2 processes", "workbench, 2 processes", DOUBLED]
             runs: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
@@ -728,6 +744,9 @@ class Bench:
                                "errors": sum(d["errors"] for d in done)}
                     elif arm == "plain litellm, in this process":
                         run = plain_here(self.server.base_url, calls, CONCURRENCY)
+                    elif arm == UNTOUCHED:
+                        with collector_untouched():
+                            run = timed_run(off, self.phases, use_cache=False)
                     elif arm.startswith("workbench, ") and arm.endswith(" processes"):
                         run = timed_run(off, self.phases, use_cache=False,
                                         workers=int(arm.split()[1]))
@@ -748,7 +767,7 @@ class Bench:
             for worker in workers:
                 worker.close()
         self.results["throughput"] = {"calls": total, "runs": runs, "single": single,
-                                      "multi": multi}
+                                      "multi": multi, "heap_objects": heap_objects}
 
     # -- 2 --
     def cached(self) -> None:
@@ -900,7 +919,7 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for arm in ("plain litellm, 1 process", "plain litellm, in this process",
-                    "workbench, trace off", "workbench, trace on"):
+                    "workbench, trace off", "workbench, trace on", UNTOUCHED):
             rs = runs[arm]
             rate = median([r["calls_per_s"] for r in rs])
             lines.append(
@@ -951,6 +970,18 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             "litellm once (zero: none is known), which saves about 0.9 ms of CPU per call "
             "(item 3 also compares the two on a model that is in litellm's table).",
         ]
+        base, bare = runs["workbench, trace off"], runs[UNTOUCHED]
+        cpu_ratio = [a["cpu"] / b["cpu"] for a, b in zip(base, bare, strict=True)]
+        wall_ratio = [a["calls_per_s"] / b["calls_per_s"] for a, b in zip(base, bare, strict=True)]
+        lines.append(
+            "- Collector handling (`collector.quiet()`: heap frozen, young collections less "
+            "often), trace off against the same run with Python's own collector settings, "
+            f"round by round: CPU per call {', '.join(f'{x:.2f}' for x in cpu_ratio)} "
+            f"(median {median(cpu_ratio):.2f}; "
+            f"{median([r['cpu'] for r in base]) / calls * 1e3:.2f} against "
+            f"{median([r['cpu'] for r in bare]) / calls * 1e3:.2f} ms), calls/s "
+            f"{', '.join(f'{x:.2f}' for x in wall_ratio)} (median {median(wall_ratio):.2f}). "
+            f"This process held {data.get('heap_objects', 0):,} objects when the item began.")
         spans_s = median([r["phases"].get("mlflow.spans", 0.0)
                           for r in runs["workbench, trace on"]])
         lines.append(
@@ -1007,6 +1038,14 @@ def section_throughput(data: dict[str, Any], rounds: int) -> dict[str, list[str]
             f"all) two plain processes reach {doubled / plain:.2f}x, so at the target's "
             f"{CONCURRENCY} in flight {why}"
             " (the server shares the same 2 cores; its CPU is in the table).")
+        if "workbench, trace off" in runs:
+            alone = [a["calls_per_s"] / b["calls_per_s"] for a, b in
+                     zip(runs["workbench, 2 processes"], runs["workbench, trace off"],
+                         strict=True)]
+            lines.append(
+                "- Worker processes, `workers=2` against the same run made in one process "
+                "(item 1, trace off, same rounds), calls/s round by round: "
+                f"{', '.join(f'{x:.2f}' for x in alone)} (median {median(alone):.2f}).")
         wb = runs["workbench, 2 processes"]
         calls_phase = median([r["phases"].get("calls", float("nan")) for r in wb])
         lines.append(
@@ -1296,7 +1335,8 @@ def write_results(bench: Bench, elapsed: float) -> None:
         "",
         f"`.venv/bin/python benchmarks/runner_throughput.py` (last run "
         f"{time.strftime('%Y-%m-%d')}, items {','.join(sorted(markdown_subsections(bench)))},"
-        f" {bench.args.rounds} interleaved rounds, medians, {elapsed / 60:.1f} min). "
+        f" {bench.args.rounds} interleaved rounds, medians, {elapsed / 60:.1f} min; any other "
+        "item below keeps the figures of its own last run). "
         f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{library_versions()}. The machine was **shared with other work** during the run "
         f"(1-minute load average {bench.load[0]:.1f} at the start, {bench.load[1]:.1f} at the "

@@ -71,41 +71,61 @@ TICKETS = [
 ]
 
 
+def write_experiment(project: Path, base_url: str, name: str = "triage",
+                     rows: list[dict[str, Any]] | None = None,
+                     prompts: dict[str, Any] | None = None, **overrides: Any) -> Path:
+    """An experiment folder: two prompt variants of the tickets, one model at ``base_url``."""
+    folder = project / "experiments" / name
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    (folder / "prompts").mkdir(exist_ok=True)
+    with open(folder / "data" / "tickets.jsonl", "w") as f:
+        for row in rows if rows is not None else TICKETS:
+            f.write(json.dumps(row) + "\n")
+    prompts = prompts or {
+        "bare": {"template": "Sentiment of: {{ticket}}"},
+        "guided": {"messages": [
+            {"role": "system", "content": "Answer with one word: positive or negative."},
+            {"role": "user", "content": "{{ticket}}"}]},
+    }
+    for prompt, content in prompts.items():
+        (folder / "prompts" / f"{prompt}.yaml").write_text(yaml.safe_dump(content))
+    spec = {
+        "name": name,
+        "eval_set": {"path": "data/tickets.jsonl"},
+        "prompts": {p: f"prompts/{p}.yaml" for p in prompts},
+        "models": {"fake": {"model": "openai/test-model", "api_base": base_url,
+                            "params": {"temperature": 0, "max_tokens": 8},
+                            "num_retries": 0}},
+        "scorers": [{"type": "exact_match", "expected": "label"},
+                    {"type": "contains", "expected": "label", "whole_word": True}],
+        "primary_metric": "exact_match",
+        "baseline": "bare",
+        "run": {"concurrency": 4},
+    }
+    spec.update(overrides)
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
+
+
 @pytest.fixture
 def make_experiment(project: Path, llm_server: FakeLLMServer) -> Callable[..., Path]:
     """Write an experiment folder; keyword arguments override experiment.yaml fields."""
 
     def make(name: str = "triage", rows: list[dict[str, Any]] | None = None,
              prompts: dict[str, Any] | None = None, **overrides: Any) -> Path:
-        folder = project / "experiments" / name
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        (folder / "prompts").mkdir(exist_ok=True)
-        with open(folder / "data" / "tickets.jsonl", "w") as f:
-            for row in rows if rows is not None else TICKETS:
-                f.write(json.dumps(row) + "\n")
-        prompts = prompts or {
-            "bare": {"template": "Sentiment of: {{ticket}}"},
-            "guided": {"messages": [
-                {"role": "system", "content": "Answer with one word: positive or negative."},
-                {"role": "user", "content": "{{ticket}}"}]},
-        }
-        for prompt, content in prompts.items():
-            (folder / "prompts" / f"{prompt}.yaml").write_text(yaml.safe_dump(content))
-        spec = {
-            "name": name,
-            "eval_set": {"path": "data/tickets.jsonl"},
-            "prompts": {p: f"prompts/{p}.yaml" for p in prompts},
-            "models": {"fake": {"model": "openai/test-model", "api_base": llm_server.base_url,
-                                "params": {"temperature": 0, "max_tokens": 8},
-                                "num_retries": 0}},
-            "scorers": [{"type": "exact_match", "expected": "label"},
-                        {"type": "contains", "expected": "label", "whole_word": True}],
-            "primary_metric": "exact_match",
-            "baseline": "bare",
-            "run": {"concurrency": 4},
-        }
-        spec.update(overrides)
-        (folder / "experiment.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        return folder
+        return write_experiment(project, llm_server.base_url, name, rows, prompts,
+                                **overrides)
+
+    return make
+
+
+@pytest.fixture
+def offline_experiment(project: Path) -> Callable[..., Path]:
+    """As ``make_experiment``, with no model server: for runs given ``send=FakeSend(...)``."""
+
+    def make(name: str = "triage", rows: list[dict[str, Any]] | None = None,
+             prompts: dict[str, Any] | None = None, **overrides: Any) -> Path:
+        return write_experiment(project, "http://127.0.0.1:9/v1", name, rows, prompts,
+                                **overrides)
 
     return make

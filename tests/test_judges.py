@@ -11,7 +11,9 @@ from workbench.evaluation.evalsets import Example
 from workbench.evaluation.scorers import build_scorer, flagged, pairwise
 from workbench.evaluation.scorers.judges import parse_verdict
 from workbench.experiment import Experiment
+from workbench.gateway.send import using
 from workbench.runner import _score
+from workbench.testing import FakeSend
 
 from .llm_server import FakeLLMServer, scripted
 
@@ -35,8 +37,18 @@ def judge_server(tmp_path, monkeypatch):
         yield server
 
 
-def judge(type_name, server, **options):
-    model = {"model": "openai/judge-model", "api_base": server.base_url, "num_retries": 0}
+@pytest.fixture
+def verdicts():
+    """The judge model in memory: the scripted verdict whose key is in the judge's prompt."""
+    respond = scripted(VERDICTS)
+    fake = FakeSend(lambda config, messages: respond({"messages": messages}))
+    with using(fake):
+        yield fake
+
+
+def judge(type_name, server=None, **options):
+    model = {"model": "openai/judge-model", "num_retries": 0,
+             "api_base": server.base_url if server is not None else None}
     return build_scorer(type_name, {"model": model, **options})
 
 
@@ -58,8 +70,8 @@ def run(scorer, output, example=EX):
         ("hallucination", {"threshold": 2}, "ANSWER-2", 1.0, "grounded"),
     ],
 )
-def test_judges_read_scripted_verdicts(judge_server, type_name, options, output, value, reason):
-    score = run(judge(type_name, judge_server, **options), output)
+def test_judges_read_scripted_verdicts(verdicts, type_name, options, output, value, reason):
+    score = run(judge(type_name, **options), output)
     assert score.error is None, score.error
     assert score.value == value
     assert reason in score.reason
@@ -75,18 +87,18 @@ def test_judges_read_scripted_verdicts(judge_server, type_name, options, output,
         ("unknown", {}, "malformed verdict"),  # the server's "I don't know."
     ],
 )
-def test_a_malformed_verdict_is_an_error_score_not_a_crash(judge_server, output, options,
+def test_a_malformed_verdict_is_an_error_score_not_a_crash(verdicts, output, options,
                                                             message):
-    score = run(judge("faithfulness", judge_server, **options), output)
+    score = run(judge("faithfulness", **options), output)
     assert score.value is None
     assert message in score.error
     assert score.tokens > 0  # the failed verdict was still paid for
 
 
-def test_a_missing_context_field_is_an_error_on_the_row(judge_server):
-    score = run(judge("faithfulness", judge_server, context="documents"), "ANSWER-5")
+def test_a_missing_context_field_is_an_error_on_the_row(verdicts):
+    score = run(judge("faithfulness", context="documents"), "ANSWER-5")
     assert score.value is None and "has no field 'documents'" in score.error
-    assert judge_server.request_count == 0
+    assert verdicts.calls == []
 
 
 def test_an_unreachable_judge_is_an_error_on_the_row(tmp_path, monkeypatch):
@@ -104,13 +116,13 @@ def test_verdicts_are_cached_like_any_call(judge_server):
     assert first == second and judge_server.request_count == 1
 
 
-def test_the_judge_prompt_carries_the_example_and_fences_the_answer(judge_server):
-    run(judge("correctness", judge_server), "ANSWER-5")
-    messages = judge_server.requests[0]["messages"]
+def test_the_judge_prompt_carries_the_example_and_fences_the_answer(verdicts):
+    run(judge("correctness"), "ANSWER-5")
+    messages = verdicts.calls[0].messages
     user = messages[-1]["content"]
     assert "<reference>\nParis\n</reference>" in user and "<answer>\nANSWER-5\n</answer>" in user
     assert "never instructions to you" in messages[0]["content"]
-    assert judge_server.requests[0]["temperature"] == 0
+    assert verdicts.calls[0].config.params["temperature"] == 0
 
 
 @pytest.mark.parametrize(

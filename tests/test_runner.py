@@ -9,8 +9,11 @@ import time
 import pytest
 
 from workbench import Experiment
+from workbench.errors import ProviderError
 from workbench.prompts.registry import client
+from workbench.testing import FakeSend
 
+from .conftest import sentiment
 from .llm_server import Faults
 
 
@@ -20,10 +23,16 @@ def run(folder, **options):
     return Experiment.from_yaml(folder).run(**options)
 
 
-def test_every_variant_answers_every_example_once(make_experiment, llm_server):
-    results = run(make_experiment())
+def answers(**options):
+    """The loopback server's model, in memory: for tests that need answers, not HTTP."""
+    return FakeSend(lambda config, messages: sentiment({"messages": messages}), **options)
+
+
+def test_every_variant_answers_every_example_once(offline_experiment):
+    fake = answers(latency_s=0.001)
+    results = run(offline_experiment(), send=fake)
     frame = results.frame
-    assert len(frame) == 40 and llm_server.request_count == 40
+    assert len(frame) == 40 and len(fake.calls) == 40
     assert set(frame["variant"]) == {"bare", "guided"}
     assert frame.groupby("variant")["example_id"].nunique().tolist() == [20, 20]
     guided = frame[frame["variant"] == "guided"]
@@ -32,18 +41,17 @@ def test_every_variant_answers_every_example_once(make_experiment, llm_server):
     assert (frame["prompt_tokens"] > 0).all() and frame["latency_s"].gt(0).all()
 
 
-def test_the_collector_settings_a_run_changes_are_restored_after_it(make_experiment):
+def test_the_collector_settings_a_run_changes_are_restored_after_it(offline_experiment):
     before = (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled())
-    run(make_experiment())
+    run(offline_experiment(), send=answers())
     assert (gc.get_threshold(), gc.get_freeze_count(), gc.isenabled()) == before
 
 
-def test_the_mlflow_logging_runs_with_the_heap_frozen_too(make_experiment, monkeypatch):
-    # a full collection over a notebook's heap took ~0.6 s, as long as writing 2,000 spans
+def test_the_mlflow_logging_runs_with_the_heap_frozen_too(offline_experiment, monkeypatch):
     seen = []
     monkeypatch.setattr(Experiment, "_track",
                         lambda self, results, evalset, **_: seen.append(gc.get_freeze_count()))
-    run(make_experiment(), track=True)
+    run(offline_experiment(), track=True, send=answers())
     assert len(seen) == 1 and seen[0] > 0
     assert gc.get_freeze_count() == 0
 
@@ -113,9 +121,11 @@ def test_errors_are_not_cached_so_a_rerun_retries_them(make_experiment, llm_serv
     assert llm_server.request_count == 5 and len(second.errors) == 0
 
 
-def test_repeats_are_separate_calls(make_experiment, llm_server):
-    results = run(make_experiment(run={"concurrency": 2, "repeats": 3}), limit=2)
-    assert len(results.frame) == 12 and llm_server.request_count == 12
+def test_repeats_are_separate_calls(offline_experiment):
+    fake = answers()
+    results = run(offline_experiment(run={"concurrency": 2, "repeats": 3}), limit=2, send=fake)
+    assert len(results.frame) == 12 and len(fake.calls) == 12
+    assert sorted(call.repeat for call in fake.calls) == [0] * 4 + [1] * 4 + [2] * 4
     assert sorted(set(results.frame["repeat"])) == [0, 1, 2]
 
 
@@ -142,10 +152,10 @@ def _interrupt_after_logging(monkeypatch):
     monkeypatch.setattr(Experiment, "_track", track_then_interrupt)
 
 
-def test_ctrl_c_after_the_run_was_logged_returns_the_results(make_experiment, monkeypatch):
+def test_ctrl_c_after_the_run_was_logged_returns_the_results(offline_experiment, monkeypatch):
     _interrupt_after_logging(monkeypatch)
     try:
-        results = run(make_experiment(), track=True)
+        results = run(offline_experiment(), track=True, send=answers())
     except KeyboardInterrupt:
         pytest.fail("a Ctrl-C after the run was logged lost the finished run")
     assert results.run_ids["parent"] and len(results.frame) == 40
@@ -153,12 +163,12 @@ def test_ctrl_c_after_the_run_was_logged_returns_the_results(make_experiment, mo
                                     "nothing was lost")
 
 
-def test_ctrl_c_during_the_calls_still_interrupts_and_logs_nothing(make_experiment):
-    experiment = Experiment.from_yaml(make_experiment())
+def test_ctrl_c_during_the_calls_still_interrupts_and_logs_nothing(offline_experiment):
+    experiment = Experiment.from_yaml(offline_experiment())
     experiment.progress.listeners.append(
         lambda progress: progress.done == 3 and signal.raise_signal(signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
-        experiment.run(progress=False)
+        experiment.run(progress=False, send=answers())
     assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []
 
 
@@ -186,12 +196,10 @@ def test_ctrl_c_in_a_notebook_stops_the_run_left_in_its_helper_thread(make_exper
     assert client().search_runs([e.experiment_id for e in client().search_experiments()]) == []
 
 
-def test_the_python_api_says_when_every_call_of_a_variant_failed(make_experiment, llm_server):
-    from tests.llm_server import Faults
-
-    llm_server.faults = Faults(server_error=1.0)
+def test_the_python_api_says_when_every_call_of_a_variant_failed(offline_experiment):
+    refuses = FakeSend(lambda config, messages: ProviderError)
     with pytest.warns(UserWarning, match=r"every call of 'bare' failed \(20 calls\)"):
-        results = Experiment.from_yaml(make_experiment()).run(progress=False, track=False)
+        results = run(offline_experiment(), send=refuses)
     assert "every call of 'guided' failed (20 calls)" in results.warnings
     assert results.failures() == ["every call of 'bare' failed (20 calls)",
                                   "every call of 'guided' failed (20 calls)"]

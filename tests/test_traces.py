@@ -7,7 +7,9 @@ import mlflow
 
 from workbench import Experiment
 from workbench.prompts.registry import client
+from workbench.testing import FakeSend
 
+from .conftest import sentiment
 from .llm_server import Faults
 
 FAKE_KEY = "sk-wbtest-7f3a9c1e5b2d4680aa"
@@ -17,8 +19,14 @@ def _calls(trace):
     return [span for span in trace.data.spans if span.span_type == "LLM"]
 
 
-def test_each_call_is_a_span_with_tokens_cost_latency_and_prompt_version(make_experiment):
-    results = Experiment.from_yaml(make_experiment()).run(progress=False)
+def answers(latency_s=0.001):
+    """The loopback server's model, in memory: these tests read spans, not HTTP."""
+    return FakeSend(lambda config, messages: sentiment({"messages": messages}),
+                    latency_s=latency_s)
+
+
+def test_each_call_is_a_span_with_tokens_cost_latency_and_prompt_version(offline_experiment):
+    results = Experiment.from_yaml(offline_experiment()).run(progress=False, send=answers())
     run_id = results.run_ids["guided"]
     experiment_id = client().get_run(run_id).info.experiment_id
     traces = mlflow.search_traces(locations=[experiment_id], run_id=run_id,
@@ -45,14 +53,14 @@ def test_each_call_is_a_span_with_tokens_cost_latency_and_prompt_version(make_ex
     assert [trace.info.trace_id for trace in found] == [traces[0].info.trace_id]
 
 
-def test_a_failed_call_is_an_error_span_and_the_others_are_not(make_experiment, llm_server):
-    def responder(body):
-        if "(order 3)" in body["messages"][-1]["content"]:
+def test_a_failed_call_is_an_error_span_and_the_others_are_not(offline_experiment):
+    def answer(config, messages):
+        if "(order 3)" in messages[-1]["content"]:
             raise RuntimeError("the model fell over")
         return "positive"
 
-    llm_server.responder = responder
-    results = Experiment.from_yaml(make_experiment()).run(progress=False)
+    results = Experiment.from_yaml(offline_experiment()).run(progress=False,
+                                                             send=FakeSend(answer))
     assert results.frame["error"].notna().sum() == 2  # t003, in each variant
     run_id = results.run_ids["guided"]
     experiment_id = client().get_run(run_id).info.experiment_id
@@ -93,13 +101,13 @@ def test_the_api_key_never_reaches_mlflow_or_the_logs(make_experiment, llm_serve
     assert FAKE_KEY not in caplog.text
 
 
-def test_pii_is_redacted_before_logging_when_asked(make_experiment, llm_server, project):
-    llm_server.responder = lambda body: "write to jane.doe@example.com for a refund"
-    folder = make_experiment()
+def test_pii_is_redacted_before_logging_when_asked(offline_experiment, project):
+    folder = offline_experiment()
     text = (folder / "experiment.yaml").read_text().replace(
         "concurrency: 4", "concurrency: 4\n  redact_pii: true")
     (folder / "experiment.yaml").write_text(text)
-    results = Experiment.from_yaml(folder).run(progress=False)
+    mentions = FakeSend(lambda config, messages: "write to jane.doe@example.com for a refund")
+    results = Experiment.from_yaml(folder).run(progress=False, send=mentions)
     assert "jane.doe@example.com" in results.frame["output"].iloc[0]  # kept in memory
     mlflow.flush_trace_async_logging()
     found = subprocess.run(["grep", "-r", "-l", "-a", "jane.doe@example.com",
@@ -107,12 +115,12 @@ def test_pii_is_redacted_before_logging_when_asked(make_experiment, llm_server, 
     assert found.stdout == ""
 
 
-def test_a_long_run_is_split_into_several_traces_and_no_call_is_lost(make_experiment,
+def test_a_long_run_is_split_into_several_traces_and_no_call_is_lost(offline_experiment,
                                                                      monkeypatch):
     from workbench import run_traces
 
     monkeypatch.setattr(run_traces, "_CALLS_PER_TRACE", 7)
-    results = Experiment.from_yaml(make_experiment()).run(progress=False)
+    results = Experiment.from_yaml(offline_experiment()).run(progress=False, send=answers())
     for variant in ("bare", "guided"):
         run_id = results.run_ids[variant]
         experiment_id = client().get_run(run_id).info.experiment_id

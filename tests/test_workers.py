@@ -13,8 +13,7 @@ import pytest
 from workbench import Experiment
 from workbench.gateway.cache import ResponseCache
 from workbench.gateway.config import ModelConfig
-from workbench.gateway.workers import CallDropped, can_share, pool, split_limits
-from workbench.runner import queued
+from workbench.gateway.workers import CallDropped, can_share, pool, queued, split_limits
 
 ROWS = [{"id": f"e{i:03d}", "ticket": f"message {i}: I want a refund", "label": "negative"}
         for i in range(40)]
@@ -223,3 +222,19 @@ def test_the_progress_bar_says_why_it_waits_while_workers_start(make_experiment,
     shown = capsys.readouterr().err
     assert "calls (starting 2 worker processes)" in shown
     assert "calls: 100%" in shown  # back to plain "calls" once a worker takes them
+
+
+def test_the_send_factory_uses_workers_only_when_asked_and_every_model_can_be_called_there():
+    from workbench.gateway.client import Gateway
+    from workbench.gateway.send import for_run
+    from workbench.gateway.workers import WorkerSend
+
+    remote = ModelConfig(model="openai/x")
+    local = ModelConfig(model="local/smollm2")
+    one, notes = for_run(None, concurrency=4, workers=1, models=[remote])
+    assert isinstance(one, Gateway) and notes == []
+    two, notes = for_run(None, concurrency=4, workers=2, models=[remote])
+    assert isinstance(two, WorkerSend) and len(two.remotes) == 2 and notes == []
+    embedded, notes = for_run(None, concurrency=4, workers=2, models=[remote, local])
+    assert isinstance(embedded, Gateway)
+    assert notes == ["workers: 2 ignored: the embedded model runs in this process only"]

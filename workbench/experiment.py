@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,22 +18,23 @@ from .evaluation.evalsets import EvalSet
 from .evaluation.scorers import Scorer, build_scorer
 from .files import BlockDumper, add_prompt_entry
 from .gateway.cache import ResponseCache
-from .gateway.client import Gateway
 from .gateway.config import ModelConfig
+from .gateway.send import Send, gateway, using
+from .gateway.send import for_run as send_for_run
+from .gateway.send import notes as send_notes
 from .observe import attribute
 from .prompts.templates import PromptTemplate
+from .run_outcome import outcome
 from .run_types import Variant
 from .runner import Progress, cost_guard, run_matrix
 from .settings import cache_path
 from .spec import _NAME, ExperimentSpec, check_run_options, load_spec, variant_name
 
 if TYPE_CHECKING:
-    from .run_types import Plan
-
-if TYPE_CHECKING:
     import pandas as pd
 
     from .results import Results
+    from .run_types import Plan
 
 
 class Experiment:
@@ -152,7 +153,7 @@ class Experiment:
                                  f"variants are {[v.name for v in self.variants]}")
         evalset = self.evalset.head(limit) if limit else self.evalset
         with _open_cache(self, cache) as opened:
-            return plan_run(self.variants, evalset.examples, Gateway(opened),
+            return plan_run(self.variants, evalset.examples, gateway(opened),
                             repeats=repeats or self.spec.run.repeats,
                             policy=self.spec.run.context_policy,
                             truncate_variable=self.spec.run.truncate_variable,
@@ -162,7 +163,8 @@ class Experiment:
                    progress: bool = True, concurrency: int | None = None,
                    repeats: int | None = None, refresh: Sequence[str] = (),
                    max_cost: float | None = None, cache: ResponseCache | None = None,
-                   workers: int | None = None, log_again: bool = False) -> Results:
+                   workers: int | None = None, log_again: bool = False,
+                   send: Send | None = None) -> Results:
         """Run the matrix, score it, log it to MLflow; resumable through the response cache.
 
         Nothing is sent unless every call fits its context window and the estimated cost is
@@ -171,106 +173,79 @@ class Experiment:
         calls from that many worker processes, which share the rate limits; this process
         caches, scores and logs.
 
+        ``send`` replaces the transport for every call of the run, the judges' included
+        (``workbench.testing.FakeSend`` answers in memory): the response cache is neither
+        read nor written, and ``workers`` is ignored.
+
         A re-run served wholly from the cache that matches a logged execution (config, eval
         set, prompts, outputs, scores) is not logged twice: ``results.run_ids`` point at the
         existing runs and a warning says so. ``log_again=True`` logs a new parent run anyway.
         """
-        from .preflight import CostLimitError
-        from .results import Results
-
         check_run_options(limit=limit, repeats=repeats, concurrency=concurrency,
                            workers=workers, max_cost=max_cost)
-        self._check_keys()
+        if send is None:
+            self._check_keys()
         self._cancel.clear()
         self._interrupted.clear()
         evalset = self.evalset.head(limit) if limit else self.evalset
         repeats = repeats or self.spec.run.repeats
         concurrency = concurrency or self.spec.run.concurrency
         max_cost = max_cost or self.spec.run.max_cost
-        remotes, notes = self._workers(workers or self.spec.run.workers)
+        use_cache = use_cache and send is None  # a replaced transport has no cache
         # the collector stays out of the calls, the scoring and the MLflow logging alike
         with collector.quiet(), attribute(self.name, request_type="experiment"):
             with _open_cache(self, cache) as opened:
-                plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
-                                 cache=opened)
-                if max_cost is not None and plan.estimated_cost > max_cost:
-                    raise CostLimitError(
-                        f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
-                        "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
-                if track:  # a dead store found after the calls would have cost them all
-                    from .settings import tracking_uri
-                    from .store import check_store
-
-                    check_store(tracking_uri(self.spec.directory))
-                # the user's listeners carry over to this run; a previous run's guard does not
-                listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
-                if max_cost is not None:
-                    listeners.append(cost_guard(max_cost, self._cancel))
-                self.progress = Progress(listeners=listeners)
-                rows = await run_matrix(
-                    self.variants, evalset.examples, self.scorers,
-                    Gateway(opened, max_concurrency=concurrency),
-                    concurrency=concurrency, repeats=repeats, use_cache=use_cache,
-                    refresh=frozenset(refresh), plan=plan, progress=self.progress,
-                    show_progress=progress, cancel=self._cancel, remotes=remotes)
+                plan = self._checked_plan(limit, repeats, use_cache, refresh, opened, max_cost,
+                                          track)
+                given, workers = send, workers or self.spec.run.workers
+                send, notes = (send, []) if send is not None else send_for_run(
+                    opened, concurrency=concurrency, workers=workers,
+                    models=[v.model for v in self.variants])
+                if given is not None and workers > 1:
+                    notes = [f"workers: {workers} ignored: the run was given its own send"]
+                with using(given) if given is not None else nullcontext():
+                    rows = await run_matrix(
+                        self.variants, evalset.examples, self.scorers, send,
+                        concurrency=concurrency, repeats=repeats, use_cache=use_cache,
+                        refresh=frozenset(refresh), plan=plan,
+                        progress=self._fresh_progress(max_cost), show_progress=progress,
+                        cancel=self._cancel)
                 opened.flush()  # every answer committed before the results are used
-            results = Results.from_rows(rows, metrics=self.metrics, primary=self.spec.primary,
-                                        experiment=self.name, baseline=self.spec.baseline)
-            results.registry_name = self.spec.prompt_registry_name
-            notes += [f"workers: {remote.failure}" for remote in remotes
-                      if not remote.alive and remote.failure]
-            results.warnings = notes + self._warnings(results, repeats)
-            results.partial = self._partial(len(rows), max_cost)
-            if results.partial:
-                results.warnings.append(f"partial: {results.partial}; no verdict from partial "
-                                        "data (results.compare() computes one anyway)")
-            elif len(results.variants) >= 2:
-                results.report = results.compare()
+            results = outcome(self, rows, repeats, max_cost, notes + send_notes(send),
+                              cancelled=self._cancel.is_set())
             if track and len(rows) and not self._interrupted.is_set():
                 self._track(results, evalset, log_again=log_again,
                             resend=not use_cache or bool(refresh))
         self.last_results = results
         return results
 
-    def _partial(self, made: int, max_cost: float | None) -> str | None:
-        """Why the run stopped before its last call, or None when it made them all."""
-        if not self._cancel.is_set() or made >= self.progress.total:
-            return None
-        why = (f"stopped at max_cost ${max_cost:.4f}"
-               if max_cost is not None and self.progress.cost >= max_cost else "cancelled")
-        return f"{why}: {made} of {self.progress.total} calls were made"
+    def _checked_plan(self, limit: int | None, repeats: int, use_cache: bool,
+                      refresh: Sequence[str], cache: ResponseCache, max_cost: float | None,
+                      track: bool) -> Plan:
+        """The run's plan, within ``max_cost``, with the store answering: else nothing is
+        sent (a dead store found after the calls would have cost them all)."""
+        from .preflight import CostLimitError
 
-    def _workers(self, count: int) -> tuple[list[Any], list[str]]:
-        """Worker processes for this run (started once per process, then reused)."""
-        if count <= 1:
-            return [], []
-        from .gateway.workers import can_share, pool
+        plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
+                         cache=cache)
+        if max_cost is not None and plan.estimated_cost > max_cost:
+            raise CostLimitError(
+                f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
+                "fix: raise max_cost, run fewer examples (limit=) or a cheaper model")
+        if track:
+            from .settings import tracking_uri
+            from .store import check_store
 
-        if not can_share([v.model for v in self.variants]):
-            return [], [f"workers: {count} ignored: the embedded model runs in this "
-                        "process only"]
-        return pool(count), []
+            check_store(tracking_uri(self.spec.directory))
+        return plan
 
-    def _warnings(self, results: Results, repeats: int) -> list[str]:
-        notes: list[str] = []
-        if not len(results.frame):  # cancelled before the first call finished
-            return notes
-        for variant in self.variants:
-            rows = results.frame[results.frame["variant"] == variant.name]
-            hot = float(variant.model.params.get("temperature", 1.0) or 0.0) > 0
-            if hot and repeats == 1 and len(rows) and rows["cached"].any():
-                notes.append(
-                    f"{variant.name}: temperature > 0 with one sample per example, served from "
-                    "the cache: the same single sample is reused, which hides the variance "
-                    "between samples (set run.repeats > 1, or refresh this variant)")
-        truncated = int(results.frame["warning"].notna().sum()) if len(results.frame) else 0
-        if truncated:
-            notes.append(f"{truncated} call(s) had a variable truncated to fit the context "
-                         "window (see the warning column)")
-        failures = results.failures()
-        for failure in failures:  # a verdict on these would be meaningless: say so loudly
-            warnings.warn(failure, UserWarning, stacklevel=5)
-        return notes + failures
+    def _fresh_progress(self, max_cost: float | None) -> Progress:
+        """The user's listeners carry over to this run; a previous run's guard does not."""
+        listeners = [f for f in self.progress.listeners if not hasattr(f, "max_cost")]
+        if max_cost is not None:
+            listeners.append(cost_guard(max_cost, self._cancel))
+        self.progress = Progress(listeners=listeners)
+        return self.progress
 
     def run(self, **options: Any) -> Results:
         """Blocking form of ``arun`` for notebooks and scripts.

@@ -12,16 +12,19 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
+from .errors import ContextWindowExceeded as ContextWindowError
 from .errors import WorkbenchError
 from .evaluation.evalsets import Example
 from .gateway.cache import cache_key
-from .gateway.client import ContextWindowError, Gateway
 from .gateway.pricing import has_price, price
+from .gateway.send import gateway as litellm_gateway
 from .prompts.templates import PromptTemplate
 from .run_types import Call, Message, Plan, Variant
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .gateway.client import Gateway
 
 ContextPolicy = Literal["error", "truncate"]
 
@@ -128,7 +131,7 @@ def estimate(variants: Sequence[Variant], examples: Sequence[Example], repeats: 
     """Calls, prompt tokens and worst-case cost per variant (``Experiment.estimate``)."""
     import pandas as pd
 
-    gateway = Gateway()
+    gateway = litellm_gateway()
     rows = []
     for v in variants:
         template = (prompts or {}).get(v.prompt_name, v.prompt)

@@ -8,29 +8,23 @@ sends only the calls that had not finished.
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import itertools
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import collector
 from .errors import GatewayError
 from .evaluation.classification import label_columns
 from .evaluation.evalsets import Example
 from .evaluation.scorers import Score, Scorer
-from .gateway.client import Gateway
-from .gateway.config import Completion, ModelConfig
 from .gateway.scrub import scrub
-from .gateway.workers import CallDropped, split_limits
+from .gateway.send import Batch, CallDropped, Send, batch
 from .run_types import Call, Plan, Variant
-
-if TYPE_CHECKING:
-    from .gateway.workers import RemoteGateway
 
 
 @dataclass
@@ -58,7 +52,7 @@ async def run_matrix(
     variants: Sequence[Variant],
     examples: Sequence[Example],
     scorers: Sequence[Scorer],
-    gateway: Gateway,
+    send: Send,
     *,
     concurrency: int = 4,
     repeats: int = 1,
@@ -68,118 +62,86 @@ async def run_matrix(
     progress: Progress | None = None,
     show_progress: bool = True,
     cancel: threading.Event | None = None,
-    remotes: Sequence[RemoteGateway] = (),
 ) -> list[dict[str, Any]]:
     """Run every (example, repeat, variant) call and score it; rows come back in matrix order.
 
     Variants are interleaved per example so that drift during a long run (rate limits,
     provider load) hits every variant alike. ``plan`` (from ``preflight.plan_run``) supplies
-    the checked messages; variants in ``refresh`` are called again even when cached.
-    With ``remotes`` (worker processes), each process keeps its share of ``concurrency``
-    calls in flight and its share of each model's rate limits.
+    the checked messages; variants in ``refresh`` are called again even when cached. Every
+    call goes through ``send`` (``gateway.send``), which says how many to keep in flight.
     """
     jobs = list(itertools.product(examples, range(repeats), variants))
-    state = progress if progress is not None else Progress()
-    state.total = len(jobs)
-    bar = _progress_bar(len(jobs)) if show_progress else None
-    rows: list[dict[str, Any] | None] = [None] * len(jobs)
-    pending = iter(enumerate(jobs))
+    matrix = _Matrix(jobs, scorers, use_cache, refresh, plan,
+                     progress if progress is not None else Progress(), show_progress)
+    try:
+        with collector.quiet():
+            async with batch(send, concurrency, status=matrix.status) as opened:
+                await matrix.pump(opened, cancel)
+    finally:
+        if matrix.bar is not None:
+            matrix.bar.close()
+    return [row for row in matrix.rows if row is not None]
 
-    remotes = remotes[:concurrency]  # each worker keeps at least one call in flight
-    configs = {v.name: split_limits(v.model, max(1, len(remotes))) for v in variants}
 
-    async def run_job(index: int, job: tuple[Example, int, Variant], via: Any,
-                      slots: asyncio.Semaphore) -> None:
-        example, repeat, variant = job
-        try:
-            call = plan.messages(variant.name, example.id) if plan is not None else None
-            try:
-                row = await _one(variant, example, repeat, scorers, via,
-                                 use_cache and variant.name not in refresh, call,
-                                 configs[variant.name])
-            except CallDropped:
-                return  # never sent: no row, as for a call the run had not reached
-            rows[index] = row
-            state._update(row)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(errors=state.errors, cached=state.cache_hits,
-                                cost=f"${state.cost:.4f}", refresh=False)
-        finally:
-            slots.release()
+class _Matrix:
+    """One run's jobs, rows and counters, and the loop that keeps its calls in flight."""
 
-    async def process(share: int, remote: RemoteGateway | None = None) -> None:
-        """Keep up to ``share`` calls in flight, each in a task of its own (less CPU per call
-        than long-lived worker coroutines making calls in turn).
-        A worker is sent a few more than its share, so it never waits for this process."""
-        if share < 1:
-            return
-        via: Gateway | _ViaWorker = gateway
-        if remote is not None:
-            try:
-                ready = await remote.ready()
-                if bar is not None and bar.desc != "calls":
-                    bar.set_description_str("calls")  # a worker is taking calls
-                if not ready:
-                    return
-                via = _ViaWorker(remote, gateway, await remote.share(share))
-            except GatewayError:
-                return  # it died: the others, or this process, make its calls
-        slots = asyncio.Semaphore(share + (queued(share) if remote is not None else 0))
+    def __init__(self, jobs: list[tuple[Example, int, Variant]], scorers: Sequence[Scorer],
+                 use_cache: bool, refresh: frozenset[str], plan: Plan | None,
+                 state: Progress, show_progress: bool) -> None:
+        self.jobs, self.scorers, self.plan, self.state = jobs, scorers, plan, state
+        self.use_cache, self.refresh = use_cache, refresh
+        state.total = len(jobs)
+        self.bar = _progress_bar(len(jobs)) if show_progress else None
+        self.rows: list[dict[str, Any] | None] = [None] * len(jobs)
+
+    def status(self, text: str) -> None:
+        """What the send is waiting for (workers starting), on the progress bar."""
+        if self.bar is not None:
+            self.bar.set_description_str(f"calls ({text})" if text else "calls")
+
+    async def pump(self, opened: Batch, cancel: threading.Event | None) -> None:
+        """Keep ``opened.in_flight`` calls in flight, each in a task of its own (less CPU per
+        call than long-lived worker coroutines making calls in turn)."""
+        slots = asyncio.Semaphore(opened.in_flight)
         running: set[asyncio.Task[None]] = set()
         try:
-            while True:
+            for index in range(len(self.jobs)):
                 await slots.acquire()
                 if cancel is not None and cancel.is_set():
-                    state.cancelled = True
-                    if isinstance(via, _ViaWorker):
-                        via.end()  # the calls it holds beyond those in flight are dropped
+                    self.state.cancelled = True
+                    opened.stop()  # calls the send holds beyond those in flight are dropped
                     break
-                if remote is not None and not remote.alive:
-                    break  # the other workers take the remaining calls
-                job = next(pending, None)
-                if job is None:
-                    break
-                task = asyncio.create_task(run_job(*job, via, slots))
+                task = asyncio.create_task(self.run_job(index, opened, slots))
                 running.add(task)
                 task.add_done_callback(running.discard)
             if running:
                 await asyncio.gather(*running)
-            if isinstance(via, _ViaWorker):
-                via.end()  # every call answered: the worker forgets the share
-        except asyncio.CancelledError:
-            if isinstance(via, _ViaWorker):
-                via.end()  # interrupted: the worker drops the calls it holds, not yet sent
-            raise
         finally:
             for task in running:
                 task.cancel()
 
-    starting = sum(not remote.started for remote in remotes)
-    if bar is not None and starting:  # once per Python process: say why nothing moves
-        bar.set_description_str(f"calls (starting {starting} worker process"
-                                f"{'es' if starting > 1 else ''})")
-    for remote in remotes:
-        remote.hold()
-    try:
-        with collector.quiet():
-            if remotes:  # the workers make the calls; this process caches, scores and counts
-                shares = [concurrency // len(remotes) + (i < concurrency % len(remotes))
-                          for i in range(len(remotes))]
-                await asyncio.gather(*(process(share, remote=r)
-                                       for share, r in zip(shares, remotes, strict=True)))
-            await process(concurrency)  # everything, or what workers that died left over
-    finally:
-        for remote in remotes:
-            remote.release()
-        if bar is not None:
-            bar.close()
-    return [row for row in rows if row is not None]
+    async def run_job(self, index: int, opened: Batch, slots: asyncio.Semaphore) -> None:
+        example, repeat, variant = self.jobs[index]
+        try:
+            call = self.plan.messages(variant.name, example.id) if self.plan else None
+            try:
+                row = await _one(variant, example, repeat, self.scorers, opened,
+                                 self.use_cache and variant.name not in self.refresh, call)
+            except CallDropped:
+                return  # never sent: no row, as for a call the run had not reached
+            self.rows[index] = row
+            self.state._update(row)
+            if self.bar is not None:
+                self.bar.update(1)
+                self.bar.set_postfix(errors=self.state.errors, cached=self.state.cache_hits,
+                                     cost=f"${self.state.cost:.4f}", refresh=False)
+        finally:
+            slots.release()
 
 
 async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
-               gateway: Gateway | _ViaWorker, use_cache: bool, call: Call | None = None,
-               config: ModelConfig | None = None) -> dict[str, Any]:
+               send: Send | Batch, use_cache: bool, call: Call | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "variant": variant.name,
         "prompt": variant.prompt_name,
@@ -203,8 +165,8 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
     try:
         messages = call.messages if call is not None else variant.prompt.render(**example.inputs)
         key = call.keys[repeat] if call is not None and call.keys else None
-        completion = await gateway.complete(config or variant.model, messages, repeat=repeat,
-                                            use_cache=use_cache, key=key)
+        completion = await send.complete(variant.model, messages, repeat=repeat,
+                                         use_cache=use_cache, key=key)
     except CallDropped:
         raise
     except GatewayError as exc:
@@ -242,28 +204,6 @@ async def _score(scorer: Scorer, output: str, example: Example) -> Score:
     except Exception as exc:
         return Score(None, error=f"scorer error: {type(exc).__name__}: {exc}")
     return result
-
-
-class _ViaWorker:
-    """A worker process's gateway behind this process's cache: a hit needs no worker, and
-    the answer is cached here, by the one writer of the run, the moment it arrives."""
-
-    def __init__(self, remote: RemoteGateway, local: Gateway, share: int) -> None:
-        self.remote, self.local, self.share = remote, local, share
-        self.send = functools.partial(remote.complete, share=share)
-
-    def complete(self, config: ModelConfig, messages: list[dict[str, str]],
-                 **options: Any) -> Awaitable[Completion]:
-        return self.local.complete(config, messages, send=self.send, **options)
-
-    def end(self) -> None:
-        self.remote.end(self.share)
-
-
-def queued(share: int) -> int:
-    """Calls sent to a worker beyond its share: enough to cover this process's event-loop
-    delay (a few ms on busy cores) at a few hundred calls per second."""
-    return max(2, share // 4)
 
 
 def _progress_bar(total: int) -> Any:

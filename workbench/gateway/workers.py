@@ -15,7 +15,9 @@ A worker exits when its parent does, even after ``kill -9``: it reads its reques
 pipe and stops at end of file.
 
 Workers are started once per process and reused by later runs (a notebook pays the start,
-importing litellm, once per worker). Rate limits are split between the workers.
+importing litellm, once per worker). Rate limits are split between the workers. The runner
+sees none of this: ``gateway.send.for_run`` gives it a ``WorkerSend``, whose batch hands
+each call to a live worker with room for it, and to this process once no worker has.
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import itertools
 import math
 import multiprocessing
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from .. import collector
 from ..errors import GatewayError
 from .config import Completion, ModelConfig
+from .worker_process import serve
 
 
 class CallDropped(GatewayError):
@@ -50,7 +53,7 @@ class RemoteGateway:
         self.index = index
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child,), daemon=True,
+        self._process = context.Process(target=serve, args=(child,), daemon=True,
                                         name=f"workbench-worker-{index}")
         self._process.start()
         child.close()
@@ -262,81 +265,112 @@ def can_share(configs: Sequence[ModelConfig]) -> bool:
                    for config in configs for c in (config, *config.fallbacks))
 
 
-# ---- the worker process -----------------------------------------------------------------
+class WorkerSend:
+    """A send whose calls are made by worker processes, behind this process's gateway: a
+    cache hit needs no worker, and each answer is cached here, by the run's one cache
+    writer, the moment it arrives. A call outside a batch is made in this process."""
 
-def _serve(conn: Any) -> None:
-    """Answer requests from the parent until the pipe closes (the parent exited)."""
-    import litellm  # noqa: F401  (imported before the parent is told it is ready)
+    def __init__(self, local: Any, remotes: Sequence[RemoteGateway]) -> None:
+        self.local, self.remotes = local, list(remotes)
 
-    from .client import Gateway
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]],
+                       **options: Any) -> Completion:
+        return await self.local.complete(config, messages, **options)
 
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    gateway = Gateway(None, max_concurrency=512)
-    configs: dict[int, ModelConfig] = {}
-    tasks: set[asyncio.Task[None]] = set()
-    shares: dict[int | None, asyncio.Semaphore] = {None: asyncio.Semaphore(512)}  # by run
-    waiting: dict[int, tuple[int | None, asyncio.Task[Any]]] = {}  # not yet started
+    def notes(self) -> list[str]:
+        return [f"workers: {r.failure}" for r in self.remotes if not r.alive and r.failure]
 
-    def reply(number: int, kind: str, value: Any) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            conn.send((number, kind, value))
-
-    async def call(number: int, payload: dict[str, Any]) -> None:
-        slots, task = shares[payload["share"]], asyncio.current_task()
-        assert task is not None
-        waiting[number] = (payload["share"], task)
+    @contextlib.asynccontextmanager
+    async def batch(self, concurrency: int,
+                    status: Callable[[str], None]) -> AsyncIterator[_WorkerBatch]:
+        """Each worker keeps its share of ``concurrency`` in flight; calls a dead worker
+        would have taken are made in this process."""
+        remotes = self.remotes[:concurrency]  # each worker keeps at least one call in flight
+        starting = sum(not remote.started for remote in remotes)
+        if starting:  # once per Python process: say why nothing moves
+            status(f"starting {starting} worker process{'es' if starting > 1 else ''}")
+        for remote in remotes:
+            remote.hold()
+        opened = _WorkerBatch(self.local, concurrency, len(remotes))
         try:
-            await slots.acquire()
-        except asyncio.CancelledError:
-            reply(number, "dropped", None)
+            await opened.start(remotes)
+            status("")
+            yield opened
+        finally:
+            opened.stop()
+            for remote in remotes:
+                remote.release()
+
+
+class _Lane:
+    """One worker's share of a batch: its calls in flight, and how many it may hold."""
+
+    def __init__(self, remote: RemoteGateway, share: int, calls: int) -> None:
+        self.remote, self.share, self.calls = remote, share, calls
+        self.capacity = calls + queued(calls)
+        self.outstanding, self.ended = 0, False
+        self.send = functools.partial(remote.complete, share=share)
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.remote.end(self.share)
+
+
+class _WorkerBatch:
+    """Hands each call to the live worker with room for it, else makes it in this process."""
+
+    def __init__(self, local: Any, concurrency: int, processes: int) -> None:
+        self.local, self.concurrency, self.processes = local, concurrency, processes
+        self.in_flight = concurrency
+        self.lanes: list[_Lane] = []
+        self._configs: dict[str, ModelConfig] = {}
+
+    async def start(self, remotes: Sequence[RemoteGateway]) -> None:
+        if not remotes:
             return
+        count = len(remotes)
+        shares = [self.concurrency // count + (i < self.concurrency % count)
+                  for i in range(count)]
+        ready = await asyncio.gather(*(r.ready() for r in remotes))
+        for remote, calls, ok in zip(remotes, shares, ready, strict=True):
+            if not ok:
+                continue  # it died starting: this process makes its calls
+            with contextlib.suppress(GatewayError):
+                self.lanes.append(_Lane(remote, await remote.share(calls), calls))
+        # a worker is sent a few more than its share, so it never waits for this process
+        self.in_flight = self.concurrency + sum(lane.capacity - lane.calls
+                                                for lane in self.lanes)
+
+    def _lane(self) -> _Lane | None:
+        open_lanes = [lane for lane in self.lanes if lane.remote.alive and not lane.ended
+                      and lane.outstanding < lane.capacity]
+        return min(open_lanes, key=lambda lane: lane.outstanding, default=None)
+
+    def _split(self, config: ModelConfig) -> ModelConfig:
+        split = self._configs.get(config.key)
+        if split is None:
+            split = self._configs[config.key] = split_limits(config, max(1, self.processes))
+        return split
+
+    async def complete(self, config: ModelConfig, messages: list[dict[str, str]],
+                       **options: Any) -> Completion:
+        config, lane = self._split(config), self._lane()
+        if lane is None:
+            return await self.local.complete(config, messages, **options)
+        lane.outstanding += 1
+        try:
+            return await self.local.complete(config, messages, send=lane.send, **options)
         finally:
-            waiting.pop(number, None)
-        try:
-            completion = await gateway.complete(configs[payload["config"]],
-                                                payload["messages"])
-        finally:
-            slots.release()
-        reply(number, "ok", completion.record())
+            lane.outstanding -= 1
 
-    async def handle(number: int, command: str, payload: dict[str, Any]) -> None:
-        try:
-            if command == "complete":
-                await call(number, payload)
-                return
-            if command == "config":
-                configs[payload["number"]] = payload["config"]
-            elif command == "share":
-                shares[payload["number"]] = asyncio.Semaphore(payload["calls"])
-            elif command == "end":
-                shares.pop(payload["share"], None)
-                for share, task in list(waiting.values()):
-                    if share == payload["share"]:
-                        task.cancel()
-                return  # nobody waits for this one
-            reply(number, "ok", None)
-        except GatewayError as exc:  # pickled with its type, model, status and retries
-            reply(number, "error", exc)
-        except Exception as exc:  # a bug must not hang the parent's call
-            reply(number, "error", f"{type(exc).__name__}: {exc}")
+    def stop(self) -> None:
+        """Every worker drops the calls it holds beyond those in flight, and the share."""
+        for lane in self.lanes:
+            lane.end()
 
-    def read() -> None:
-        try:
-            while conn.poll():
-                request = conn.recv()
-                if request is None:
-                    loop.stop()
-                    return
-                task = loop.create_task(handle(*request))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except (EOFError, OSError):
-            loop.stop()
 
-    loop.add_reader(conn.fileno(), read)
-    reply(-1, "ready", None)
-    # for the worker's whole life: litellm's many objects stay out of the collector's
-    # passes (what a worker keeps between calls is small)
-    with collector.quiet():
-        loop.run_forever()
+def queued(share: int) -> int:
+    """Calls sent to a worker beyond its share: enough to cover this process's event-loop
+    delay (a few ms on busy cores) at a few hundred calls per second."""
+    return max(2, share // 4)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ...errors import ScorerError, ScorerInputError
-from ...gateway.client import Gateway
+from ...gateway import send as transport
 from ...gateway.config import ModelConfig
 from ...observe.hook import relabel, request_type
 from ...prompts.templates import PromptTemplate
@@ -169,7 +169,7 @@ class Judge(OptionScorer):
                                            "inputs", "rubric", "subject"}
         if missing:
             raise ScorerError(f"judge prompt uses unknown placeholders {sorted(missing)}")
-        self._gateway: Gateway | None = None
+        self._gateway: transport.Send | None = None
 
     @property
     def prompt_version(self) -> str:
@@ -204,9 +204,13 @@ class Judge(OptionScorer):
         return Score(value, reason, cost=cost, tokens=tokens)
 
     @property
-    def gateway(self) -> Gateway:
+    def gateway(self) -> transport.Send:
+        """The run's send when it was given one (``run(send=...)``), else litellm's."""
+        active = transport.active()
+        if active is not None:
+            return active
         if self._gateway is None:
-            self._gateway = Gateway(_shared_cache() if self.options.cache else None)
+            self._gateway = transport.gateway(_shared_cache() if self.options.cache else None)
         return self._gateway
 
     def score(self, output: str, example: Example) -> Score:

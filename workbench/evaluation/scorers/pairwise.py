@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...gateway.client import Gateway
+from ...gateway.send import for_calls
 from ...prompts.templates import PromptTemplate
 from ..evalsets import Example
 from .judges import _SYSTEM, _json_object, _shared_cache, as_model_config
@@ -96,7 +96,7 @@ async def apairwise(results: Results | pd.DataFrame, a: str, b: str, *, model: A
     outputs = {v: ok[ok["variant"] == v].groupby("example_id")["output"].first() for v in (a, b)}
     ids = [i for i in outputs[a].index if i in outputs[b].index]
     inputs = {e.id: dict(e.inputs) for e in examples or ()}
-    gateway = Gateway(_shared_cache() if use_cache else None)
+    gateway = for_calls(_shared_cache() if use_cache else None)
     template = PromptTemplate(_PAIRWISE, name="judge-pairwise")
     rows, cost, tokens = [], 0.0, 0
 
