@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from .._optional import optional_import
-from ._common import esc, figure_png, fmt, note, panel_box, table
+from ._common import esc, fmt, note, panel_box, table, themed_svg
 from ._session import Session, as_session
 from ._text import word_diff_html
 from ._views import FILTERS, select, side_by_side
+from .grid import GridView, grid_table
 
 MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui`
 
@@ -28,7 +29,9 @@ class ResultsPanel(widgets.VBox):
         self.header = widgets.HTML()
         self.summary = widgets.HTML()
         self.summary.add_class("wb-summary")
-        self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.chart = widgets.HTML(layout=widgets.Layout(max_width="100%", overflow="auto"))
+        self.chart.add_class("wb-chart")
+        self.grid = GridView()
         self.runs = widgets.HTML()
         self.classes = widgets.HTML()  # confusion matrices, for categorical metrics
         self.filter = widgets.ToggleButtons(options=[(f.capitalize(), f) for f in FILTERS],
@@ -45,8 +48,12 @@ class ResultsPanel(widgets.VBox):
             self.filter, widgets.HBox([self.previous, self.example, self.next,
                                        self.position]), self.example_view])],
             titles=("Per-example outputs, variants side by side",), selected_index=None)
+        self.grid_title = widgets.HTML("<h4>Examples × variants</h4><div class='wb-muted'>"
+                                       "Cells are coloured by the primary score; filters "
+                                       "compare each variant with the baseline.</div>")
         super().__init__(panel_box([self.header, self.summary, self.classes, self.chart,
-                                    self.runs, self.viewer], "Results"), **kwargs)
+                                    self.runs, self.grid_title, self.grid, self.viewer],
+                                   "Results"), **kwargs)
         self.add_class("wb-panel")
         self._wide: pd.DataFrame | None = None
         self.filter.observe(lambda _: self._refresh_selection(), "value")
@@ -60,12 +67,13 @@ class ResultsPanel(widgets.VBox):
     def _rebuild(self) -> None:
         results = self.session.results
         visible = results is not None and len(results.frame) > 0
-        for part in (self.chart, self.viewer):
+        for part in (self.chart, self.viewer, self.grid_title, self.grid):
             part.layout.display = None if visible else "none"
         if not visible:
             self.header.value = note("No results yet: run the experiment in the Run tab, or "
                                      "pass Results to this panel.", "info")
             self.summary.value = self.runs.value = self.classes.value = ""
+            self.grid.show(None)
             return
         summary = results.summary()
         self.header.value = (
@@ -75,8 +83,12 @@ class ResultsPanel(widgets.VBox):
         self.summary.value = table(_summary_table(summary, results.metrics).reset_index(),
                                    index=False)
         self.classes.value = _classification_html(results)
-        self.chart.value = figure_png(_charts(summary, results.metrics, results.primary))
+        self.chart.value = themed_svg(lambda: _charts(summary, results.metrics,
+                                                      results.primary))
         self.runs.value = self._run_links(results)
+        self.grid.show(grid_table(results.frame, primary=results.primary,
+                                  kinds=results.metrics, baseline=results.baseline),
+                       _all_inputs(self.session.experiment))
         self._wide = side_by_side(results.frame)
         counts = {f: len(select(self._wide, f, results.primary, results.metrics))
                   for f in FILTERS}
@@ -159,6 +171,12 @@ def _inputs(experiment: Any, example_id: str) -> dict[str, Any]:
         return {}
     found = next((e for e in experiment.evalset.examples if e.id == example_id), None)
     return dict(found.inputs) if found else {}
+
+
+def _all_inputs(experiment: Any) -> dict[str, dict[str, Any]]:
+    if experiment is None:
+        return {}
+    return {str(e.id): dict(e.inputs) for e in experiment.evalset.examples}
 
 
 def _score(value: Any, kind: str) -> str:
