@@ -89,7 +89,7 @@ def _walk_through(page, lab, shots: Path) -> None:
 
     ab = tab("A/B", heading="A/B comparison")
     assert "No variant is shown to be better" in ab.inner_text()
-    ab.locator("img").first.wait_for()  # the forest plot
+    ab.locator(".wb-chart svg").first.wait_for()  # the forest plot, in theme colours
     snap("5-ab-report")
     snap_tab = tab("Annotate")
     assert snap_tab.inner_text().strip()
