@@ -65,7 +65,8 @@ CSS = """<style>
 .wb-panel .wb-grid thead th {position: sticky; top: 0; z-index: 1;
   white-space: normal; overflow-wrap: anywhere;}
 .wb-panel .wb-grid th.wb-rowhead {background: var(--jp-layout-color1, white);
-  font-weight: normal; overflow-wrap: anywhere;}
+  font-weight: normal; overflow-wrap: anywhere; position: sticky; left: 0;}
+.wb-panel .wb-grid thead th:first-child {left: 0; z-index: 2;}
 .wb-panel .wb-grid td.wb-cell .wb-text {max-height: 140px; overflow: auto;}
 .wb-panel .wb-grid td.wb-cell .wb-note {margin: 0;}
 </style>"""
