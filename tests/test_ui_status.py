@@ -184,6 +184,15 @@ def test_the_banner_names_a_guardrail_regression_not_only_the_primary_metric():
     assert "1.000 → 0.000" in panel.verdict.value
 
 
+def test_a_winner_worse_on_another_metric_is_not_green_without_guardrails_set():
+    n = 40
+    results = _results(n, [0.0] * n, [1.0] * n, safe_a=[1.0] * n, safe_b=[0.0] * n)
+    results.guardrails = ()
+    panel = ui.ABPanel(results.compare("a", "b"))
+    assert "wb-ok" not in panel.verdict.value
+    assert "b is significantly worse on safe" in panel.verdict.value
+
+
 def test_a_clean_winner_is_green():
     n = 40
     results = _results(n, [0.0] * n, [1.0] * n, safe_a=[1.0] * n, safe_b=[1.0] * n)

@@ -82,8 +82,9 @@ class ABPanel(widgets.VBox):
 
 
 def verdict_banner(report: Any) -> tuple[str, str]:
-    """The banner over the report: green only for a winner no other candidate's guardrail
-    contradicts; every guardrail regression and every pair too small to test named."""
+    """The banner over the report: green only for a winner with nothing against it; every
+    guardrail regression, every other metric a candidate is significantly worse on, and
+    every pair too small to test are named."""
     from workbench.evaluation.stats import MIN_PAIRED
     from workbench.evaluation.stats.verdict import format_p
 
@@ -97,15 +98,20 @@ def verdict_banner(report: Any) -> tuple[str, str]:
         head, kind = "<b>No variant is shown to be better.</b>", "warn"
     lines = []
     for pair in report.pairs:
-        for metric in report.guardrails:
-            r = pair.metrics.get(metric)
-            if r is None or not r.regresses(pair.b):
+        for metric, r in pair.metrics.items():
+            guardrail = metric in report.guardrails
+            # a guardrail counts at raw p, as the verdict reads it; other metrics corrected
+            worse = r.regresses(pair.b) if guardrail else r.favours == pair.a
+            if metric == pair.primary_metric or not worse:
                 continue
+            what = (f"regresses on guardrail {esc(metric)}" if guardrail
+                    else f"is significantly worse on {esc(metric)}")
             blocked = " so it is not promoted" if metric in pair.blocked_by else ""
+            p = f"p={format_p(r.p_value, r.alpha)}" if guardrail else \
+                f"p_adj={format_p(r.p_adj, r.alpha)}"
             lines.append(
-                f"<b>{esc(pair.b)} regresses on guardrail {esc(metric)}</b>{blocked}: "
-                f"{r.mean_a:.3f} → {r.mean_b:.3f} ({r.diff:+.3f}, 95% CI [{r.ci_low:+.3f}, "
-                f"{r.ci_high:+.3f}], p={format_p(r.p_value, r.alpha)}).")
+                f"<b>{esc(pair.b)} {what}</b>{blocked}: {r.mean_a:.3f} → {r.mean_b:.3f} "
+                f"({r.diff:+.3f}, 95% CI [{r.ci_low:+.3f}, {r.ci_high:+.3f}], {p}).")
         n = pair.primary.n_paired
         if n < MIN_PAIRED:
             lines.append(
