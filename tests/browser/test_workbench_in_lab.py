@@ -80,7 +80,7 @@ def _walk_through(page, lab, shots: Path) -> None:
     # ---- results: summary for all three, then the per-example viewer ---------------------
     results = tab("Results")
     results.get_by_text("Per-example outputs, variants side by side").click()
-    viewer = results.locator("th", has_text="(baseline)")
+    viewer = results.locator(".widget-accordion th", has_text="(baseline)")
     viewer.wait_for()
     view_text = results.locator(".widget-accordion").inner_text()
     assert "oneword" in view_text and "exact_match" in view_text and "ticket" in view_text
