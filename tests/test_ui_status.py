@@ -63,10 +63,26 @@ def test_the_key_warning_goes_once_the_key_is_set(make_experiment, llm_server, m
 # ---- estimate, time, errors -----------------------------------------------------------------
 def test_a_run_shows_its_estimate_elapsed_time_and_eta(make_experiment):
     panel = _run(ui.RunPanel(Experiment.from_yaml(make_experiment())), limit=5)
-    assert "Estimate for this run: <b>10</b> calls (bare 5 · guided 5)" in panel.estimate.value
+    assert "Estimate: <b>10</b> calls (bare 5 · guided 5)" in panel.estimate.value
     assert "prompt tokens" in panel.estimate.value
     assert re.search(r"elapsed \d+ s · done", panel.counters.value), panel.counters.value
     assert panel.bar.bar_style == "success" and "wb-ok" in panel.status.value
+
+
+def test_the_estimate_is_shown_before_run_and_follows_the_settings(make_experiment):
+    import time
+
+    panel = ui.RunPanel(Experiment.from_yaml(make_experiment()))
+
+    def shows(text):
+        deadline = time.monotonic() + 30
+        while text not in panel.estimate.value and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return text in panel.estimate.value
+
+    assert shows("Estimate: <b>40</b> calls (bare 20 · guided 20)"), panel.estimate.value
+    panel.limit.value = 3
+    assert shows("Estimate: <b>6</b> calls"), panel.estimate.value
 
 
 def test_the_eta_is_the_mean_call_time_times_the_calls_left(make_experiment):

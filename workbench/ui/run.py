@@ -68,6 +68,8 @@ class RunPanel(widgets.VBox):
         self._cancel_requested = False
         self._started = 0.0
         self._missing_key = ""  # the key warning shown, cleared once the key is there
+        self._estimates: dict[tuple[Any, int, int], str] = {}  # for the current experiment
+        self._estimating: tuple[Any, int, int] | None = None
         self.run_button.on_click(lambda _: self.start())
         self.cancel_button.on_click(lambda _: self.cancel())
         for control in (self.limit, self.repeats):
@@ -98,7 +100,6 @@ class RunPanel(widgets.VBox):
         self.bar.value, self.bar.max, self.bar.bar_style = 0, self._planned_calls(), "info"
         self._started = time.monotonic()
         self.counters.value = self._counter_text(Progress(total=self.bar.max))
-        self.estimate.value = "<div class='wb-muted'>Estimating tokens and cost…</div>"
         self.status.value = note("Running… the notebook stays usable; Cancel stops sending "
                                  "new calls.", "info")
         self.run_button.disabled, self.cancel_button.disabled = True, False
@@ -123,11 +124,7 @@ class RunPanel(widgets.VBox):
 
     # ---- the worker -----------------------------------------------------------------------
     def _work(self, exp: Any, options: dict[str, Any]) -> None:
-        try:
-            self.estimate.value = estimate_html(exp.estimate(limit=options["limit"],
-                                                             repeats=options["repeats"]))
-        except Exception as exc:  # the estimate informs; the run's own checks decide
-            self.estimate.value = error_note(exc, "estimate tokens and cost")
+        self._estimate_now(exp, options["limit"], options["repeats"])
         try:
             results = asyncio.run(exp.arun(progress=False, **options))
         except Exception as exc:
@@ -203,6 +200,7 @@ class RunPanel(widgets.VBox):
             self.run_button.disabled = True
             return
         self._listen(exp)
+        self._estimates = {k: v for k, v in self._estimates.items() if k[0] is exp}
         directory = exp.spec.directory
         current = Path(exp.evalset.source)
         files = sorted({current.resolve(), *(p.resolve() for p in directory.rglob("*")
@@ -261,10 +259,41 @@ class RunPanel(widgets.VBox):
         exp = self.session.experiment
         return self.limit.value * self.repeats.value * len(exp.variants)
 
+    def _estimate_now(self, exp: Any, limit: int, repeats: int) -> None:
+        """Show the estimate for these settings (computed once per experiment and settings)."""
+        key = (exp, limit, repeats)
+        if key not in self._estimates:
+            try:
+                self._estimates[key] = estimate_html(exp.estimate(limit=limit, repeats=repeats))
+            except Exception as exc:  # the estimate informs; the run's own checks decide
+                self._estimates[key] = error_note(exc, "estimate tokens and cost")
+        if self._estimating == key or self.running:
+            self.estimate.value = self._estimates[key]
+
+    def _estimate_later(self) -> None:
+        """Estimate the settings shown, off the kernel's thread (a tokenizer can take seconds
+        to load); only the latest settings are estimated and shown."""
+        exp = self.session.experiment
+        if exp is None or self.running:
+            return
+        key = (exp, self.limit.value, self.repeats.value)
+        self._estimating = key
+        self.estimate.value = self._estimates.get(
+            key, "<div class='wb-muted'>Estimating tokens and cost…</div>")
+
+        def work() -> None:
+            time.sleep(0.3)  # typing a number: wait for the last digit
+            if self._estimating == key and not self.running:
+                self._estimate_now(exp, key[1], key[2])
+
+        if key not in self._estimates:
+            threading.Thread(target=work, name="workbench-ui-estimate", daemon=True).start()
+
     def _refresh_plan(self) -> None:
         exp = self.session.experiment
         if exp is None:
             return
+        self._estimate_later()
         self.plan.value = (
             f"<div class='wb-muted'>{self.limit.value} of {len(exp.evalset)} examples × "
             f"{len(exp.variants)} variants ({esc(', '.join(v.name for v in exp.variants))}) × "
@@ -291,7 +320,7 @@ def estimate_html(estimate: Any) -> str:
     priced = ("cost unknown (a model is missing from litellm's price table)"
               if math.isnan(cost) else f"at most <b>${cost:.4f}</b>")
     per = " · ".join(f"{esc(str(v))} {int(r['calls'])}" for v, r in estimate.iterrows())
-    return (f"<div class='wb-muted'>Estimate for this run: <b>{int(estimate['calls'].sum())}"
+    return (f"<div class='wb-muted'>Estimate: <b>{int(estimate['calls'].sum())}"
             f"</b> calls ({per}), ≈{int(estimate['prompt_tokens'].sum()):,} prompt tokens, up "
             f"to {int(estimate['max_completion_tokens'].sum()):,} completion tokens, {priced} "
             "(calls in the cache cost nothing).</div>")
