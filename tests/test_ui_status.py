@@ -85,6 +85,23 @@ def test_the_estimate_is_shown_before_run_and_follows_the_settings(make_experime
     assert shows("Estimate: <b>6</b> calls"), panel.estimate.value
 
 
+@pytest.mark.parametrize("max_out, cost, says", [
+    (800, 0.012, "at most <b>$0.0120</b>"),
+    (0, 0.002, "at least <b>$0.0020</b>: hosted set no max_tokens"),
+    (800, 0.0, "<b>$0</b> (the models are free to call)"),
+    (800, math.nan, "cost unknown"),
+])
+def test_the_estimate_never_shows_a_bound_it_does_not_have(max_out, cost, says):
+    import pandas as pd
+
+    from workbench.ui.run import estimate_html
+
+    table = pd.DataFrame([{"variant": "hosted", "calls": 10, "prompt_tokens": 500,
+                           "max_completion_tokens": max_out, "cost_max": cost}]).set_index(
+        "variant")
+    assert says in estimate_html(table)
+
+
 def test_the_eta_is_the_mean_call_time_times_the_calls_left(make_experiment):
     import time
 

@@ -315,14 +315,24 @@ def check_keys(exp: Any) -> None:
 
 
 def estimate_html(estimate: Any) -> str:
-    """``Experiment.estimate``'s table in one line: calls, tokens, worst-case cost."""
+    """``Experiment.estimate``'s table in one line: calls, tokens, worst-case cost. A variant
+    without ``max_tokens`` has no upper bound, and the line says so rather than a total."""
     cost = estimate["cost_max"].sum(min_count=len(estimate))
-    priced = ("cost unknown (a model is missing from litellm's price table)"
-              if math.isnan(cost) else f"at most <b>${cost:.4f}</b>")
+    uncapped = [str(v) for v, r in estimate.iterrows()
+                if r["calls"] and not r["max_completion_tokens"]]
+    if math.isnan(cost):
+        priced = "cost unknown (a model is missing from litellm's price table)"
+    elif uncapped:
+        priced = (f"at least <b>${cost:.4f}</b>: {esc(', '.join(uncapped))} set no max_tokens, "
+                  "so what their answers cost has no upper bound")
+    elif cost == 0:
+        priced = "<b>$0</b> (the models are free to call)"
+    else:
+        priced = f"at most <b>${cost:.4f}</b>"
     per = " · ".join(f"{esc(str(v))} {int(r['calls'])}" for v, r in estimate.iterrows())
-    return (f"<div class='wb-muted'>Estimate: <b>{int(estimate['calls'].sum())}"
-            f"</b> calls ({per}), ≈{int(estimate['prompt_tokens'].sum()):,} prompt tokens, up "
-            f"to {int(estimate['max_completion_tokens'].sum()):,} completion tokens, {priced} "
+    return (f"<div class='wb-muted'>Estimate: <b>{int(estimate['calls'].sum())}</b> calls "
+            f"({per}), ≈{int(estimate['prompt_tokens'].sum()):,} prompt tokens, up to "
+            f"{int(estimate['max_completion_tokens'].sum()):,} completion tokens, {priced} "
             "(calls in the cache cost nothing).</div>")
 
 
