@@ -157,3 +157,16 @@ def test_five_thousand_examples_render_one_page_only():
     assert "of 5000 · page 1 of 200" in panel.grid.position.value
     assert panel.grid.body.value.count("<tr>") == 26
     assert len(panel.grid.body.value) < 200_000
+
+
+@pytest.mark.parametrize("tracking_uri, given, link", [
+    ("http://mlflow.team:8080/", None, "http://mlflow.team:8080/#/runs/r1"),
+    ("sqlite:///mlruns/mlflow.db", None, "http://127.0.0.1:5000/#/runs/r1"),
+    ("http://mlflow.team:8080", "https://ui.example/", "https://ui.example/#/runs/r1"),
+])
+def test_mlflow_links_follow_the_tracking_server(tracking_uri, given, link):
+    results = _big(3, variants=2)
+    results.run_ids, results.tracking_uri = {"parent": "r1"}, tracking_uri
+    panel = ui.ResultsPanel(results, mlflow_ui=given)
+    assert f'href="{link}"' in panel.runs.value
+    assert ("make ui" in panel.runs.value) == tracking_uri.startswith("sqlite")

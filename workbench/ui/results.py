@@ -23,9 +23,10 @@ MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui`
 class ResultsPanel(widgets.VBox):
     """What a run found, from the summary down to one example's outputs."""
 
-    def __init__(self, source: Any, *, mlflow_ui: str = MLFLOW_UI, **kwargs: Any) -> None:
+    def __init__(self, source: Any, *, mlflow_ui: str | None = None, **kwargs: Any) -> None:
         self.session: Session = as_session(source)
-        self.mlflow_ui = mlflow_ui.rstrip("/")
+        # None: the run's tracking server when it is one, else the local `make ui`
+        self.mlflow_ui = mlflow_ui.rstrip("/") if mlflow_ui else None
         self.header = widgets.HTML()
         self.summary = widgets.HTML()
         self.summary.add_class("wb-summary")
@@ -99,12 +100,16 @@ class ResultsPanel(widgets.VBox):
         if not results.run_ids:
             return note("This run was not logged to MLflow (tracking off or cancelled).",
                         "info")
+        server = str(getattr(results, "tracking_uri", "") or "")
+        remote = server.startswith(("http://", "https://"))
+        base = self.mlflow_ui or (server.rstrip("/") if remote else MLFLOW_UI)
         links = " · ".join(
-            f'<a href="{esc(self.mlflow_ui)}/#/runs/{esc(run_id)}" target="_blank">'
+            f'<a href="{esc(base)}/#/runs/{esc(run_id)}" target="_blank">'
             f"{esc('all variants' if key == 'parent' else key)}</a>"
             for key, run_id in results.run_ids.items())
-        return (f"<div class='wb-muted'>MLflow runs: {links} "
-                f"(open the MLflow UI with <code>make ui</code>)</div>")
+        hint = "" if remote or self.mlflow_ui else \
+            " (open the MLflow UI with <code>make ui</code>)"
+        return f"<div class='wb-muted'>MLflow runs: {links}{hint}</div>"
 
     # ---- per-example viewer ---------------------------------------------------------------
     def _refresh_selection(self) -> None:

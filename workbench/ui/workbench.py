@@ -40,8 +40,7 @@ class Workbench(widgets.VBox):
         self.prompts = PromptsPanel(self.session)
         self.models = ModelsPanel(self.session)
         self.run = RunPanel(self.session, limit=limit)
-        self.results = ResultsPanel(self.session, **({"mlflow_ui": mlflow_ui}
-                                                     if mlflow_ui else {}))
+        self.results = ResultsPanel(self.session, mlflow_ui=mlflow_ui)
         self.ab = ABPanel(self.session)
         self.annotate = AnnotatePanel(self.session, annotator=annotator)
         self.promote = PromotePanel(self.session, approver=approver)
