@@ -111,6 +111,16 @@ def _open_and_run(page, lab, notebook: str):
     return page.locator(".jp-NotebookPanel:visible .jp-OutputArea .jupyter-widgets").first
 
 
+@pytest.fixture(autouse=True)
+def shot_on_failure(page, request):
+    """A screenshot of the whole page when the test fails, beside the others."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-failed.png"))
+
+
 def _shot(locator, name: str) -> None:
     locator.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     print(f"screenshot: {ARTIFACTS / name}.png")
