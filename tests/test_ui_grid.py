@@ -74,6 +74,19 @@ def test_filter_and_sort_combine(table):
     assert list(grid_rows(table, "disagree", "baseline")) == [2, 4, 1]
 
 
+@pytest.mark.parametrize("candidate, which, expected", [
+    ("b", "regressed", [1, 4]),
+    ("b", "improved", []),
+    ("b", "errors", [3]),
+    ("b", "disagree", [1, 4]),
+    ("c", "improved", [2, 4]),
+    ("c", "regressed", []),
+    ("c", "errors", []),
+])
+def test_one_candidate_against_the_baseline(table, candidate, which, expected):
+    assert list(grid_rows(table, which, candidate=candidate)) == expected
+
+
 def test_bad_filter_or_sort_names_the_choices(table):
     with pytest.raises(ValueError, match="regressed"):
         grid_rows(table, "worse")
@@ -142,6 +155,12 @@ def test_the_widget_pages_filters_and_toggles_the_diff():
     assert "<ins>" in grid.body.value or "<del>" in grid.body.value
     for v in range(6):
         assert f"variant_{v}" in grid.body.value
+    grid.candidate.value = "variant_2"
+    only = grid_rows(grid.table, "regressed", candidate="variant_2")
+    assert dict(grid.filter.options)[f"Regressed ({len(only)})"] == "regressed"
+    assert f"of {len(only)} " in grid.position.value
+    with pytest.raises(ValueError, match="candidate must be a variant"):
+        grid_rows(grid.table, candidate="nope")
 
 
 def test_an_empty_filter_says_so():

@@ -62,17 +62,24 @@ def grid_table(frame: pd.DataFrame, *, primary: str, kinds: Mapping[str, str],
                      kind=kinds.get(primary, "continuous"))
 
 
-def grid_masks(table: GridTable) -> dict[str, np.ndarray]:
-    """Per filter, which rows it keeps. Regressed / improved: some variant's primary score is
+def grid_masks(table: GridTable, candidate: str | None = None) -> dict[str, np.ndarray]:
+    """Per filter, which rows it keeps. Regressed / improved: a variant's primary score is
     below / above the baseline's on that row (rows where either call errored have no score
-    to compare and show under "errors"). Disagree: the variants' scores are not all equal."""
-    scores = table.score.to_numpy(dtype=float)
-    base = scores[:, table.variants.index(table.baseline)][:, None]
+    to compare and show under "errors"). Disagree: the variants' scores are not all equal.
+    With ``candidate``, only that variant and the baseline are compared."""
+    columns = table.variants
+    if candidate is not None:
+        if candidate not in columns:
+            raise ValueError(f"candidate must be a variant {columns}, not {candidate!r}")
+        columns = [table.baseline, candidate]
+    picked = [table.variants.index(c) for c in columns]
+    scores = table.score.to_numpy(dtype=float)[:, picked]
+    base = table.score[table.baseline].to_numpy(dtype=float)[:, None]
     with np.errstate(invalid="ignore"):
         lower, higher = scores < base, scores > base
     return {"all": np.ones(len(scores), dtype=bool),
             "regressed": lower.any(axis=1), "improved": higher.any(axis=1),
-            "errors": table.error.notna().to_numpy().any(axis=1),
+            "errors": table.error.notna().to_numpy()[:, picked].any(axis=1),
             "disagree": _spread(scores) > 0}
 
 
@@ -84,8 +91,9 @@ def _spread(scores: np.ndarray) -> np.ndarray:
     return np.where(scored.sum(axis=1) >= 2, high - low, 0.0)
 
 
-def grid_rows(table: GridTable, which: str = "all", sort: str = "example") -> np.ndarray:
-    """Positions of the rows to show, in display order.
+def grid_rows(table: GridTable, which: str = "all", sort: str = "example",
+              candidate: str | None = None) -> np.ndarray:
+    """Positions of the rows to show, in display order (``candidate`` as in ``grid_masks``).
 
     ``sort`` is ``example`` (eval set order), ``spread`` (largest score spread across the
     variants first), ``baseline`` (lowest baseline score first) or a variant's name (lowest
@@ -93,7 +101,7 @@ def grid_rows(table: GridTable, which: str = "all", sort: str = "example") -> np
     """
     if which not in GRID_FILTERS:
         raise ValueError(f"filter must be one of {GRID_FILTERS}, not {which!r}")
-    keep = np.flatnonzero(grid_masks(table)[which])
+    keep = np.flatnonzero(grid_masks(table, candidate)[which])
     scores = table.score.to_numpy(dtype=float)[keep]
     if sort == "example":
         return keep
@@ -180,6 +188,9 @@ class GridView(widgets.VBox):
         self.sort = widgets.Dropdown(description="Sort", options=[("eval set order", "example")],
                                      value="example", style={"description_width": "40px"},
                                      layout=widgets.Layout(width="260px"))
+        self.candidate = widgets.Dropdown(description="Compare", options=[("every variant", "")],
+                                          value="", style={"description_width": "60px"},
+                                          layout=widgets.Layout(width="280px"))
         self.diff = widgets.Checkbox(value=False, description="diff vs baseline",
                                      style={"description_width": "initial"},
                                      layout=widgets.Layout(width="160px"))
@@ -189,16 +200,18 @@ class GridView(widgets.VBox):
                                    layout=widgets.Layout(width="40px"))
         self.position = widgets.HTML()
         self.body = widgets.HTML()
-        super().__init__([self.filter, widgets.HBox([self.sort, self.diff, self.previous,
-                                                     self.next, self.position]), self.body],
-                         **kwargs)
+        super().__init__([self.filter, widgets.HBox([self.candidate, self.sort, self.diff,
+                                                     self.previous, self.next]),
+                          self.position, self.body], **kwargs)
         self.add_class("wb-grid-view")
         self.table: GridTable | None = None
         self.inputs: Mapping[str, Mapping[str, Any]] = {}
         self.page = 0
         self._rows = np.array([], dtype=int)
+        self._building = False  # options being replaced: select once, at the end
         for control in (self.filter, self.sort):
             control.observe(lambda _: self._select(), "value")
+        self.candidate.observe(lambda _: self._count(), "value")
         self.diff.observe(lambda _: self._render(), "value")
         self.previous.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(1))
@@ -210,16 +223,36 @@ class GridView(widgets.VBox):
         if table is None:
             self.body.value, self.position.value = "", ""
             return
-        counts = {f: int(m.sum()) for f, m in grid_masks(table).items()}
+        self._building = True
+        try:
+            others = [v for v in table.variants if v != table.baseline]
+            candidate = self.candidate.value if self.candidate.value in others else ""
+            self.candidate.options = [("every variant", ""),
+                                      *[(f"{v} vs {table.baseline}", v) for v in others]]
+            self.candidate.value = candidate
+            sorts = [("eval set order", "example"), ("largest spread first", "spread"),
+                     (f"{table.baseline} (baseline) lowest first", "baseline"),
+                     *[(f"{v} lowest first", v) for v in others]]
+            sort = self.sort.value if self.sort.value in [s for _, s in sorts] else "example"
+            self.sort.options = sorts
+            self.sort.value = sort
+        finally:
+            self._building = False
+        self._count()
+
+    def _count(self) -> None:
+        """Filter labels with their counts for the chosen comparison, then the rows."""
+        if self.table is None:
+            return
+        masks = grid_masks(self.table, self.candidate.value or None)
         value = self.filter.value
-        self.filter.options = [(f"{f.capitalize()} ({counts[f]})", f) for f in GRID_FILTERS]
-        self.filter.value = value
-        sorts = [("eval set order", "example"), ("largest spread first", "spread"),
-                 (f"{table.baseline} (baseline) lowest first", "baseline"),
-                 *[(f"{v} lowest first", v) for v in table.variants if v != table.baseline]]
-        sort = self.sort.value if self.sort.value in [s for _, s in sorts] else "example"
-        self.sort.options = sorts
-        self.sort.value = sort
+        self._building = True
+        try:
+            self.filter.options = [(f"{f.capitalize()} ({int(masks[f].sum())})", f)
+                                   for f in GRID_FILTERS]
+            self.filter.value = value
+        finally:
+            self._building = False
         self._select()
 
     def turn(self, delta: int) -> None:
@@ -234,9 +267,10 @@ class GridView(widgets.VBox):
         return self._rows
 
     def _select(self) -> None:
-        if self.table is None:
+        if self.table is None or self._building:
             return
-        self._rows = grid_rows(self.table, self.filter.value, self.sort.value)
+        self._rows = grid_rows(self.table, self.filter.value, self.sort.value,
+                               self.candidate.value or None)
         self.page = 0
         self._render()
 
