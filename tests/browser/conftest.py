@@ -149,3 +149,12 @@ def page(browser: Any, lab: Lab) -> Iterator[Any]:
     context.close()
     for session in lab.api("GET", "/api/sessions"):
         lab.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any) -> Iterator[None]:
+    """Each phase's report on the test item (``item.rep_call``), so a fixture can tell
+    whether the test failed, e.g. to keep a screenshot."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -80,7 +80,7 @@ def _walk_through(page, lab, shots: Path) -> None:
     # ---- results: summary for all three, then the per-example viewer ---------------------
     results = tab("Results")
     results.get_by_text("Per-example outputs, variants side by side").click()
-    viewer = results.locator("th", has_text="(baseline)")
+    viewer = results.locator(".widget-accordion th", has_text="(baseline)")
     viewer.wait_for()
     view_text = results.locator(".widget-accordion").inner_text()
     assert "oneword" in view_text and "exact_match" in view_text and "ticket" in view_text
@@ -89,7 +89,7 @@ def _walk_through(page, lab, shots: Path) -> None:
 
     ab = tab("A/B", heading="A/B comparison")
     assert "No variant is shown to be better" in ab.inner_text()
-    ab.locator("img").first.wait_for()  # the forest plot
+    ab.locator(".wb-chart svg").first.wait_for()  # the forest plot, in theme colours
     snap("5-ab-report")
     snap_tab = tab("Annotate")
     assert snap_tab.inner_text().strip()

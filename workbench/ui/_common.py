@@ -17,36 +17,58 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Scoped to .wb-panel so the notebook's own styles stay untouched.
+# Scoped to .wb-panel so the notebook's own styles stay untouched. Every colour is one of
+# JupyterLab's --jp-* variables (the hex after a comma is only a fallback outside JupyterLab),
+# tinted with color-mix so the same rule reads on the light and the dark theme.
 CSS = """<style>
+.wb-panel {color: var(--jp-content-font-color1, black);}
 .wb-panel .widget-html-content {line-height: 1.4;}
-.wb-panel a {color: #1a6fc9; text-decoration: underline;}
+.wb-panel a {color: var(--jp-content-link-color, #0d47a1); text-decoration: underline;}
+.wb-panel table.wb-table {border-collapse: collapse; font-size: 12px; margin: 4px 0;}
+.wb-panel table.wb-table th, .wb-panel table.wb-table td {
+  border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); padding: 3px 8px;
+  text-align: left; vertical-align: top; color: var(--jp-content-font-color1, black);}
+.wb-panel table.wb-table th {background: var(--jp-layout-color2, #eee); font-weight: 600;}
+.wb-panel .wb-note {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 13px;
+  line-height: 1.4; color: var(--jp-content-font-color1, black);}
+.wb-panel .wb-info {background: color-mix(in srgb, var(--jp-info-color1, #0097a7) 14%,
+  transparent); border-left: 4px solid var(--jp-info-color1, #0097a7);}
+.wb-panel .wb-ok {background: color-mix(in srgb, var(--jp-success-color1, #388e3c) 14%,
+  transparent); border-left: 4px solid var(--jp-success-color1, #388e3c);}
+.wb-panel .wb-warn {background: color-mix(in srgb, var(--jp-warn-color1, #f57c00) 14%,
+  transparent); border-left: 4px solid var(--jp-warn-color1, #f57c00);}
+.wb-panel .wb-error {background: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 14%,
+  transparent); border-left: 4px solid var(--jp-error-color1, #d32f2f);}
+.wb-panel .wb-msg {border: 1px solid var(--jp-border-color2, #e0e0e0); border-radius: 4px;
+  margin: 3px 0; padding: 4px 6px; white-space: pre-wrap;
+  font-family: var(--jp-code-font-family, monospace); font-size: 12px;}
+.wb-panel .wb-role {color: var(--jp-ui-font-color2, gray); font-size: 11px;
+  text-transform: uppercase;}
 .wb-panel table.dataframe {border-collapse: collapse; border: none; font-size: 12px;
   margin: 4px 0;}
 .wb-panel table.dataframe th, .wb-panel table.dataframe td {border: none;
-  border-bottom: 1px solid #ddd; padding: 3px 8px;}
-.wb-panel table.dataframe thead th {background: #f3f4f6;}
-.wb-panel table.wb-table {border-collapse: collapse; font-size: 12px; margin: 4px 0;}
-.wb-panel table.wb-table th, .wb-panel table.wb-table td {
-  border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top;}
-.wb-panel table.wb-table th {background: #f3f4f6; font-weight: 600;}
-.wb-panel .wb-note {padding: 6px 10px; border-radius: 4px; margin: 4px 0; font-size: 13px;
-  line-height: 1.4;}
-.wb-panel .wb-info {background: #eef4fb; border-left: 4px solid #4a90d9;}
-.wb-panel .wb-ok {background: #edf7ee; border-left: 4px solid #3c9a4a;}
-.wb-panel .wb-warn {background: #fdf6e7; border-left: 4px solid #d49b1f;}
-.wb-panel .wb-error {background: #fbeeee; border-left: 4px solid #c9443c;}
-.wb-panel .wb-msg {border: 1px solid #e0e0e0; border-radius: 4px; margin: 3px 0;
-  padding: 4px 6px; white-space: pre-wrap; font-family: var(--jp-code-font-family, monospace);
-  font-size: 12px;}
-.wb-panel .wb-role {color: #666; font-size: 11px; text-transform: uppercase;}
+  border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); padding: 3px 8px;
+  color: var(--jp-content-font-color1, black);}
+.wb-panel table.dataframe thead th {background: var(--jp-layout-color2, #eee);}
 .wb-panel .wb-scroll {max-height: 260px; overflow: auto;}
-.wb-panel .wb-text {white-space: pre-wrap; font-family: var(--jp-code-font-family, monospace);
-  font-size: 12px;}
-.wb-panel ins {background: #d4f5d9; text-decoration: none;}
-.wb-panel del {background: #fbd5d5;}
-.wb-panel .wb-muted {color: #666; font-size: 12px;}
+.wb-panel .wb-text {white-space: pre-wrap; overflow-wrap: anywhere;
+  font-family: var(--jp-code-font-family, monospace); font-size: 12px;}
+.wb-panel ins {background: color-mix(in srgb, var(--jp-success-color1, #388e3c) 30%,
+  transparent); text-decoration: none;}
+.wb-panel del {background: color-mix(in srgb, var(--jp-error-color1, #d32f2f) 30%,
+  transparent);}
+.wb-panel .wb-muted {color: var(--jp-ui-font-color2, gray); font-size: 12px;}
 .wb-panel h4 {margin: 6px 0 2px 0;}
+.wb-panel .wb-grid {max-height: 640px; overflow: auto;
+  border: 1px solid var(--jp-border-color2, #e0e0e0);}
+.wb-panel .wb-grid table.wb-table {margin: 0;}
+.wb-panel .wb-grid thead th {position: sticky; top: 0; z-index: 1;
+  white-space: normal; overflow-wrap: anywhere;}
+.wb-panel .wb-grid th.wb-rowhead {background: var(--jp-layout-color1, white);
+  font-weight: normal; overflow-wrap: anywhere; position: sticky; left: 0;}
+.wb-panel .wb-grid thead th:first-child {left: 0; z-index: 2;}
+.wb-panel .wb-grid td.wb-cell .wb-text {max-height: 140px; overflow: auto;}
+.wb-panel .wb-grid td.wb-cell .wb-note {margin: 0;}
 </style>"""
 
 esc = html.escape
@@ -110,10 +132,51 @@ def fmt(value: Any, decimals: int = 3) -> str:
     return str(value)
 
 
-def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+# Charts are drawn in marker colours, then each marker becomes a JupyterLab variable in the
+# SVG, so a chart follows the theme (even a theme switched after it was drawn).
+_INK = "#010203"
+_SERIES = ("brand-color1", "warn-color1", "success-color1", "error-color1", "info-color1",
+           "brand-color3")
+_FALLBACKS = {"ui-font-color1": "#333333", "border-color1": "#bdbdbd", "layout-color1": "#ffffff",
+              "brand-color1": "#1976d2", "warn-color1": "#f57c00", "success-color1": "#388e3c",
+              "error-color1": "#d32f2f", "info-color1": "#0097a7", "brand-color3": "#64b5f6"}
+_MARKERS = {_INK: "ui-font-color1", "#010204": "border-color1",
+            **{f"#0102{10 + i:02x}": name for i, name in enumerate(_SERIES)},
+            # the colours the statistics module's forest plot picks itself
+            "#1f77b4": "brand-color1", "#2ca02c": "success-color1", "#d62728": "error-color1",
+            "#ff7f0e": "warn-color1", "#7f7f7f": "ui-font-color1", "#808080": "ui-font-color1",
+            "#000000": "ui-font-color1", "#ffffff": "layout-color1"}
+
+
+def _themed_rc() -> dict[str, Any]:
+    from cycler import cycler
+
+    return {"text.color": _INK, "axes.labelcolor": _INK, "xtick.color": _INK,
+            "ytick.color": _INK, "axes.edgecolor": "#010204", "axes.facecolor": "none",
+            "figure.facecolor": "none", "savefig.facecolor": "none",
+            "legend.facecolor": "none", "legend.edgecolor": "#010204",
+            "grid.color": "#010204", "svg.fonttype": "none",
+            "axes.prop_cycle": cycler(color=[f"#0102{10 + i:02x}" for i in range(len(_SERIES))])}
+
+
+def themed_svg(draw: Callable[[], Figure]) -> str:
+    """The figure ``draw()`` makes, as inline SVG whose colours are ``var(--jp-*)``, so it
+    reads on any theme."""
+    import re
+
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context(_themed_rc()):  # ticks and labels are made while saving too
+        draw().savefig(buf, format="svg")
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]  # the XML prolog and doctype do not belong inside HTML
+
+    def theme(match: re.Match[str]) -> str:
+        name = _MARKERS.get(match.group(0).lower())
+        return f"var(--jp-{name}, {_FALLBACKS[name]})" if name else match.group(0)
+
+    return re.sub(r"#[0-9a-fA-F]{6}\b", theme, svg)
 
 
 def messages_html(messages: list[dict[str, str]]) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import esc, note, panel_box, shows_errors
+from ._common import esc, note, panel_box, shows_errors, themed_svg
 from ._session import Session, as_session
 
 EVERY = "*"  # the candidate choice "every other variant" ('*' is never a variant name)
@@ -76,18 +76,65 @@ class ABPanel(widgets.VBox):
         report = self.session.report
         if report is None:
             return
-        kind = "ok" if report.winner else "warn"
-        improved = [p.winner for p in report.pairs if p.winner not in (None, report.baseline)]
-        if report.winner:
-            winner = f"<b>{esc(report.winner)}</b> is the better variant."
-        elif len(improved) > 1:
-            winner = (f"<b>{esc(', '.join(improved))} each beat {esc(report.baseline)}; none "
-                      "is shown to be the best.</b>")
-        else:
-            winner = "<b>No variant is shown to be better.</b>"
-        self.verdict.value = note(f"{winner} The verdict and its evidence follow.", kind,
-                                  raw=True)
-        self.report.value = report._repr_html_()
+        kind, text = verdict_banner(report)
+        self.verdict.value = note(text, kind, raw=True)
+        self.report.value = report_html(report)
+
+
+def verdict_banner(report: Any) -> tuple[str, str]:
+    """The banner over the report: green only for a winner with nothing against it; every
+    guardrail regression, every other metric a candidate is significantly worse on, and
+    every pair too small to test are named."""
+    from workbench.evaluation.stats import MIN_PAIRED
+    from workbench.evaluation.stats.verdict import format_p
+
+    improved = [p.winner for p in report.pairs if p.winner not in (None, report.baseline)]
+    if report.winner:
+        head, kind = f"<b>{esc(report.winner)}</b> is the better variant.", "ok"
+    elif len(improved) > 1:
+        head, kind = (f"<b>{esc(', '.join(improved))} each beat {esc(report.baseline)}; none "
+                      "is shown to be the best.</b>"), "warn"
+    else:
+        head, kind = "<b>No variant is shown to be better.</b>", "warn"
+    lines = []
+    for pair in report.pairs:
+        for metric, r in pair.metrics.items():
+            guardrail = metric in report.guardrails
+            # a guardrail counts at raw p, as the verdict reads it; other metrics corrected
+            worse = r.regresses(pair.b) if guardrail else r.favours == pair.a
+            if metric == pair.primary_metric or not worse:
+                continue
+            what = (f"regresses on guardrail {esc(metric)}" if guardrail
+                    else f"is significantly worse on {esc(metric)}")
+            blocked = " so it is not promoted" if metric in pair.blocked_by else ""
+            p = f"p={format_p(r.p_value, r.alpha)}" if guardrail else \
+                f"p_adj={format_p(r.p_adj, r.alpha)}"
+            lines.append(
+                f"<b>{esc(pair.b)} {what}</b>{blocked}: {r.mean_a:.3f} → {r.mean_b:.3f} "
+                f"({r.diff:+.3f}, 95% CI [{r.ci_low:+.3f}, {r.ci_high:+.3f}], {p}).")
+        n = pair.primary.n_paired
+        if n < MIN_PAIRED:
+            lines.append(
+                f"{esc(pair.b)} vs {esc(pair.a)}: only {n} paired example(s). Below "
+                f"{MIN_PAIRED} no difference is called significant, whatever the p-value or "
+                "interval in the table says; run more examples.")
+    if lines:
+        kind = "warn"
+    body = "".join(f"<div>{line}</div>" for line in lines)
+    return kind, f"{head} The verdict and its evidence follow.{body}"
+
+
+def report_html(report: Any) -> str:
+    """The report's own HTML with its forest plot redrawn in the theme's colours."""
+    import re
+
+    html = report._repr_html_()
+    try:
+        chart = themed_svg(report.forest_plot)
+    except Exception:  # the report already says when its plot is unavailable
+        return html
+    return re.sub(r'<img alt="forest plot of differences" src="data:image/png;base64,[^"]*">',
+                  lambda _: f"<div class='wb-chart'>{chart}</div>", html)
 
 
 def _choice(report: Any) -> tuple[str, str] | None:

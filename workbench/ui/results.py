@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 
 from .._optional import optional_import
-from ._common import esc, figure_png, fmt, note, panel_box, table
+from ._common import esc, fmt, note, panel_box, table, themed_svg
 from ._session import Session, as_session
 from ._text import word_diff_html
 from ._views import FILTERS, select, side_by_side
+from .grid import GridView, grid_table
 
 MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui`
 
@@ -22,13 +23,16 @@ MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui`
 class ResultsPanel(widgets.VBox):
     """What a run found, from the summary down to one example's outputs."""
 
-    def __init__(self, source: Any, *, mlflow_ui: str = MLFLOW_UI, **kwargs: Any) -> None:
+    def __init__(self, source: Any, *, mlflow_ui: str | None = None, **kwargs: Any) -> None:
         self.session: Session = as_session(source)
-        self.mlflow_ui = mlflow_ui.rstrip("/")
+        # None: the run's tracking server when it is one, else the local `make ui`
+        self.mlflow_ui = mlflow_ui.rstrip("/") if mlflow_ui else None
         self.header = widgets.HTML()
         self.summary = widgets.HTML()
         self.summary.add_class("wb-summary")
-        self.chart = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.chart = widgets.HTML(layout=widgets.Layout(max_width="100%", overflow="auto"))
+        self.chart.add_class("wb-chart")
+        self.grid = GridView()
         self.runs = widgets.HTML()
         self.classes = widgets.HTML()  # confusion matrices, for categorical metrics
         self.filter = widgets.ToggleButtons(options=[(f.capitalize(), f) for f in FILTERS],
@@ -45,8 +49,12 @@ class ResultsPanel(widgets.VBox):
             self.filter, widgets.HBox([self.previous, self.example, self.next,
                                        self.position]), self.example_view])],
             titles=("Per-example outputs, variants side by side",), selected_index=None)
+        self.grid_title = widgets.HTML("<h4>Examples × variants</h4><div class='wb-muted'>"
+                                       "Cells are coloured by the primary score; filters "
+                                       "compare each variant with the baseline.</div>")
         super().__init__(panel_box([self.header, self.summary, self.classes, self.chart,
-                                    self.runs, self.viewer], "Results"), **kwargs)
+                                    self.runs, self.grid_title, self.grid, self.viewer],
+                                   "Results"), **kwargs)
         self.add_class("wb-panel")
         self._wide: pd.DataFrame | None = None
         self.filter.observe(lambda _: self._refresh_selection(), "value")
@@ -60,12 +68,13 @@ class ResultsPanel(widgets.VBox):
     def _rebuild(self) -> None:
         results = self.session.results
         visible = results is not None and len(results.frame) > 0
-        for part in (self.chart, self.viewer):
+        for part in (self.chart, self.viewer, self.grid_title, self.grid):
             part.layout.display = None if visible else "none"
         if not visible:
             self.header.value = note("No results yet: run the experiment in the Run tab, or "
                                      "pass Results to this panel.", "info")
             self.summary.value = self.runs.value = self.classes.value = ""
+            self.grid.show(None)
             return
         summary = results.summary()
         self.header.value = (
@@ -75,8 +84,12 @@ class ResultsPanel(widgets.VBox):
         self.summary.value = table(_summary_table(summary, results.metrics).reset_index(),
                                    index=False)
         self.classes.value = _classification_html(results)
-        self.chart.value = figure_png(_charts(summary, results.metrics, results.primary))
+        self.chart.value = themed_svg(lambda: _charts(summary, results.metrics,
+                                                      results.primary))
         self.runs.value = self._run_links(results)
+        self.grid.show(grid_table(results.frame, primary=results.primary,
+                                  kinds=results.metrics, baseline=results.baseline),
+                       _all_inputs(self.session.experiment))
         self._wide = side_by_side(results.frame)
         counts = {f: len(select(self._wide, f, results.primary, results.metrics))
                   for f in FILTERS}
@@ -87,12 +100,16 @@ class ResultsPanel(widgets.VBox):
         if not results.run_ids:
             return note("This run was not logged to MLflow (tracking off or cancelled).",
                         "info")
+        server = str(getattr(results, "tracking_uri", "") or "")
+        remote = server.startswith(("http://", "https://"))
+        base = self.mlflow_ui or (server.rstrip("/") if remote else MLFLOW_UI)
         links = " · ".join(
-            f'<a href="{esc(self.mlflow_ui)}/#/runs/{esc(run_id)}" target="_blank">'
+            f'<a href="{esc(base)}/#/runs/{esc(run_id)}" target="_blank">'
             f"{esc('all variants' if key == 'parent' else key)}</a>"
             for key, run_id in results.run_ids.items())
-        return (f"<div class='wb-muted'>MLflow runs: {links} "
-                f"(open the MLflow UI with <code>make ui</code>)</div>")
+        hint = "" if remote or self.mlflow_ui else \
+            " (open the MLflow UI with <code>make ui</code>)"
+        return f"<div class='wb-muted'>MLflow runs: {links}{hint}</div>"
 
     # ---- per-example viewer ---------------------------------------------------------------
     def _refresh_selection(self) -> None:
@@ -159,6 +176,12 @@ def _inputs(experiment: Any, example_id: str) -> dict[str, Any]:
         return {}
     found = next((e for e in experiment.evalset.examples if e.id == example_id), None)
     return dict(found.inputs) if found else {}
+
+
+def _all_inputs(experiment: Any) -> dict[str, dict[str, Any]]:
+    if experiment is None:
+        return {}
+    return {str(e.id): dict(e.inputs) for e in experiment.evalset.examples}
 
 
 def _score(value: Any, kind: str) -> str:

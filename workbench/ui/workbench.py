@@ -22,6 +22,13 @@ class Workbench(widgets.VBox):
 
     ``limit`` is the Run tab's default sample size; ``annotator`` and ``approver`` default
     to the login name.
+
+    The panels and the notebook share objects: ``bench.experiment``, ``bench.last_results``
+    and ``bench.comparison`` are what the tabs show now (the experiment after any edit made
+    in the tabs, the results of the last run, the comparison the A/B and Promote tabs use).
+    A run started from the Run tab is also ``bench.experiment.last_results``. Setting
+    ``bench.last_results = exp.run()`` shows a run made in code in every tab. (The panels
+    themselves are ``bench.prompts``, ``bench.run``, ``bench.results``, ...)
     """
 
     TITLES = ("Prompts", "Models", "Run", "Results", "A/B", "Annotate", "Promote")
@@ -33,14 +40,16 @@ class Workbench(widgets.VBox):
         self.prompts = PromptsPanel(self.session)
         self.models = ModelsPanel(self.session)
         self.run = RunPanel(self.session, limit=limit)
-        self.results = ResultsPanel(self.session, **({"mlflow_ui": mlflow_ui}
-                                                     if mlflow_ui else {}))
+        self.results = ResultsPanel(self.session, mlflow_ui=mlflow_ui)
         self.ab = ABPanel(self.session)
         self.annotate = AnnotatePanel(self.session, annotator=annotator)
         self.promote = PromotePanel(self.session, approver=approver)
-        self.tabs = widgets.Tab(children=[self.prompts, self.models, self.run, self.results,
-                                          self.ab, self.annotate, self.promote],
-                                titles=self.TITLES)
+        # a new tab is one more entry here and in TITLES
+        self.panels: dict[str, widgets.Widget] = dict(zip(self.TITLES, [
+            self.prompts, self.models, self.run, self.results, self.ab, self.annotate,
+            self.promote], strict=True))
+        self.tabs = widgets.Tab(children=list(self.panels.values()),
+                                titles=list(self.panels))
         self.title = widgets.HTML()
         super().__init__([self.title, self.tabs], **kwargs)
         self.add_class("wb-workbench")
@@ -48,9 +57,32 @@ class Workbench(widgets.VBox):
         self.session.observe(self._show_results, "results")
         self._refresh_title()
 
+    @property
+    def experiment(self) -> Any:
+        """The experiment the tabs edit and run (a new object after an edit in the tabs)."""
+        return self.session.experiment
+
+    @experiment.setter
+    def experiment(self, value: Any) -> None:
+        self.session.experiment = value
+
+    @property
+    def last_results(self) -> Any:
+        """The results every tab shows; assign a ``Results`` to show it."""
+        return self.session.results
+
+    @last_results.setter
+    def last_results(self, value: Any) -> None:
+        self.session.results = value
+
+    @property
+    def comparison(self) -> Any:
+        """The comparison report the A/B and Promote tabs show."""
+        return self.session.report
+
     def show(self, tab: str) -> None:
         """Switch to a tab by its title."""
-        self.tabs.selected_index = self.TITLES.index(tab)
+        self.tabs.selected_index = list(self.panels).index(tab)
 
     def _refresh_title(self) -> None:
         exp = self.session.experiment
@@ -59,7 +91,8 @@ class Workbench(widgets.VBox):
             return
         self.title.value = (
             f"<h3 style='margin:4px 0'>Prompt Workbench · {esc(exp.name)}</h3>"
-            f"<div style='color:#666;font-size:12px'>{esc(exp.spec.description)}<br>"
+            "<div style='color:var(--jp-ui-font-color2, gray);font-size:12px'>"
+            f"{esc(exp.spec.description)}<br>"
             f"{len(exp.variants)} variants · {len(exp.evalset)} examples · primary metric "
             f"{esc(exp.spec.primary)}</div>")
 
