@@ -23,6 +23,7 @@ from .gateway.send import Send, gateway, using
 from .gateway.send import for_run as send_for_run
 from .gateway.send import notes as send_notes
 from .observe import attribute
+from .observe.hook import request_type
 from .prompts.templates import PromptTemplate
 from .run_outcome import outcome
 from .run_types import Variant
@@ -193,7 +194,7 @@ class Experiment:
         max_cost = max_cost or self.spec.run.max_cost
         use_cache = use_cache and send is None  # a replaced transport has no cache
         # the collector stays out of the calls, the scoring and the MLflow logging alike
-        with collector.quiet(), attribute(self.name, request_type="experiment"):
+        with collector.quiet(), attribute(self.name, request_type=request_type() or "experiment"):
             with _open_cache(self, cache) as opened:
                 plan = self._checked_plan(limit, repeats, use_cache, refresh, opened, max_cost,
                                           track)

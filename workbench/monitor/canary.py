@@ -77,11 +77,9 @@ def canary(experiment_dir: str | Path, *, alias: str = "production", limit: int 
 
 
 async def _run(experiment_dir: str | Path, alias: str, limit: int) -> tuple[Any, ...]:
-    from ..evaluation.gate import _baseline, _check_fields, _regression_set
+    from ..evaluation.gate import _as_gate_run, _baseline, _check_fields, _regression_set
     from ..experiment import Experiment
-    from ..gateway.client import Gateway
-    from ..results import Results
-    from ..runner import run_matrix
+    from ..observe.hook import attribute
 
     exp = Experiment.from_yaml(experiment_dir)
     variant = _baseline(exp, alias, exp.variants[0])
@@ -92,11 +90,10 @@ async def _run(experiment_dir: str | Path, alias: str, limit: int) -> tuple[Any,
     evalset = _regression_set(exp).head(limit)
     _check_fields(variant, evalset)
     variant.model.check_keys()
-    rows = await run_matrix([variant], evalset.examples, exp.scorers, Gateway(None),
-                            concurrency=exp.spec.run.concurrency, use_cache=False,
-                            show_progress=False)
-    frame = Results.from_rows(rows, metrics=exp.metrics, primary=exp.spec.primary,
-                              experiment=exp.name).frame
+    _as_gate_run(exp, [variant], evalset)  # the run's own checks, before any call
+    with attribute(exp.name, request_type="canary"):
+        results = await exp.arun(track=False, progress=False, use_cache=False)
+    frame = results.frame
     scores = [c for c in frame.columns if c.startswith("score.")]
     frame = frame[[c for c in KEEP if c in frame.columns] + scores].copy()
     version = int(variant.prompt_name.rsplit("(v", 1)[1].rstrip(")"))

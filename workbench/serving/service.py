@@ -24,10 +24,10 @@ from typing import Any
 
 from ..aio import iterate_sync, run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
-from ..gateway.client import Gateway
 from ..gateway.config import Completion, ModelConfig
 from ..gateway.routing import Decision, RoutePolicy, project_policy
 from ..gateway.scrub import scrub
+from ..gateway.send import gateway
 from ..observe import hook as usage
 from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
 from ..observe.hook import fingerprint
@@ -91,7 +91,7 @@ class PromptService:
         # called with each request's usage record (the HTTP app's metrics): keep them cheap
         self.observers: list[Callable[[UsageRecord], None]] = []
         self._model_override = model
-        self._gateway = Gateway(cache=None)
+        self._gateway = gateway(None)  # the litellm send, streams included
         self._live = LivePrompt(name, alias, tracking_uri, refresh_s=refresh_s,
                                 refresh_timeout_s=refresh_timeout_s,
                                 needs_model=model is None)

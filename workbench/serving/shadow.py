@@ -53,12 +53,12 @@ def _run(*args: Any) -> None:
 
 def _shadow(service: Any, prompt: Any, route: Any, messages: list[dict[str, str]],
             tags: dict[str, str], routed: Any) -> None:
-    from ..gateway.client import Gateway
+    from ..gateway.send import gateway
 
     model, name = route.shadow, f"{route.rule}:shadow"
     started = time.perf_counter()
     try:
-        completion = asyncio.run(Gateway(cache=None).complete(model, messages))
+        completion = asyncio.run(gateway(None).complete(model, messages))
     except Exception as exc:
         usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
                      tags=tags, config=model, error=exc, route=name,
