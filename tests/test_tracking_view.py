@@ -71,13 +71,13 @@ def test_the_per_example_table_shows_inputs_and_expected_values(experiment):
     table = c.load_table(run.info.experiment_id, "results.json", run_ids=[run.info.run_id])
     columns = list(table.columns)
     at = columns.index("example_id")
-    assert columns[at + 1:at + 3] == ["input.ticket", "expected.label"]
+    assert columns[at + 1:at + 3] == ["inputs.ticket", "expectations.label"]
     row = table[table["example_id"] == "t001"].iloc[0]
-    assert row["input.ticket"] == "I want a refund now (order 1)"
-    assert row["expected.label"] == "negative" and row["output"] == "negative"
+    assert row["inputs.ticket"] == "I want a refund now (order 1)"
+    assert row["expectations.label"] == "negative" and row["output"] == "negative"
     # read back for a comparison, the table is the results again, without the copies
     again = load_results(results.run_ids["parent"])
-    assert not [c for c in again.frame.columns if c.startswith(("input.", "expected."))]
+    assert not [c for c in again.frame.columns if c.startswith(("inputs.", "expectations."))]
     assert len(again.frame) == 40
 
 
@@ -88,3 +88,18 @@ def test_each_prompt_version_names_its_variant(experiment):
         version = c.get_prompt_version("triage", results.prompt_versions[variant])
         assert version.tags["workbench.variant"] == variant
         assert version.commit_message == f"variant {variant} of experiment triage"
+
+
+def test_audit_records_stay_one_short_readable_line(experiment):
+    from workbench.prompts.registry import AUDIT_PREFIX, history, promote
+
+    results = experiment.run(progress=False)
+    verdict = "guided better than bare " + "x" * 2000 + "\nper-metric details\n" * 50
+    promote("triage", results.prompt_versions["guided"], "staging", approver="alice",
+            reason="wins", evidence={"verdict": verdict, "run_id": "r1"})
+    tags = client().get_prompt("triage").tags
+    (record,) = [v for k, v in tags.items() if k.startswith(AUDIT_PREFIX)]
+    assert len(record) < 600 and "\\n" not in record
+    assert history("triage").iloc[-1]["evidence"]["verdict"].startswith("guided better")
+    version_tags = client().get_prompt_version("triage", results.prompt_versions["guided"]).tags
+    assert len(version_tags["workbench.promoted.staging.verdict"]) <= 240

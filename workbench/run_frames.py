@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 ERRORS_TAG = "workbench.errors"  # "all", or "<failed> of <calls>"
 ERROR_SUMMARY_TAG = "workbench.most_common_error"
-EXAMPLE_FIELD_PREFIXES = ("input.", "expected.")
+EXAMPLE_FIELD_PREFIXES = ("inputs.", "expectations.")  # MLflow's evaluation words
 
 
 def error_tags(frame: Any) -> dict[str, str]:
@@ -43,8 +43,8 @@ def first_call_ms(frame: Any) -> int | None:
 
 def with_example_fields(frame: Any, evalset: EvalSet, expected: Sequence[str],
                          redact: Callable[[str], str] | None) -> Any:
-    """The rows with their example's fields beside them: ``expected.<field>`` for what a
-    scorer compares against, ``input.<field>`` for the rest, right after ``example_id``."""
+    """The rows with their example's fields beside them: ``expectations.<field>`` for what a
+    scorer compares against, ``inputs.<field>`` for the rest, right after ``example_id``."""
     import pandas as pd
 
     if "example_id" not in frame or len(frame) == 0:
@@ -54,13 +54,13 @@ def with_example_fields(frame: Any, evalset: EvalSet, expected: Sequence[str],
         for key, value in example.inputs.items():
             if key == "id":
                 continue
-            column = f"expected.{key}" if key in expected else f"input.{key}"
+            column = f"expectations.{key}" if key in expected else f"inputs.{key}"
             if isinstance(value, str) and redact is not None:
                 value = redact(value)
             elif not isinstance(value, str | int | float | bool | type(None)):
                 value = json.dumps(value, ensure_ascii=False, default=str)
             fields.setdefault(column, {})[example.id] = value
-    ordered = sorted(fields, key=lambda col: (col.startswith("expected."), col))
+    ordered = sorted(fields, key=lambda col: (col.startswith("expectations."), col))
     extra = pd.DataFrame({col: frame["example_id"].map(fields[col]) for col in ordered},
                          index=frame.index)
     at = list(frame.columns).index("example_id") + 1

@@ -75,7 +75,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     latency, retries, fallback and the prompt version. ``redact`` rewrites text before it
     is logged. ``partial`` (why the run stopped early) tags every run ``partial=true``.
     ``expected`` names the eval-set fields scorers compare against: the per-example tables
-    show them as ``expected.<field>`` and the other fields as ``input.<field>``.
+    show them as ``expectations.<field>`` and the other fields as ``inputs.<field>``.
     Runs of this experiment left RUNNING by a process that is gone are marked KILLED first.
     """
     uri = uri or tracking_uri(source_dir)
