@@ -7,7 +7,8 @@ import pytest
 
 from workbench import Experiment
 from workbench.evaluation import feedback
-from workbench.evaluation.feedback import FeedbackError, queue
+from workbench.evaluation.feedback import FeedbackError
+from workbench.evaluation.queue import queue
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

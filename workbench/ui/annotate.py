@@ -103,7 +103,7 @@ class AnnotatePanel(widgets.VBox):
         self.step(+1, from_id=saved)
 
     def step(self, by: int, *, from_id: str | None = None) -> None:
-        """Move ``by`` examples along the current order (the queue skips what is labelled)."""
+        """Move ``by`` examples along the current order (the queue puts labelled ones last)."""
         ids = [value for _, value in self.example.options]
         if not ids:
             return
@@ -206,7 +206,9 @@ class AnnotatePanel(widgets.VBox):
         labels = self.labels if self.labels is not None else pd.DataFrame(
             columns=feedback.COLUMNS)
         rows = results.frame[results.frame["variant"] == self.variant.value]
-        order = feedback.queue(rows, labels, self.metric.value, annotator=self._who())
+        from workbench.evaluation.queue import queue
+
+        order = queue(rows, labels, self.metric.value, annotator=self._who())
         queued = [str(i) for i in order["example_id"]]
         return queued + [i for i in ids if i not in queued]
 
