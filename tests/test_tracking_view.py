@@ -103,3 +103,28 @@ def test_audit_records_stay_one_short_readable_line(experiment):
     assert history("triage").iloc[-1]["evidence"]["verdict"].startswith("guided better")
     version_tags = client().get_prompt_version("triage", results.prompt_versions["guided"]).tags
     assert len(version_tags["workbench.promoted.staging.verdict"]) <= 240
+
+
+@pytest.mark.parametrize(("uri", "env", "expected"), [
+    ("http://mlflow.team:8080/", None, "http://mlflow.team:8080/#/runs/r1"),
+    ("https://mlflow.example.org", "http://127.0.0.1:9999", "https://mlflow.example.org/#/runs/r1"),
+    ("sqlite:///tmp/mlflow.db", None, "http://127.0.0.1:5000/#/runs/r1"),
+    ("sqlite:///tmp/mlflow.db", "http://127.0.0.1:5055/", "http://127.0.0.1:5055/#/runs/r1"),
+])
+def test_links_follow_the_configured_tracking_server(monkeypatch, uri, env, expected):
+    from workbench.tracking import UI_ENV, run_url
+
+    if env:
+        monkeypatch.setenv(UI_ENV, env)
+    else:
+        monkeypatch.delenv(UI_ENV, raising=False)
+    assert run_url("r1", uri=uri) == expected
+    assert run_url("r1", experiment_id="7", uri=uri) == expected.replace(
+        "#/runs/", "#/experiments/7/runs/")
+
+
+def test_links_default_to_the_projects_tracking_uri(project, monkeypatch):
+    from workbench.tracking import ui_url
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5123")
+    assert ui_url() == "http://127.0.0.1:5123"

@@ -77,6 +77,10 @@ def test_a_request_is_approved_from_the_panel_by_someone_else(bench, protected):
     assert "Request recorded, approval needed" in promote.status.value
     view = promote.registry
     assert list(view.approve_buttons) == [("production", version)]
+    row = view.pending.children[0].children[0].value
+    parent = bench.session.results.run_ids["parent"]
+    assert "requested by <b>alice</b>" in row
+    assert f'href="http://127.0.0.1:5000/#/runs/{parent}"' in row
     view.approve_buttons[("production", version)].click()
     view.review_confirm.yes.click()
     assert "a different person must approve it" in view.review_status.value

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from .run_types import Variant
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value
+UI_ENV = "WORKBENCH_MLFLOW_UI"  # where the MLflow UI of a local store is served
+LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
 
 
 @dataclass
@@ -306,6 +308,28 @@ def _finite(values: Mapping[str, Any]) -> dict[str, float]:
 
 def _param(value: Any) -> str:
     return str(value)[:_MAX_PARAM]
+
+
+def ui_url(uri: str | None = None) -> str:
+    """The MLflow UI that shows the store at ``uri`` (default: the project's).
+
+    A tracking server serves its own UI, so its URL is the link; a local store's UI is
+    wherever ``WORKBENCH_MLFLOW_UI`` says, else ``make ui``'s address.
+    """
+    import os
+
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get(UI_ENV, LOCAL_UI).rstrip("/")
+
+
+def run_url(run_id: str, *, experiment_id: str | None = None, uri: str | None = None) -> str:
+    """A link to one run in the MLflow UI of ``uri``."""
+    base = ui_url(uri)
+    if experiment_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/runs/{run_id}"
 
 
 def load_results(run_id: str, *, uri: str | None = None) -> Results:

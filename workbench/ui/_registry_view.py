@@ -179,13 +179,13 @@ class RegistryView(widgets.VBox):
             approve.on_click(lambda _, k=key: self.approve(*k))
             reject.on_click(lambda _, k=key: self.reject(*k))
             self.approve_buttons[key], self.reject_buttons[key] = approve, reject
-            run = request.evidence.get("run_id", "")
+            run = _run_link(request.evidence.get("run_id", ""))
             detail = (f"<b>v{request.version} → @{esc(request.alias)}</b>"
                       f" ({esc(request.evidence.get('variant', ''))}) requested by "
                       f"<b>{esc(request.requester)}</b> at {_when(request.at)}"
                       + (f": “{esc(request.reason)}”" if request.reason else "")
                       + (f"<br><span class='wb-muted'>{esc(request.evidence['verdict'])}"
-                         f"{' · run ' + esc(run[:12]) if run else ''}</span>"
+                         f"{' · ' + run if run else ''}</span>"
                          if request.evidence.get("verdict") else ""))
             rows.append(widgets.HBox([widgets.HTML(detail, layout=widgets.Layout(
                 flex="1 1 auto")), approve, reject], layout=widgets.Layout(
@@ -273,6 +273,15 @@ def _history_html(history: Any) -> str:
     shown["at"] = [_when(at) for at in shown["at"]]
     shown["evidence"] = shown["evidence"].map(_short)
     return f"<div class='wb-scroll'>{table(shown, index=False)}</div>"
+
+
+def _run_link(run_id: str) -> str:
+    """The evidence run as a link into the MLflow UI that shows this store."""
+    from workbench.tracking import run_url
+
+    if not run_id:
+        return ""
+    return (f'<a href="{esc(run_url(run_id))}" target="_blank">run {esc(run_id[:8])}</a>')
 
 
 def _when(value: Any) -> str:
