@@ -116,7 +116,7 @@ def test_rollback_says_where_the_alias_goes_and_moves_it_back(bench):
     promote = bench.promote
     versions = bench.session.results.prompt_versions
     view = promote.registry
-    view.rollback_alias.value = "production"
+    assert view.rollback_alias.value == "production"  # the alias people roll back
     view.ask_rollback()
     assert "no earlier recorded version" in view.rollback_status.value
 

@@ -161,9 +161,11 @@ class RegistryView(widgets.VBox):
             self.pending.children, self.history.value = (), ""
             return
         keep = self.rollback_alias.value
-        self.rollback_alias.options = list(policy.aliases)
-        if keep in policy.aliases:
-            self.rollback_alias.value = keep
+        if list(self.rollback_alias.options) != list(policy.aliases):
+            self.rollback_alias.options = list(policy.aliases)
+        aliases = list(policy.aliases)
+        self.rollback_alias.value = keep if keep in aliases else (
+            "production" if "production" in aliases else aliases[0])
         self.aliases.value = _aliases_html(self.name, policy, history)
         self._show_pending(pending)
         self.history.value = _history_html(history)
@@ -272,6 +274,7 @@ def _history_html(history: Any) -> str:
     shown = history.copy().iloc[::-1]  # newest first
     shown["at"] = [_when(at) for at in shown["at"]]
     shown["evidence"] = shown["evidence"].map(_short)
+    shown["reason"] = shown["reason"].map(lambda r: r if isinstance(r, str) else "-")
     return f"<div class='wb-scroll'>{table(shown, index=False)}</div>"
 
 
