@@ -79,8 +79,11 @@ def _log(experiment: Experiment, results: Results, evalset: EvalSet, *,
     tracked = log_execution(
         experiment=experiment.name, registry_name=spec.prompt_registry_name,
         variants=experiment.variants, evalset=evalset, results=results,
-        report=results.report, params={"repeats": spec.run.repeats},
+        report=results.report,
+        params={"repeats": spec.run.repeats,
+                **({"trace_calls": True} if spec.run.trace_calls else {})},
         source_dir=spec.directory, trace=spec.run.trace, redact=redact,
+        trace_calls=spec.run.trace_calls,
         reuse=not log_again, partial=results.partial,
         expected=expected_fields(experiment.scorers))
     results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}

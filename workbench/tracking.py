@@ -65,7 +65,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
                   uri: str | None = None, trace: bool = True,
                   redact: Callable[[str], str] | None = None,
                   reuse: bool = False, partial: str | None = None,
-                  expected: Sequence[str] = ()) -> TrackedExecution:
+                  expected: Sequence[str] = (), trace_calls: bool = False) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
 
     With ``reuse``, an execution served wholly from the cache that matches a finished parent
@@ -76,6 +76,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     an LLM span in a trace linked to its variant's run: inputs, output, tokens, cost,
     latency, retries, fallback and the prompt version. ``redact`` rewrites text before it
     is logged. ``partial`` (why the run stopped early) tags every run ``partial=true``.
+    ``trace_calls`` adds one trace per call with its scores as feedback and the expected
+    fields as expectations (``run_call_traces``), for MLflow's evaluation view.
     ``expected`` names the eval-set fields scorers compare against: the per-example tables
     show them as ``expectations.<field>`` and the other fields as ``inputs.<field>``.
     Runs of this experiment left RUNNING by a process that is gone are marked KILLED first.
@@ -99,7 +101,7 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     run = _Logging(c=c, uri=uri, experiment=experiment, experiment_id=experiment_id,
                    registry_name=registry_name, evalset=evalset, results=results,
                    params=dict(params or {}), tags=tags, trace=trace, redact=redact,
-                   expected=tuple(expected))
+                   expected=tuple(expected), trace_calls=trace_calls)
     parent_id = _start_parent(run, variants, digest)
     tracked = TrackedExecution(experiment_id, parent_id, tracking_uri=uri)
     try:
@@ -131,6 +133,7 @@ class _Logging:
     trace: bool
     redact: Callable[[str], str] | None
     expected: tuple[str, ...]
+    trace_calls: bool = False
     short_id: str = ""
     now: int = field(default_factory=lambda: int(time.time() * 1000))
 
@@ -208,6 +211,11 @@ def _log_variant(run: _Logging, variant: Variant, parent_id: str) -> tuple[int, 
     if run.trace:
         log_traces(run.uri, run.experiment_id, run_id, frame, prompt_uri, run.evalset,
                    run.redact)
+    if run.trace_calls:
+        from .run_call_traces import log_call_traces
+
+        log_call_traces(run.uri, run.experiment_id, run_id, frame, prompt_uri, run.evalset,
+                        run.redact, run.expected)
     c.set_terminated(run_id, "FAILED" if status_tags.get(ERRORS_TAG) == "all" else "FINISHED")
     return version, run_id
 
