@@ -112,7 +112,7 @@ def test_a_protected_promotion_is_approved_from_the_panel(page, lab, llm_server,
         assert "Answer with one word" in promote.locator(".wb-version-text").inner_text()
 
         # 8 examples do not make a verdict: promoting anyway takes a written reason
-        promote.get_by_label("Reason", exact=True).first.fill("one-word answers; smoke run")
+        promote.get_by_label("Reason", exact=True).fill("one-word answers; smoke run")
         _button(promote, "Promote").click()
         promote.get_by_text("Request recorded, approval needed").wait_for()
         assert "not set" in aliases.inner_text()  # the alias has not moved

@@ -65,14 +65,14 @@ class RegistryView(widgets.VBox):
         self._changed = changed or (lambda: None)
         self.aliases = widgets.HTML()
         self.pending = widgets.VBox()
-        self.review_reason = widgets.Text(description="Reason", placeholder=(
+        self.review_reason = widgets.Text(description="Review note", placeholder=(
             "why (required to reject; kept with an approval)"),
             style={"description_width": "80px"}, layout=widgets.Layout(width="100%"))
         self.review_confirm = Confirm()
         self.review_status = widgets.HTML()
-        self.rollback_alias = widgets.Dropdown(description="Alias",
+        self.rollback_alias = widgets.Dropdown(description="Roll back",
                                                style={"description_width": "80px"})
-        self.rollback_button = widgets.Button(description="Roll back", icon="undo",
+        self.rollback_button = widgets.Button(description="to the version before", icon="undo",
                                               button_style="warning")
         self.rollback_confirm = Confirm()
         self.rollback_status = widgets.HTML()
