@@ -93,6 +93,7 @@ def test_a_request_is_approved_from_the_panel_by_someone_else(bench, protected):
     view.review_confirm.yes.click()
     assert alias_version("triage", "production") == version
     assert "Approved: @production now points at" in view.review_status.value
+    assert promote.status.value == ""  # the request note above is history now
     assert view.approve_buttons == {} and "No request is waiting" in view.pending.children[0].value
     assert list(history("triage")["action"]) == ["request", "approval", "promotion"]
     assert "bob (promotion)" in view.aliases.value

@@ -73,7 +73,8 @@ class RegistryView(widgets.VBox):
         self.rollback_alias = widgets.Dropdown(description="Roll back",
                                                style={"description_width": "80px"})
         self.rollback_button = widgets.Button(description="to the version before", icon="undo",
-                                              button_style="warning")
+                                              button_style="warning",
+                                              layout=widgets.Layout(width="auto"))
         self.rollback_confirm = Confirm()
         self.rollback_status = widgets.HTML()
         self.history = widgets.HTML()

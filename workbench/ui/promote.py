@@ -44,7 +44,7 @@ class PromotePanel(widgets.VBox):
                                              icon="arrow-up")
         self.confirm = Confirm()
         self.status = widgets.HTML()
-        self.registry = RegistryView(self.approver, changed=self._refresh_registry)
+        self.registry = RegistryView(self.approver, changed=self._after_move)
         super().__init__(panel_box([
             self.verdict, self.variant, self.version_text,
             widgets.HBox([self.alias, self.approver]), self.reason, self.hint,
@@ -188,6 +188,11 @@ class PromotePanel(widgets.VBox):
             f"<div class='wb-muted'>{esc(found.uri)}{model}</div>"
             f"<div class='wb-msg wb-scroll wb-version-text'>"
             f"{esc(template_to_text(found.template.template))}</div>")
+
+    def _after_move(self) -> None:
+        """An approval or rollback below: the note about an earlier request is history now."""
+        self.status.value = ""
+        self._refresh_registry()
 
     def _refresh_registry(self) -> None:
         results, exp = self.session.results, self.session.experiment
