@@ -128,3 +128,20 @@ def test_links_default_to_the_projects_tracking_uri(project, monkeypatch):
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5123")
     assert ui_url() == "http://127.0.0.1:5123"
+
+
+def test_a_version_reused_by_a_renamed_variant_names_both(make_experiment):
+    first = Experiment.from_yaml(make_experiment()).run(progress=False)
+    renamed = Experiment.from_yaml(make_experiment(
+        prompts={"plain": {"template": "Sentiment of: {{ticket}}"},
+                 "guided": {"messages": [
+                     {"role": "system",
+                      "content": "Answer with one word: positive or negative."},
+                     {"role": "user", "content": "{{ticket}}"}]}},
+        baseline="plain")).run(progress=False)
+    version = first.prompt_versions["bare"]
+    assert renamed.prompt_versions["plain"] == version  # same content: no new version
+    tags = client().get_prompt_version("triage", version).tags
+    assert tags["workbench.variant"] == "bare, plain"
+    assert client().get_prompt_version(
+        "triage", first.prompt_versions["guided"]).tags["workbench.variant"] == "guided"
