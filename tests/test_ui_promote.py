@@ -96,6 +96,7 @@ def test_a_request_is_approved_from_the_panel_by_someone_else(bench, protected):
     assert promote.status.value == ""  # the request note above is history now
     assert view.approve_buttons == {} and "No request is waiting" in view.pending.children[0].value
     assert list(history("triage")["action"]) == ["request", "approval", "promotion"]
+    assert "<td>None</td>" not in view.history.value  # no reason given reads "-"
     assert "bob (promotion)" in view.aliases.value
 
 
