@@ -301,6 +301,7 @@ def test_promoting_against_the_verdict_needs_a_written_reason(ran):
     assert "wb-error" in promote.status.value and "reason" in promote.status.value
     promote.reason.value = "the guided prompt is too long for the production context"
     promote.promote_button.click()
+    promote.confirm.yes.click()  # moving production asks first
     assert "Promoted <b>bare</b>" in promote.status.value
     assert "too long for the production context" in promote.status.value
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .settings import tracking_uri
 from .store import check_store
@@ -32,6 +32,7 @@ class Experiment(Protocol):
 
     spec: ExperimentSpec
     variants: Sequence[Variant]
+    scorers: Sequence[Any]
 
 
 def track(experiment: Experiment, results: Results, evalset: EvalSet, *,
@@ -78,9 +79,13 @@ def _log(experiment: Experiment, results: Results, evalset: EvalSet, *,
     tracked = log_execution(
         experiment=experiment.name, registry_name=spec.prompt_registry_name,
         variants=experiment.variants, evalset=evalset, results=results,
-        report=results.report, params={"repeats": spec.run.repeats},
+        report=results.report,
+        params={"repeats": spec.run.repeats,
+                **({"trace_calls": True} if spec.run.trace_calls else {})},
         source_dir=spec.directory, trace=spec.run.trace, redact=redact,
-        reuse=not log_again, partial=results.partial)
+        trace_calls=spec.run.trace_calls,
+        reuse=not log_again, partial=results.partial,
+        expected=expected_fields(experiment.scorers))
     results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}
     if tracked.reused:
         results.warnings.append(
@@ -89,3 +94,13 @@ def _log(experiment: Experiment, results: Results, evalset: EvalSet, *,
             "that run's (log_again=True or --log-again logs a new run)")
     results.prompt_versions = dict(tracked.prompt_versions)
     results.tracking_uri = tracked.tracking_uri
+
+
+def expected_fields(scorers: Sequence[Any]) -> list[str]:
+    """The eval-set fields the scorers compare outputs against (their ``expected`` option)."""
+    fields: list[str] = []
+    for scorer in scorers:
+        value = getattr(getattr(scorer, "options", None), "expected", None)
+        if isinstance(value, str) and value not in fields:
+            fields.append(value)
+    return fields

@@ -50,6 +50,9 @@ class RunSpec(_Strict):
     truncate_variable: str | None = None
     # an MLflow span per call (tokens, cost, latency, prompt version), linked to the run
     trace: bool = True
+    # also one MLflow trace per call with its scores and expected values, for MLflow's
+    # evaluation and trace views (costs store writes: see benchmarks/RESULTS.md)
+    trace_calls: bool = False
     # replace personal data (emails, phones, cards, ...) in what is logged to MLflow
     redact_pii: bool = False
 

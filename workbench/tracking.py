@@ -7,6 +7,7 @@ store's connection pool is small and per-call writes from many workers starve it
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -19,6 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from .prompts.versions import VARIANT_TAG, client, register_version
 from .rerun import FINGERPRINT_TAG, find_logged, fingerprint, fully_cached
+from .run_frames import (
+    ERRORS_TAG,
+    EXAMPLE_FIELD_PREFIXES,
+    error_tags,
+    first_call_ms,
+    json_table,
+    redacted,
+    redacted_value,
+    with_example_fields,
+)
 from .run_traces import log_traces
 from .settings import artifact_root, tracking_uri
 from .store import PARTIAL_TAG, mark_abandoned, source_tags
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
     from .run_types import Variant
 
 _MAX_PARAM = 6000  # MLflow's limit on a param value
+UI_ENV = "WORKBENCH_MLFLOW_UI"  # where the MLflow UI of a local store is served
+LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
 
 
 @dataclass
@@ -51,7 +64,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
                   params: Mapping[str, Any] | None = None, source_dir: Path | None = None,
                   uri: str | None = None, trace: bool = True,
                   redact: Callable[[str], str] | None = None,
-                  reuse: bool = False, partial: str | None = None) -> TrackedExecution:
+                  reuse: bool = False, partial: str | None = None,
+                  expected: Sequence[str] = (), trace_calls: bool = False) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
 
     With ``reuse``, an execution served wholly from the cache that matches a finished parent
@@ -62,11 +76,12 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     an LLM span in a trace linked to its variant's run: inputs, output, tokens, cost,
     latency, retries, fallback and the prompt version. ``redact`` rewrites text before it
     is logged. ``partial`` (why the run stopped early) tags every run ``partial=true``.
+    ``trace_calls`` adds one trace per call with its scores as feedback and the expected
+    fields as expectations (``run_call_traces``), for MLflow's evaluation view.
+    ``expected`` names the eval-set fields scorers compare against: the per-example tables
+    show them as ``expectations.<field>`` and the other fields as ``inputs.<field>``.
     Runs of this experiment left RUNNING by a process that is gone are marked KILLED first.
     """
-    import mlflow
-    from mlflow.entities import Metric, Param, RunTag
-
     uri = uri or tracking_uri(source_dir)
     c = client(uri)
     experiment_id = _experiment_id(c, experiment, uri, source_dir)
@@ -80,85 +95,162 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     if found is not None:
         parent_id, children, versions = found
         return TrackedExecution(experiment_id, parent_id, children, versions, uri, reused=True)
-    now = int(time.time() * 1000)
     tags = source_tags(source_dir)
     if partial:
         tags.update({PARTIAL_TAG: "true", "workbench.partial_reason": partial})
-    parent = c.create_run(experiment_id, tags={**tags, FINGERPRINT_TAG: digest},
-                          run_name=f"{experiment}-{_stamp()}")
-    tracked = TrackedExecution(experiment_id, parent.info.run_id, tracking_uri=uri)
-    dataset_input = _dataset_input(mlflow, evalset)
-    summary = results.summary()
-    classified = _classification(results)
+    run = _Logging(c=c, uri=uri, experiment=experiment, experiment_id=experiment_id,
+                   registry_name=registry_name, evalset=evalset, results=results,
+                   params=dict(params or {}), tags=tags, trace=trace, redact=redact,
+                   expected=tuple(expected), trace_calls=trace_calls)
+    parent_id = _start_parent(run, variants, digest)
+    tracked = TrackedExecution(experiment_id, parent_id, tracking_uri=uri)
     try:
         for variant in variants:
-            version, _created = register_version(
-                registry_name, variant.prompt, variant.model,
-                tags={VARIANT_TAG: variant.name, "workbench.experiment": experiment},
-                mlflow_client=c)
+            version, run_id = _log_variant(run, variant, parent_id)
             tracked.prompt_versions[variant.name] = version
-            child = c.create_run(
-                experiment_id, run_name=variant.name,
-                tags={**tags, "mlflow.parentRunId": parent.info.run_id,
-                      "workbench.variant": variant.name})
-            run_id = child.info.run_id
             tracked.child_run_ids[variant.name] = run_id
-            variant_params = {
-                "variant": variant.name,
-                "prompt": variant.prompt_name,
-                "prompt_uri": f"prompts:/{registry_name}/{version}",
-                "prompt_hash": variant.prompt.content_hash[:16],
-                "model": variant.model.model,
-                **{f"model.{k}": v for k, v in variant.model.params.items()},
-                "eval_set": evalset.name,
-                "eval_set_digest": evalset.digest[:16],
-                **(params or {}),
-            }
-            row = summary.loc[variant.name] if variant.name in summary.index else None
-            metrics = _finite(row.to_dict()) if row is not None else {}
-            c.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                        params=[Param(k, _param(v)) for k, v in variant_params.items()])
-            frame = results.frame[results.frame["variant"] == variant.name]
-            c.log_table(run_id, data=_table(_redacted(frame, redact)),
-                        artifact_file="results.json")
-            for metric, reports in classified.items():
-                if variant.name in reports:
-                    _log_classification(c, run_id, reports[variant.name], metric)
-            c.log_inputs(run_id, datasets=[dataset_input])
-            prompt_uri = f"prompts:/{registry_name}/{version}"
-            c.link_prompt_version_to_run(run_id, prompt_uri)
-            if trace:
-                log_traces(uri, experiment_id, run_id, frame, prompt_uri, evalset, redact)
-            c.set_terminated(run_id, "FINISHED")
-
-        parent_metrics: dict[str, float] = {}
-        if report is not None:
-            parent_metrics.update(_finite(report.mlflow_metrics()))
-            # caveats quote answers (a degenerate variant's constant output)
-            c.log_dict(parent.info.run_id, _redacted_value(report.to_dict(), redact),
-                       "ab_report.json")
-            c.log_text(parent.info.run_id, _redacted_value(report.to_text(), redact),
-                       "ab_report.txt")
-            c.log_figure(parent.info.run_id, report.forest_plot(), "ab_forest_plot.png")
-        parent_params = {"experiment": experiment, "variants": ",".join(v.name for v in variants),
-                         "eval_set": evalset.name, "eval_set_digest": evalset.digest[:16],
-                         "primary_metric": results.primary,
-                         "metric_kinds": json.dumps(results.metrics, sort_keys=True),
-                         "baseline": results.baseline or "", **(params or {})}
-        c.log_batch(parent.info.run_id,
-                    metrics=[Metric(k, v, now, 0) for k, v in parent_metrics.items()],
-                    params=[Param(k, _param(v)) for k, v in parent_params.items()],
-                    tags=[RunTag("workbench.child_runs",
-                                 ",".join(f"{k}={v}" for k, v in tracked.child_run_ids.items()))])
-        c.log_table(parent.info.run_id, data=_table(_redacted(results.frame, redact)),
-                    artifact_file="results.json")
-        c.log_inputs(parent.info.run_id, datasets=[dataset_input])
-        c.set_terminated(parent.info.run_id, "FINISHED")
+        _finish_parent(run, parent_id, variants, report, tracked.child_run_ids)
     except BaseException:
         with contextlib.suppress(Exception):  # a dead store: keep the first error, not this
-            c.set_terminated(parent.info.run_id, "FAILED")
+            c.set_terminated(parent_id, "FAILED")
         raise
     return tracked
+
+
+@dataclass
+class _Logging:
+    """What every step of logging one execution reads."""
+
+    c: Any
+    uri: str
+    experiment: str
+    experiment_id: str
+    registry_name: str
+    evalset: EvalSet
+    results: Results
+    params: dict[str, Any]
+    tags: dict[str, str]
+    trace: bool
+    redact: Callable[[str], str] | None
+    expected: tuple[str, ...]
+    trace_calls: bool = False
+    short_id: str = ""
+    now: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    @functools.cached_property
+    def summary(self) -> Any:
+        return self.results.summary()
+
+    @functools.cached_property
+    def dataset_input(self) -> Any:
+        return _dataset_input(self.evalset)
+
+    @functools.cached_property
+    def classified(self) -> dict[str, dict[str, Any]]:
+        return _classification(self.results)
+
+    def table(self, frame: Any) -> Any:
+        """A per-example table as logged: redacted, with the example's fields beside it."""
+        return json_table(with_example_fields(redacted(frame, self.redact), self.evalset,
+                                              self.expected, self.redact))
+
+
+def _start_parent(run: _Logging, variants: Sequence[Variant], digest: str) -> str:
+    """The parent run, named after the experiment, its variants and its own short id, and
+    started when the first call started so its duration covers the calls."""
+    names = [v.name for v in variants]
+    shown = " vs ".join(names) if len(names) <= 4 else \
+        f"{', '.join(names[:3])} +{len(names) - 3} more"
+    parent = run.c.create_run(run.experiment_id, start_time=first_call_ms(run.results.frame),
+                              tags={**run.tags, FINGERPRINT_TAG: digest},
+                              run_name=f"{run.experiment}: {shown}")
+    run_id = parent.info.run_id
+    run.short_id = run_id[:7]
+    run.c.update_run(run_id, name=f"{run.experiment}: {shown} · {run.short_id}")
+    return run_id
+
+
+def _log_variant(run: _Logging, variant: Variant, parent_id: str) -> tuple[int, str]:
+    """Register the variant's prompt version and log its child run; returns both ids."""
+    from mlflow.entities import Metric, Param
+
+    c, registry_name = run.c, run.registry_name
+    version, _created = register_version(
+        registry_name, variant.prompt, variant.model,
+        tags={VARIANT_TAG: variant.name, "workbench.experiment": run.experiment},
+        commit_message=variant.prompt.description
+        or f"variant {variant.name} of experiment {run.experiment}",
+        mlflow_client=c)
+    frame = run.results.frame[run.results.frame["variant"] == variant.name]
+    status_tags = error_tags(frame)
+    child = c.create_run(
+        run.experiment_id, run_name=f"{variant.name} · {run.experiment} · {run.short_id}",
+        start_time=first_call_ms(frame),
+        tags={**run.tags, **status_tags, "mlflow.parentRunId": parent_id,
+              "workbench.variant": variant.name})
+    run_id = child.info.run_id
+    prompt_uri = f"prompts:/{registry_name}/{version}"
+    variant_params = {
+        "variant": variant.name, "prompt": variant.prompt_name, "prompt_uri": prompt_uri,
+        "prompt_hash": variant.prompt.content_hash[:16], "model": variant.model.model,
+        **{f"model.{k}": v for k, v in variant.model.params.items()},
+        "eval_set": run.evalset.name, "eval_set_digest": run.evalset.digest[:16],
+        **run.params,
+    }
+    summary = run.summary
+    row = summary.loc[variant.name] if variant.name in summary.index else None
+    metrics = _finite(row.to_dict()) if row is not None else {}
+    c.log_batch(run_id, metrics=[Metric(k, v, run.now, 0) for k, v in metrics.items()],
+                params=[Param(k, _param(v)) for k, v in variant_params.items()])
+    c.log_table(run_id, data=run.table(frame), artifact_file="results.json")
+    for metric, reports in run.classified.items():
+        if variant.name in reports:
+            _log_classification(c, run_id, reports[variant.name], metric)
+    c.log_inputs(run_id, datasets=[run.dataset_input])
+    c.link_prompt_version_to_run(run_id, prompt_uri)
+    if run.trace:
+        log_traces(run.uri, run.experiment_id, run_id, frame, prompt_uri, run.evalset,
+                   run.redact)
+    if run.trace_calls:
+        from .run_call_traces import log_call_traces
+
+        log_call_traces(run.uri, run.experiment_id, run_id, frame, prompt_uri, run.evalset,
+                        run.redact, run.expected)
+    c.set_terminated(run_id, "FAILED" if status_tags.get(ERRORS_TAG) == "all" else "FINISHED")
+    return version, run_id
+
+
+def _finish_parent(run: _Logging, parent_id: str, variants: Sequence[Variant],
+                   report: ComparisonReport | None, child_run_ids: Mapping[str, str]) -> None:
+    """The A/B report, the whole table and the parent's status: FAILED when no call
+    answered, so the MLflow UI does not show such a run as finished cleanly."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    c, results = run.c, run.results
+    parent_metrics: dict[str, float] = {}
+    if report is not None:
+        parent_metrics.update(_finite(report.mlflow_metrics()))
+        # caveats quote answers (a degenerate variant's constant output)
+        c.log_dict(parent_id, redacted_value(report.to_dict(), run.redact), "ab_report.json")
+        c.log_text(parent_id, redacted_value(report.to_text(), run.redact), "ab_report.txt")
+        c.log_figure(parent_id, report.forest_plot(), "ab_forest_plot.png")
+    parent_params = {"experiment": run.experiment,
+                     "variants": ",".join(v.name for v in variants),
+                     "eval_set": run.evalset.name, "eval_set_digest": run.evalset.digest[:16],
+                     "primary_metric": results.primary,
+                     "metric_kinds": json.dumps(results.metrics, sort_keys=True),
+                     "baseline": results.baseline or "", **run.params}
+    status_tags = error_tags(results.frame)
+    children = ",".join(f"{k}={v}" for k, v in child_run_ids.items())
+    c.log_batch(parent_id,
+                metrics=[Metric(k, v, run.now, 0) for k, v in parent_metrics.items()],
+                params=[Param(k, _param(v)) for k, v in parent_params.items()],
+                tags=[RunTag("workbench.child_runs", children),
+                      *[RunTag(k, v) for k, v in status_tags.items()]])
+    c.log_table(parent_id, data=run.table(results.frame), artifact_file="results.json")
+    c.log_inputs(parent_id, datasets=[run.dataset_input])
+    c.set_terminated(parent_id,
+                     "FAILED" if status_tags.get(ERRORS_TAG) == "all" else "FINISHED")
 
 
 def _classification(results: Results) -> dict[str, dict[str, Any]]:
@@ -170,33 +262,10 @@ def _classification(results: Results) -> dict[str, dict[str, Any]]:
 
 def _log_classification(c: Any, run_id: str, report: Any, metric: str) -> None:
     """The confusion matrix with per-class recall as a table, and as an image."""
-    c.log_table(run_id, data=_table(report.to_frame()),
+    c.log_table(run_id, data=json_table(report.to_frame()),
                 artifact_file=f"classification/{metric}_confusion.json")
     c.log_figure(run_id, report.confusion_figure(),
                  f"classification/{metric}_confusion.png")
-
-
-def _redacted(frame: Any, redact: Callable[[str], str] | None) -> Any:
-    if redact is None:
-        return frame
-    frame = frame.copy()
-    # every free-text column: outputs, errors, scorer reasons and labels (which quote outputs)
-    for column in frame.columns:
-        if column in ("output", "error", "warning") or column.startswith(("reason.", "label.")):
-            frame[column] = frame[column].map(lambda v: redact(v) if isinstance(v, str) else v)
-    return frame
-
-
-def _redacted_value(value: Any, redact: Callable[[str], str] | None) -> Any:
-    if redact is None:
-        return value
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _redacted_value(v, redact) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted_value(v, redact) for v in value]
-    return value
 
 
 def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
@@ -218,7 +287,8 @@ def _experiment_id(c: Any, name: str, uri: str, source_dir: Path | None) -> str:
         return found.experiment_id
 
 
-def _dataset_input(mlflow: Any, evalset: EvalSet) -> Any:
+def _dataset_input(evalset: EvalSet) -> Any:
+    import mlflow
     from mlflow.entities import DatasetInput, InputTag
 
     with warnings.catch_warnings():
@@ -228,11 +298,6 @@ def _dataset_input(mlflow: Any, evalset: EvalSet) -> Any:
                                           name=evalset.name, digest=evalset.digest[:16])
     return DatasetInput(dataset._to_mlflow_entity(),
                         tags=[InputTag("mlflow.data.context", "eval")])
-
-
-def _table(frame: Any) -> Any:
-    # JSON artifacts cannot hold NaN; MLflow's table viewer shows None as empty.
-    return frame.astype(object).where(frame.notna(), None)
 
 
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
@@ -253,8 +318,26 @@ def _param(value: Any) -> str:
     return str(value)[:_MAX_PARAM]
 
 
-def _stamp() -> str:
-    return time.strftime("%Y%m%d-%H%M%S")
+def ui_url(uri: str | None = None) -> str:
+    """The MLflow UI that shows the store at ``uri`` (default: the project's).
+
+    A tracking server serves its own UI, so its URL is the link; a local store's UI is
+    wherever ``WORKBENCH_MLFLOW_UI`` says, else ``make ui``'s address.
+    """
+    import os
+
+    uri = uri or tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
+    return os.environ.get(UI_ENV, LOCAL_UI).rstrip("/")
+
+
+def run_url(run_id: str, *, experiment_id: str | None = None, uri: str | None = None) -> str:
+    """A link to one run in the MLflow UI of ``uri``."""
+    base = ui_url(uri)
+    if experiment_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base}/#/runs/{run_id}"
 
 
 def load_results(run_id: str, *, uri: str | None = None) -> Results:
@@ -276,7 +359,9 @@ def load_results(run_id: str, *, uri: str | None = None) -> Results:
     if "metric_kinds" not in params:
         raise WorkbenchError(f"run {run.info.run_id} was not logged by `workbench run`")
     frame = c.load_table(run.info.experiment_id, "results.json", run_ids=[run.info.run_id])
-    frame = frame.drop(columns=["run_id"], errors="ignore")
+    frame = frame.drop(columns=["run_id", *[c for c in frame.columns
+                                            if c.startswith(EXAMPLE_FIELD_PREFIXES)]],
+                       errors="ignore")
     results = Results(frame, metrics=json.loads(params["metric_kinds"]),
                       primary=params["primary_metric"], experiment=params.get("experiment", ""),
                       baseline=params.get("baseline") or None)

@@ -6,10 +6,15 @@ an unknown trace id; so the first label for an (example, variant) of a run creat
 trace in that run (tagged with the example and variant) and every later label is appended to
 it. Nothing is overwritten: ``load`` returns every label with its time, and ``agreement``
 uses each annotator's latest.
+
+A label also keeps a digest of the output it judged, so ``for_results`` carries it over to a
+later run of the experiment that gave the identical output for the same example
+(:mod:`workbench.evaluation.queue` orders what is left to label).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Sequence
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 EXAMPLE_TAG = "workbench.example_id"
 VARIANT_TAG = "workbench.variant"
 FEEDBACK_TRACE = "workbench.feedback"
+OUTPUT_KEY = "workbench.output_sha"
 NAMES = {"thumbs": "human_thumbs", "score": "human_score", "comment": "human_comment"}
 COLUMNS = ["example_id", "variant", "annotator", "thumbs", "score", "comment", "at"]
 
@@ -42,8 +48,12 @@ class FeedbackError(WorkbenchError):
 
 def record(run_id: str, example_id: str, *, annotator: str, thumbs: bool | None = None,
            score: int | None = None, comment: str | None = None,
-           variant: str | None = None) -> None:
-    """Store one person's label for one example of a run (append-only)."""
+           variant: str | None = None, output: str | None = None) -> None:
+    """Store one person's label for one example of a run (append-only).
+
+    ``output`` is the text judged; its digest lets the label carry over to re-runs that
+    answer the same (``for_results``).
+    """
     if thumbs is None and score is None and not comment:
         raise FeedbackError("give at least one of thumbs=, score= or comment=")
     if score is not None and (isinstance(score, bool) or score not in range(1, 6)):
@@ -58,6 +68,8 @@ def record(run_id: str, example_id: str, *, annotator: str, thumbs: bool | None 
     source = AssessmentSource(source_type="HUMAN", source_id=annotator.strip())
     meta = {"record_id": uuid.uuid4().hex, EXAMPLE_TAG: str(example_id),
             VARIANT_TAG: variant or ""}
+    if output is not None:
+        meta[OUTPUT_KEY] = output_digest(output)
     labels = {"thumbs": thumbs, "score": score}
     for field, value in labels.items():
         if value is not None:
@@ -70,33 +82,79 @@ def record(run_id: str, example_id: str, *, annotator: str, thumbs: bool | None 
 
 def load(run_id: str) -> pd.DataFrame:
     """Every label recorded for the run (and its per-variant child runs), oldest first."""
+
+    c = _client()
+    traces = [t for run in _run_and_children(c, run_id) for t in _feedback_traces(c, run)]
+    return _frame(traces)[COLUMNS]
+
+
+def output_digest(output: Any) -> str:
+    """What identifies an output across runs: its text, hashed."""
+    text = output if isinstance(output, str) else ""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def for_results(results: Results) -> pd.DataFrame:
+    """The labels that apply to ``results``: those recorded on its run, then those recorded
+    on earlier runs of the experiment for the same variant's identical output of the same
+    example, with ``carried`` True (a re-run that answers the same needs no second label).
+
+    Columns of :func:`load` plus ``run_id``, ``output_sha`` and ``carried``; oldest first,
+    so each annotator's latest label comes last.
+    """
+    import mlflow
     import pandas as pd
 
     c = _client()
+    own_runs = set(results.run_ids.values())
+    parent = _run(c, results.run_ids["parent"])
+    traces = mlflow.search_traces(locations=[parent.info.experiment_id],
+                                  filter_string=f"tag.`{FEEDBACK_TRACE}` = 'true'",
+                                  return_type="list", include_spans=False)
+    labels = _frame(traces)
+    own = labels[labels["run_id"].isin(own_runs)].assign(carried=False)
+    earlier = labels[~labels["run_id"].isin(own_runs) & labels["output_sha"].notna()]
+    frame = results.frame
+    current = pd.DataFrame({"example_id": frame["example_id"].astype(str),
+                            "variant": frame["variant"],
+                            "output_sha": frame["output"].map(output_digest)}
+                           ).drop_duplicates()
+    carried = earlier.merge(current, on=["example_id", "variant", "output_sha"])
+    carried = carried.assign(carried=True)
+    out = pd.concat([carried[own.columns], own], ignore_index=True)
+    out["score"] = out["score"].astype("Int64")
+    return out.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def _frame(traces: Sequence[Any]) -> pd.DataFrame:
+    """One row per label in ``traces``: the columns of :func:`load`, ``run_id``, ``output_sha``."""
+    import pandas as pd
+
     rows: dict[str, dict[str, Any]] = {}
-    for run in _run_and_children(c, run_id):
-        for trace in _feedback_traces(c, run):
-            for a in trace.info.assessments or []:
-                if a.name not in NAMES.values() or a.source.source_type != "HUMAN":
-                    continue
-                meta = a.metadata or {}
-                key = meta.get("record_id") or a.assessment_id
-                row = rows.setdefault(key, {
-                    "example_id": trace.info.tags.get(EXAMPLE_TAG, meta.get(EXAMPLE_TAG)),
-                    "variant": trace.info.tags.get(VARIANT_TAG) or None,
-                    "annotator": a.source.source_id, "thumbs": None, "score": None,
-                    "comment": None,
-                    "at": datetime.fromtimestamp(a.create_time_ms / 1000, UTC)})
-                value = a.feedback.value if a.feedback is not None else None
-                if a.name == NAMES["thumbs"]:
-                    row["thumbs"] = bool(value)
-                elif a.name == NAMES["score"]:
-                    row["score"] = int(value)
-                else:
-                    row["comment"] = value
-                if a.rationale:
-                    row["comment"] = a.rationale
-    frame = pd.DataFrame(list(rows.values()), columns=COLUMNS)
+    for trace in traces:
+        run_id = (trace.info.request_metadata or {}).get("mlflow.sourceRun")
+        for a in trace.info.assessments or []:
+            if a.name not in NAMES.values() or a.source.source_type != "HUMAN":
+                continue
+            meta = a.metadata or {}
+            key = meta.get("record_id") or a.assessment_id
+            row = rows.setdefault(key, {
+                "example_id": trace.info.tags.get(EXAMPLE_TAG, meta.get(EXAMPLE_TAG)),
+                "variant": trace.info.tags.get(VARIANT_TAG) or None,
+                "annotator": a.source.source_id, "thumbs": None, "score": None,
+                "comment": None,
+                "at": datetime.fromtimestamp(a.create_time_ms / 1000, UTC),
+                "run_id": run_id, "output_sha": meta.get(OUTPUT_KEY)})
+            value = a.feedback.value if a.feedback is not None else None
+            if a.name == NAMES["thumbs"]:
+                row["thumbs"] = bool(value)
+            elif a.name == NAMES["score"]:
+                row["score"] = int(value)
+            else:
+                row["comment"] = value
+            if a.rationale:
+                row["comment"] = a.rationale
+    frame = pd.DataFrame(list(rows.values()), columns=[*COLUMNS, "run_id", "output_sha"])
     frame["score"] = frame["score"].astype("Int64")
     return frame.sort_values("at", kind="stable").reset_index(drop=True)
 

@@ -44,6 +44,27 @@ def promote(report: ComparisonReport, *, alias: str = "production",
     like one the verdict does not favour: a ``reason`` overrides, and the finding is kept
     with the promotion's evidence.
     """
+    results, chosen, flagged = check_promotion(report, variant=variant, reason=reason)
+    evidence = {"variant": chosen, "verdict": report.verdict}
+    if flagged:
+        evidence["degenerate"] = flagged
+    if "parent" in results.run_ids:
+        evidence["run_id"] = results.run_ids["parent"]
+    outcome = promote_or_request(results.registry_name, results.prompt_versions[chosen], alias,
+                                 actor=approver, reason=reason, evidence=evidence, policy=policy)
+    if not outcome.promoted:
+        log.warning("%s", outcome)
+    return outcome
+
+
+def check_promotion(report: ComparisonReport, *, variant: str | None = None,
+                    reason: str | None = None) -> tuple[Results, str, str | None]:
+    """What ``promote`` checks before it touches the registry: raises
+    :class:`PromotionRefused` (or a ``WorkbenchError``) as it would, else returns the
+    results, the variant to promote and why it is degenerate (None when it is not).
+
+    A panel calls this first, so a refusal shows before it asks to confirm the move.
+    """
     results: Results | None = report.source
     if results is None:
         raise WorkbenchError("this report is not linked to a run; use results.compare(...)")
@@ -70,16 +91,7 @@ def promote(report: ComparisonReport, *, alias: str = "production",
         raise WorkbenchError(
             f"{chosen!r} has no registered prompt version: run the experiment with tracking "
             "on (the default) before promoting")
-    evidence = {"variant": chosen, "verdict": report.verdict[:500]}
-    if flagged:
-        evidence["degenerate"] = flagged[:500]
-    if "parent" in results.run_ids:
-        evidence["run_id"] = results.run_ids["parent"]
-    outcome = promote_or_request(results.registry_name, results.prompt_versions[chosen], alias,
-                                 actor=approver, reason=reason, evidence=evidence, policy=policy)
-    if not outcome.promoted:
-        log.warning("%s", outcome)
-    return outcome
+    return results, chosen, flagged
 
 
 def refuse_fallback_evidence(report: ComparisonReport, results: Results,

@@ -58,10 +58,11 @@ __all__ = [
     "RegisteredPrompt", "alias_version", "approve", "client", "content_hash",
     "from_mlflow_model_config", "history", "load", "load_policy", "pending_requests",
     "promote", "promote_or_request", "register_version", "reject", "request_promotion",
-    "rollback", "to_mlflow_model_config",
+    "rollback", "rollback_target", "to_mlflow_model_config",
 ]
 
 AUDIT_PREFIX = "workbench.audit."
+_MAX_VALUE = 240  # an audit value stays one readable line in the MLflow UI's tag list
 HISTORY_COLUMNS = ["at", "alias", "version", "action", "actor", "reason", "evidence"]
 Action = Literal["request", "approval", "rejection", "promotion", "rollback"]
 
@@ -225,6 +226,18 @@ def rollback(name: str, alias: str = "production", *, actor: str | None = None,
     versions back (the alias's moves are a stack).
     """
     c = mlflow_client or client()
+    current, target = rollback_target(name, alias, mlflow_client=c)
+    return _move(c, name, target, alias, action="rollback", actor=actor or getpass.getuser(),
+                 reason=reason, evidence={"from_version": str(current)})
+
+
+def rollback_target(name: str, alias: str = "production", *,
+                    mlflow_client: Any = None) -> tuple[int | None, int]:
+    """(the version ``alias`` holds now, the one :func:`rollback` would return it to).
+
+    Raises ``RegistryError`` when there is no earlier recorded version.
+    """
+    c = mlflow_client or client()
     stack: list[int] = []
     for event in _events(c, name):
         if event.alias != alias:
@@ -235,15 +248,12 @@ def rollback(name: str, alias: str = "production", *, actor: str | None = None,
             stack.pop()
     current = alias_version(name, alias, mlflow_client=c)
     if stack and current != stack[-1]:
-        target = stack[-1]  # the alias was moved outside the workbench: back to the last recorded
-    elif len(stack) >= 2:
-        target = stack[-2]
-    else:
-        raise RegistryError(
-            f"@{alias} of {name!r} has no earlier recorded version to roll back to "
-            "(see `workbench history " + name + "`)")
-    return _move(c, name, target, alias, action="rollback", actor=actor or getpass.getuser(),
-                 reason=reason, evidence={"from_version": str(current)})
+        return current, stack[-1]  # moved outside the workbench: back to the last recorded
+    if len(stack) >= 2:
+        return current, stack[-2]
+    raise RegistryError(
+        f"@{alias} of {name!r} has no earlier recorded version to roll back to "
+        "(see `workbench history " + name + "`)")
 
 
 def pending_requests(name: str, alias: str | None = None, *,
@@ -316,7 +326,7 @@ def _move(c: Any, name: str, version: int, alias: str, *, action: Action, actor:
     prefix = f"workbench.{verb}.{alias}"
     _tag_version(c, name, version, prefix,
                  {"by": actor, "at": event.at.isoformat(timespec="seconds"), "reason": reason,
-                  **evidence})
+                  **event.evidence})
     return load(name, version=version, mlflow_client=c)
 
 
@@ -325,15 +335,27 @@ def _record(c: Any, name: str, version: int, alias: str, action: Action, actor: 
     from mlflow.exceptions import MlflowException
 
     event = AuditEvent(at=datetime.now(UTC), alias=alias, version=version, action=action,
-                       actor=actor, reason=reason, evidence=dict(evidence))
-    payload = {"v": 1, "at": event.at.isoformat(), "alias": alias, "version": version,
-               "action": action, "actor": actor, "reason": reason, "evidence": event.evidence}
+                       actor=actor, reason=reason,
+                       evidence={k: _line(v) or "" for k, v in evidence.items()})
+    payload = {"v": 1, "at": event.at.isoformat(timespec="seconds"), "alias": alias,
+               "version": version, "action": action, "actor": actor, "reason": event.reason,
+               "evidence": event.evidence}
     key = f"{AUDIT_PREFIX}{time.time_ns():020d}.{secrets.token_hex(3)}"
     try:
-        c.set_prompt_tag(name, key, json.dumps(payload, ensure_ascii=False))
+        c.set_prompt_tag(name, key, json.dumps(payload, ensure_ascii=False,
+                                               separators=(", ", ": ")))
     except MlflowException as exc:
         raise RegistryError(f"cannot record the {action} of {name}: {exc.message}") from exc
     return event
+
+
+def _line(text: str | None) -> str | None:
+    """The first line of an evidence value, at most ``_MAX_VALUE`` characters: a verdict's
+    details stay in the run's report, not in every audit record and version tag."""
+    if text is None:
+        return None
+    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
+    return first if len(first) <= _MAX_VALUE else first[:_MAX_VALUE - 1] + "…"
 
 
 def _review_tag(c: Any, name: str, version: int, alias: str, event: AuditEvent,

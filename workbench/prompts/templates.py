@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..canonical import canonical_json
@@ -183,3 +184,33 @@ def _as_lines(template: Template) -> list[str]:
         lines.append(f"[{message['role']}]\n")
         lines.extend(line + "\n" for line in message["content"].splitlines())
     return lines
+
+
+def update_prompt_file(directory: Path, entry: Any, template: PromptTemplate) -> Path:
+    """Write ``template`` over the prompt file an experiment.yaml ``prompts:`` ``entry``
+    names (relative to ``directory``), keeping its description; returns the file.
+
+    A prompt written inline in experiment.yaml has no file of its own to update.
+    """
+    import yaml
+
+    from ..files import BlockDumper, inside, load_yaml
+
+    file = inside(directory, entry.strip()) if isinstance(entry, str) else None
+    if file is None or not file.is_file():
+        raise TemplateError(
+            f"prompt {template.name!r} is written inline in experiment.yaml, not in a file of "
+            "its own\n  fix: edit it in experiment.yaml, or save the edit as a new variant")
+    if file.suffix not in (".yaml", ".yml"):
+        if template.is_chat:
+            raise TemplateError(f"{file} holds plain text and the edit is a chat prompt\n  fix: "
+                                "save it as a new variant (a YAML file with messages:)")
+        file.write_text(str(template.template), encoding="utf-8")
+        return file
+    content = load_yaml(file)
+    kept = {"description": content["description"]} \
+        if isinstance(content, dict) and content.get("description") else {}
+    kept["messages" if template.is_chat else "template"] = template.template
+    file.write_text(yaml.dump(kept, Dumper=BlockDumper, sort_keys=False, allow_unicode=True,
+                              width=100), encoding="utf-8")
+    return file

@@ -82,6 +82,7 @@ def register_version(name: str, template: PromptTemplate, model: ModelConfig | N
     for attempt in (1, 2):
         for existing in _versions(c, name):
             if existing.tags.get(HASH_TAG) == digest:
+                _add_variant(c, name, existing, (tags or {}).get(VARIANT_TAG))
                 return int(existing.version), False
         try:
             version = c.register_prompt(
@@ -100,6 +101,16 @@ def register_version(name: str, template: PromptTemplate, model: ModelConfig | N
                      if v.tags.get(HASH_TAG) == digest), default=ours)
         return first, first == ours
     raise AssertionError("unreachable")  # the second attempt returns or raises
+
+
+def _add_variant(c: Any, name: str, version: Any, variant: str | None) -> None:
+    """A version reused under another variant name lists every name that used it, so the
+    MLflow UI's version list says which variant each version is."""
+    if not variant:
+        return
+    names = [n for n in (version.tags.get(VARIANT_TAG) or "").split(", ") if n]
+    if variant not in names:
+        c.set_prompt_version_tag(name, version.version, VARIANT_TAG, ", ".join([*names, variant]))
 
 
 def _versions(c: Any, name: str) -> list[Any]:

@@ -3,7 +3,9 @@
 Promoting a variant the verdict does not support, or a degenerate one (nearly constant
 answers, or not above the majority-class baseline), needs a written reason; the Python API
 (``workbench.promote``) enforces that and keeps the reason with the version. On a protected
-alias the panel says that a request was recorded and who must approve it.
+alias the panel says that a request was recorded and who must approve it. Below the form,
+the registry as it is now: each alias's version, the requests waiting for approval (Approve
+/ Reject), Rollback and the audit log. Moving ``production`` asks for a confirmation first.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import error_note, esc, note, panel_box, shows_errors, table
+from ._common import error_note, esc, note, panel_box, shows_errors
+from ._registry_view import Confirm, RegistryView, needs_confirmation
 from ._session import Session, as_session
+from ._text import template_to_text
 
 
 class PromotePanel(widgets.VBox):
-    """Choose the version and alias, see the verdict and the registry's history, promote."""
+    """Choose the version and alias, see the verdict and the registry, promote, approve,
+    reject, roll back."""
 
     def __init__(self, source: Any, *, approver: str | None = None, **kwargs: Any) -> None:
         self.session: Session = as_session(source)
@@ -26,7 +31,8 @@ class PromotePanel(widgets.VBox):
         style = {"description_width": "80px"}
         self.verdict = widgets.HTML()
         self.variant = widgets.Dropdown(description="Version", style=style,
-                                        layout=widgets.Layout(width="420px"))
+                                        layout=widgets.Layout(width="520px"))
+        self.version_text = widgets.HTML()
         self.alias = widgets.Combobox(value="production", options=["production", "staging"],
                                       ensure_option=False, description="Alias", style=style)
         self.approver = widgets.Text(value=approver or getpass.getuser(),
@@ -36,29 +42,65 @@ class PromotePanel(widgets.VBox):
         self.hint = widgets.HTML()
         self.promote_button = widgets.Button(description="Promote", button_style="danger",
                                              icon="arrow-up")
+        self.confirm = Confirm()
         self.status = widgets.HTML()
-        self.history = widgets.HTML()
+        self.registry = RegistryView(self.approver, changed=self._after_move)
         super().__init__(panel_box([
-            self.verdict, self.variant, widgets.HBox([self.alias, self.approver]),
-            self.reason, self.hint, self.promote_button, self.status,
-            widgets.HTML("<h4>Registry history</h4>"), self.history], "Promote"), **kwargs)
+            self.verdict, self.variant, self.version_text,
+            widgets.HBox([self.alias, self.approver]), self.reason, self.hint,
+            self.promote_button, self.confirm, self.status, self.registry], "Promote"),
+            **kwargs)
         self.add_class("wb-panel")
         self.variant.observe(lambda _: self._refresh_hint(), "value")
+        self.variant.observe(lambda _: self._refresh_version_text(), "value")
         self.alias.observe(lambda _: self._refresh_hint(), "value")
         self.promote_button.on_click(lambda _: self.promote())
         self.session.observe(lambda _: self._rebuild(), "report")
+        self.session.observe(lambda _: self._refresh_registry(), "experiment")
         self._rebuild()
 
     # ---- public action --------------------------------------------------------------------
+    @property
+    def history(self) -> widgets.HTML:
+        """The registry's audit log, newest first."""
+        return self.registry.history
+
     @shows_errors("status", "promote")
     def promote(self) -> Any:
-        """Call ``workbench.promote`` with what the form says; returns the promoted version."""
-        from workbench.prompts.promotion import promote
+        """Promote what the form says; moving ``production`` asks for a confirmation first
+        (then the Confirm button promotes, and this returns None)."""
+        from workbench.prompts.policy import load_policy
+        from workbench.prompts.promotion import check_promotion
 
         report = self.session.report
         if report is None:
             self.status.value = note("Run and compare two variants first.", "warn")
             return None
+        alias, reason = self.alias.value.strip(), self.reason.value.strip()
+        results, chosen, _ = check_promotion(report, variant=self.variant.value,
+                                             reason=reason or None)
+        policy = load_policy()
+        policy.check_alias(alias)
+        if needs_confirmation(alias) and not policy.requires_approval(alias):
+            from workbench.prompts.registry import alias_version
+
+            current = alias_version(results.registry_name, alias)
+            version = results.prompt_versions[chosen]
+            if current != version:
+                moved = f"from v{current} " if current is not None else ""
+                self.status.value = ""
+                self.confirm.ask(
+                    f"Move <b>@{esc(alias)}</b> of {esc(results.registry_name)} {moved}to "
+                    f"v{version} (<b>{esc(chosen)}</b>)? Serving picks it up within its "
+                    "refresh interval.", self._promote_now)
+                return None
+        return self._promote_now()
+
+    @shows_errors("status", "promote")
+    def _promote_now(self) -> Any:
+        from workbench.prompts.promotion import promote
+
+        report = self.session.report
         alias, reason = self.alias.value.strip(), self.reason.value.strip()
         outcome = promote(report, alias=alias, approver=self.approver.value.strip() or None,
                           variant=self.variant.value, reason=reason or None)
@@ -71,10 +113,11 @@ class PromotePanel(widgets.VBox):
             self.status.value = note(
                 f"Request recorded, approval needed: <b>{esc(self.variant.value)}</b> "
                 f"({esc(outcome.uri)}) → <b>@{esc(alias)}</b>. @{esc(alias)} is protected and "
-                f"has not moved; someone other than {esc(outcome.requester)} approves with "
+                f"has not moved; someone other than {esc(outcome.requester)} approves it "
+                "below (Requests waiting for approval) or with "
                 f"<code>workbench approve {esc(outcome.name)} --alias {esc(alias)} --version "
                 f"{outcome.version} --approver NAME</code>.{kept}", "warn", raw=True)
-        self._refresh_history()
+        self._refresh_registry()
         return outcome
 
     # ---- building -------------------------------------------------------------------------
@@ -84,7 +127,8 @@ class PromotePanel(widgets.VBox):
             self.verdict.value = note("Run the experiment and compare two variants (A/B tab) "
                                       "to promote one.", "info")
             self.promote_button.disabled = True
-            self.history.value = ""
+            self.version_text.value = ""
+            self._refresh_registry()
             return
         self.promote_button.disabled = False
         first = esc(report.verdict.splitlines()[0]) if report.verdict else ""
@@ -103,7 +147,8 @@ class PromotePanel(widgets.VBox):
         self.variant.options = options
         self.variant.value = report.winner or report.variants[-1]
         self._refresh_hint()
-        self._refresh_history()
+        self._refresh_version_text()
+        self._refresh_registry()
 
     def _refresh_hint(self) -> None:
         report = self.session.report
@@ -123,37 +168,37 @@ class PromotePanel(widgets.VBox):
                 f"The verdict does not favour {self.variant.value}: write the reason for "
                 "promoting it anyway. It is kept with the version in the registry.", "warn")
 
-    def _refresh_history(self) -> None:
-        from workbench.prompts import registry
+    def _refresh_version_text(self) -> None:
+        """The full template (and model) of the chosen version, as the registry holds it."""
+        from workbench.prompts.versions import load
 
         results = self.session.results
-        if not hasattr(registry, "history"):
-            self.history.value = note("The registry's history (workbench.registry.history) "
-                                      "is not in this installation yet.", "info")
+        name = self.variant.value
+        if results is None or name is None or name not in results.prompt_versions:
+            self.version_text.value = ""
             return
+        version = results.prompt_versions[name]
         try:
-            frame = registry.history(results.registry_name)
+            found = load(results.registry_name, version=version)
         except Exception as exc:
-            self.history.value = error_note(exc, "read the registry history")
+            self.version_text.value = error_note(exc, f"load v{version}")
             return
-        if len(frame) == 0:
-            self.history.value = note(f"Nothing promoted in {results.registry_name} yet.",
-                                      "info")
-            return
-        shown = frame.copy()
-        if "at" in shown:
-            shown["at"] = [_when(at) for at in shown["at"]]
-        if "evidence" in shown:
-            shown["evidence"] = shown["evidence"].map(_short)
-        self.history.value = f"<div class='wb-scroll'>{table(shown, index=False)}</div>"
+        model = f" · model {esc(found.model.model)}" if found.model else ""
+        self.version_text.value = (
+            f"<div class='wb-muted'>{esc(found.uri)}{model}</div>"
+            f"<div class='wb-msg wb-scroll wb-version-text'>"
+            f"{esc(template_to_text(found.template.template))}</div>")
 
+    def _after_move(self) -> None:
+        """An approval or rollback below: the note about an earlier request is history now."""
+        self.status.value = ""
+        self._refresh_registry()
 
-def _when(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "strftime") else str(value)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        value = ", ".join(f"{k}={v}" for k, v in value.items() if k != "verdict")
-    text = str(value or "")
-    return text if len(text) <= 80 else text[:77] + "…"
+    def _refresh_registry(self) -> None:
+        results, exp = self.session.results, self.session.experiment
+        name = results.registry_name if results is not None else (
+            exp.spec.prompt_registry_name if exp is not None else None)
+        self.registry.show(name)
+        policy = self.registry.policy
+        if policy is not None and list(self.alias.options) != list(policy.aliases):
+            self.alias.options = list(policy.aliases)

@@ -1,11 +1,14 @@
-"""Prompts panel: the variants side by side, a live preview, token counts and cost, saving
-a new variant and a word-level diff between variants or registered versions."""
+"""Prompts panel: the variants side by side, a live preview, token counts and cost, updating
+or reverting a variant, saving a new one and a word-level diff between variants or
+registered versions. ``unsaved`` names the variants whose editor differs from their file:
+a run uses the files, and the Workbench warns above the Run tab while any differ."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import ipywidgets as widgets
+from traitlets import List, Unicode
 
 from workbench.prompts.templates import PromptTemplate
 
@@ -20,6 +23,8 @@ _VERSION = "version:"
 class PromptsPanel(widgets.VBox):
     """Edit prompt variants next to each other and see what each sends for one example."""
 
+    unsaved = List(Unicode())  # prompt names with edits not written to their file
+
     def __init__(self, source: Any, **kwargs: Any) -> None:
         self.session: Session = as_session(source)
         self.example = widgets.Dropdown(description="Example", layout=widgets.Layout(
@@ -27,6 +32,9 @@ class PromptsPanel(widgets.VBox):
         self.editors: dict[str, widgets.Textarea] = {}
         self.previews: dict[str, widgets.HTML] = {}
         self.headers: dict[str, widgets.HTML] = {}
+        self.update_buttons: dict[str, widgets.Button] = {}
+        self.revert_buttons: dict[str, widgets.Button] = {}
+        self.card_status: dict[str, widgets.HTML] = {}
         self.cards = widgets.GridBox(layout=widgets.Layout(
             grid_template_columns="repeat(auto-fit, minmax(300px, 1fr))", grid_gap="10px"))
         self.cost = widgets.HTML()
@@ -65,6 +73,38 @@ class PromptsPanel(widgets.VBox):
     def template(self, prompt: str) -> PromptTemplate:
         """The template as it stands in ``prompt``'s editor (raises if it does not parse)."""
         return text_to_template(self.editors[prompt].value, name=prompt)
+
+    def update(self, prompt: str) -> None:
+        """Write ``prompt``'s editor over its prompt file; later runs use (and register) it."""
+        from workbench.experiment import Experiment
+        from workbench.prompts.templates import update_prompt_file
+
+        exp = self.session.experiment
+        status = self.card_status[prompt]
+        try:
+            template = self.template(prompt)
+            missing = sorted(template.variables - set(exp.evalset.columns))
+            if missing:
+                raise ValueError(f"the template uses {missing} but the eval set has only "
+                                 f"{sorted(exp.evalset.columns)}")
+            file = update_prompt_file(exp.spec.directory, exp.spec.prompts[prompt], template)
+            saved = Experiment.from_yaml(exp.spec.path)
+            if saved.spec.models != exp.spec.models:
+                saved = saved.with_models(exp.spec.models)
+        except Exception as exc:
+            status.value = error_note(exc, f"update {prompt}")
+            return
+        self._texts[prompt] = template_to_text(saved.spec.templates[prompt].template)
+        self.session.experiment = saved
+        self.card_status[prompt].value = note(
+            f"Updated {file.relative_to(saved.spec.directory)}: the next run uses it (and "
+            "registers it as a new version when tracked).", "ok")
+
+    def revert(self, prompt: str) -> None:
+        """Put ``prompt``'s editor back to its saved file, dropping the edits."""
+        exp = self.session.experiment
+        self.editors[prompt].value = template_to_text(exp.spec.templates[prompt].template)
+        self.card_status[prompt].value = note("Reverted to the saved prompt.", "info")
 
     @shows_errors("status", "save the variant")
     def save(self) -> None:
@@ -120,10 +160,12 @@ class PromptsPanel(widgets.VBox):
             editor.observe(self._on_edit(name), "value")
             self.editors[name], self.previews[name] = editor, widgets.HTML()
             self.headers[name] = widgets.HTML()
-            cards.append(widgets.VBox([self.headers[name], editor, widgets.HTML(
-                "<div class='wb-muted'>Preview for the chosen example:</div>"),
-                self.previews[name]], layout=widgets.Layout(
-                    border="1px solid #ddd", padding="6px", overflow="hidden")))
+            cards.append(widgets.VBox([self.headers[name], editor, self._card_actions(name),
+                                       widgets.HTML("<div class='wb-muted'>Preview for the "
+                                                    "chosen example:</div>"),
+                                       self.previews[name]], layout=widgets.Layout(
+                border="1px solid var(--jp-border-color2, #ddd)", padding="6px",
+                overflow="hidden")))
         self.cards.children = cards
         names = list(exp.spec.templates)
         keep = self.save_from.value if self.save_from.value in names else names[0]
@@ -132,6 +174,19 @@ class PromptsPanel(widgets.VBox):
         self._refresh_diff_options()
         self._refresh_previews()
 
+    def _card_actions(self, name: str) -> widgets.Widget:
+        update = widgets.Button(description="Update variant", icon="save",
+                                tooltip=f"write the editor over {name}'s prompt file",
+                                layout=widgets.Layout(width="auto"))
+        revert = widgets.Button(description="Revert", icon="undo",
+                                tooltip="drop the edits: back to the saved prompt",
+                                layout=widgets.Layout(width="auto"))
+        update.on_click(lambda _: self.update(name))
+        revert.on_click(lambda _: self.revert(name))
+        self.update_buttons[name], self.revert_buttons[name] = update, revert
+        self.card_status[name] = widgets.HTML()
+        return widgets.VBox([widgets.HBox([update, revert]), self.card_status[name]])
+
     def _on_edit(self, name: str) -> Any:
         def changed(change: dict[str, Any]) -> None:
             self._texts[name] = change["new"]
@@ -139,10 +194,24 @@ class PromptsPanel(widgets.VBox):
             self._refresh_diff()
         return changed
 
+    def _refresh_unsaved(self) -> None:
+        exp = self.session.experiment
+        changed = []
+        for name, editor in self.editors.items():
+            saved = exp.spec.templates.get(name)
+            if saved is None or editor.value != template_to_text(saved.template):
+                changed.append(name)
+        for name in self.editors:
+            self.update_buttons[name].disabled = self.revert_buttons[name].disabled = \
+                name not in changed
+        if changed != list(self.unsaved):
+            self.unsaved = changed
+
     def _refresh_previews(self) -> None:
         exp = self.session.experiment
         if self._quiet or exp is None or self.example.value is None:
             return
+        self._refresh_unsaved()
         example = next(e for e in exp.evalset.examples if e.id == self.example.value)
         parsed: dict[str, PromptTemplate] = {}
         for name in self.editors:

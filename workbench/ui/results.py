@@ -17,8 +17,6 @@ from ._text import word_diff_html
 from ._views import FILTERS, select, side_by_side
 from .grid import GridView, grid_table
 
-MLFLOW_UI = "http://127.0.0.1:5000"  # `make ui`
-
 
 class ResultsPanel(widgets.VBox):
     """What a run found, from the summary down to one example's outputs."""
@@ -102,7 +100,9 @@ class ResultsPanel(widgets.VBox):
                         "info")
         server = str(getattr(results, "tracking_uri", "") or "")
         remote = server.startswith(("http://", "https://"))
-        base = self.mlflow_ui or (server.rstrip("/") if remote else MLFLOW_UI)
+        from ..tracking import ui_url
+
+        base = self.mlflow_ui or ui_url(server or None)
         links = " · ".join(
             f'<a href="{esc(base)}/#/runs/{esc(run_id)}" target="_blank">'
             f"{esc('all variants' if key == 'parent' else key)}</a>"

@@ -6,7 +6,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._common import esc
+from ._common import esc, note
 from ._session import Session, as_session
 from .ab import ABPanel
 from .annotate import AnnotatePanel
@@ -44,10 +44,13 @@ class Workbench(widgets.VBox):
         self.ab = ABPanel(self.session)
         self.annotate = AnnotatePanel(self.session, annotator=annotator)
         self.promote = PromotePanel(self.session, approver=approver)
+        # a run uses the saved prompt files: say so above Run while an editor differs
+        self.unsaved_warning = widgets.HTML()
+        self.unsaved_warning.add_class("wb-panel")
         # a new tab is one more entry here and in TITLES
         self.panels: dict[str, widgets.Widget] = dict(zip(self.TITLES, [
-            self.prompts, self.models, self.run, self.results, self.ab, self.annotate,
-            self.promote], strict=True))
+            self.prompts, self.models, widgets.VBox([self.unsaved_warning, self.run]),
+            self.results, self.ab, self.annotate, self.promote], strict=True))
         self.tabs = widgets.Tab(children=list(self.panels.values()),
                                 titles=list(self.panels))
         self.title = widgets.HTML()
@@ -55,7 +58,9 @@ class Workbench(widgets.VBox):
         self.add_class("wb-workbench")
         self.session.observe(lambda _: self._refresh_title(), "experiment")
         self.session.observe(self._show_results, "results")
+        self.prompts.observe(lambda _: self._refresh_unsaved(), "unsaved")
         self._refresh_title()
+        self._refresh_unsaved()
 
     @property
     def experiment(self) -> Any:
@@ -95,6 +100,18 @@ class Workbench(widgets.VBox):
             f"{esc(exp.spec.description)}<br>"
             f"{len(exp.variants)} variants · {len(exp.evalset)} examples · primary metric "
             f"{esc(exp.spec.primary)}</div>")
+
+    def _refresh_unsaved(self) -> None:
+        names = list(self.prompts.unsaved)
+        if not names:
+            self.unsaved_warning.value = ""
+            return
+        listed = ", ".join(f"<b>{esc(n)}</b>" for n in names)
+        self.unsaved_warning.value = note(
+            f"Unsaved edits in the Prompts tab ({listed}): a run uses the saved "
+            f"prompt{'s' * (len(names) > 1)}, not the edits. Update or revert "
+            f"{'them' if len(names) > 1 else 'it'} in the Prompts tab first, or save the "
+            "edit as a new variant.", "warn", raw=True)
 
     def _show_results(self, change: dict[str, Any]) -> None:
         if change["new"] is not None:
