@@ -180,6 +180,7 @@ async def run_matrix(
 async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
                gateway: Gateway | _ViaWorker, use_cache: bool, call: Call | None = None,
                config: ModelConfig | None = None) -> dict[str, Any]:
+    example = variant.example(example)
     row: dict[str, Any] = {
         "variant": variant.name,
         "prompt": variant.prompt_name,
