@@ -22,8 +22,8 @@ def test_the_public_names():
     assert wb.rag.__all__ == [
         "BM25Embedder", "Chunk", "ChunkerConfig", "Corpus", "Document", "Embedder",
         "FreshnessStatus", "Hit", "Index", "LSAEmbedder", "LabelledQuery", "RagError",
-        "build_index", "chunk_documents", "evaluate", "load_index", "load_queries",
-        "metrics_at_k", "status", "update_index"]
+        "Recommendation", "build_index", "chunk_documents", "evaluate", "load_index",
+        "load_queries", "metrics_at_k", "recommend", "status", "update_index"]
     for name in wb.rag.__all__:
         assert getattr(wb.rag, name) is not None
     assert issubclass(wb.rag.RagError, wb.WorkbenchError)
