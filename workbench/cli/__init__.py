@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import WorkbenchError
-from . import check, compare, observe, registry, run, serve
+from . import check, compare, observe, rag, registry, run, serve
 
 EPILOG = """examples:
   workbench run experiments/support-triage
@@ -25,9 +25,11 @@ EPILOG = """examples:
   workbench serve support-triage@production --port 8000
   workbench observe report --since 7d
   workbench observe alerts --webhook http://127.0.0.1:9000/alerts
+  workbench rag build experiments/kb-answer
+  workbench rag status kb-bm25
 """
 
-COMMAND_GROUPS = [run, compare, registry, check, serve, observe]
+COMMAND_GROUPS = [run, compare, registry, check, serve, observe, rag]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
