@@ -34,6 +34,7 @@ from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
 from .live_prompt import LivePrompt
+from .retrieval import ServedIndex, retrieve, served_index
 
 log = logging.getLogger("workbench.serving")
 
@@ -51,6 +52,7 @@ class Reply:
     cost: float
     latency_s: float
     tags: dict[str, str] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()  # documents retrieved into {{context}}, best first
 
     def __str__(self) -> str:
         return self.text
@@ -74,8 +76,11 @@ class PromptService:
                  refresh_timeout_s: float = 2.0, model: ModelConfig | None = None,
                  tracking_uri: str | None = None, tags: Mapping[str, str] | None = None,
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
-                 max_queue: int | None = None) -> None:
+                 max_queue: int | None = None, index: str | ServedIndex | None = None
+                 ) -> None:
         self.name, self.alias = name, alias
+        # "kb@production": {{context}} is retrieved for each request (serving/retrieval.py)
+        self.index = served_index(index)
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
         self.limiter = (ConcurrencyLimiter(max_concurrency, max_queue)
@@ -157,13 +162,16 @@ class PromptService:
         variables against a version (the HTTP app) is answered by that same version."""
         loaded = time.perf_counter()
         started = loaded if started is None else started
-        messages = self._render(prompt, variables, {})
+        retrieved = retrieve(self.index, variables)
+        messages = self._render(prompt, retrieved.variables, {})
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
         if self.budgets is not None:
             self.budgets.check(all_tags)
         rendered = time.perf_counter()
-        steps = {"prompt": loaded - started, "render": rendered - loaded}
+        steps = {"prompt": loaded - started, "render": rendered - loaded - retrieved.seconds}
+        if self.index is not None:
+            steps["retrieve"] = retrieved.seconds
         called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
@@ -182,7 +190,8 @@ class PromptService:
         reply = Reply(text=completion.text, prompt=self.name, version=prompt.version,
                       model=model.model, prompt_tokens=completion.prompt_tokens,
                       completion_tokens=completion.completion_tokens, cost=completion.cost,
-                      latency_s=completion.latency_s, tags=all_tags)
+                      latency_s=completion.latency_s, tags=all_tags,
+                      sources=retrieved.sources)
         _log_reply(self, reply, stream=False)
         return reply
 
@@ -214,7 +223,8 @@ class PromptService:
         """
         started = time.perf_counter()
         prompt = self.prompt
-        messages = self._render(prompt, variables, kwargs)
+        retrieved = retrieve(self.index, {**(variables or {}), **kwargs})
+        messages = self._render(prompt, retrieved.variables, {})
         model = self._model_for(prompt)
         all_tags = {**self.tags, **_check_tags(tags)}
         if self.budgets is not None:
@@ -222,7 +232,9 @@ class PromptService:
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, all_tags)
-        stream.steps["render"] = time.perf_counter() - started
+        stream.steps["render"] = time.perf_counter() - started - retrieved.seconds
+        if self.index is not None:
+            stream.steps["retrieve"] = retrieved.seconds
         return stream
 
     def __repr__(self) -> str:
