@@ -205,3 +205,17 @@ def test_minmax_fusion_weights_the_scaled_scores():
     second = [Hit("c", 0, 1, 0.9, ""), Hit("a", 0, 1, 0.1, "")]
     fused = fuse([first, second], [0.3, 0.7], "minmax", 2)
     assert [(h.doc_id, round(h.score, 6)) for h in fused] == [("c", 0.7), ("a", 0.3)]
+
+
+def test_an_eval_set_context_column_conflicts_with_retrievers_but_serves_without(
+        make_experiment, project):
+    build(project)
+    rows = [{**q, "context": "given"} for q in QUERIES]
+    with pytest.raises(SpecError, match="has a 'context' field"):
+        wb.Experiment.from_yaml(make_experiment(
+            "kb", rows=rows, prompts=PROMPTS, retrievers={"a": {"index": "kb"}}, baseline=None,
+            scorers=[{"type": "contains", "value": "x"}], primary_metric="contains"))
+    plain = wb.Experiment.from_yaml(make_experiment(
+        "kb2", rows=rows, prompts=PROMPTS, baseline=None,
+        scorers=[{"type": "contains", "value": "x"}], primary_metric="contains"))
+    assert plain.preview("rag", "q1")[1]["content"].startswith("given")

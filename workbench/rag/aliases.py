@@ -44,7 +44,8 @@ class IndexRegistry:
         return self.client.create_experiment(f"rag-{name}")
 
     def _tags(self, name: str) -> dict[str, str]:
-        return dict(self.client.get_experiment(self._experiment(name)).tags)
+        found = self.client.get_experiment_by_name(f"rag-{name}")  # reading creates nothing
+        return dict(found.tags) if found is not None else {}
 
     def _check_version(self, name: str, version: int) -> None:
         known = versions(self.root, name)
