@@ -128,7 +128,10 @@ def test_a_judge_reads_the_retrieved_context_field(rag_experiment, llm_server):
     judge = {"type": "faithfulness", "question": "query",
              "model": {"model": "openai/judge", "api_base": llm_server.base_url}}
     exp = wb.Experiment.from_yaml(rag_experiment(scorers=[judge]))
-    assert "faithfulness" in exp.metrics
+    exp.run(progress=False, track=False, limit=1)
+
+    asked = [json.dumps(b["messages"]) for b in llm_server.requests if b["model"] == "judge"]
+    assert len(asked) == 3 and all("<context>\\n[1] (try)" in a for a in asked)
 
 
 def test_each_example_is_retrieved_once_per_retriever(rag_experiment, monkeypatch):
