@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.rag.errors import RagError
-from workbench.rag.recommend import recommend
+from workbench.rag.recommendation import recommend
 from workbench.results import Results
 
 METRICS = {"recall_at_k": "continuous", "context_tokens": "continuous"}

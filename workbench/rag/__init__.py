@@ -28,8 +28,8 @@ _LAZY = {
     "evaluate": ".metrics",
     "metrics_at_k": ".metrics",
     "RagError": ".errors",
-    "Recommendation": ".recommend",
-    "recommend": ".recommend",
+    "Recommendation": ".recommendation",
+    "recommend": ".recommendation",
 }
 
 __all__ = [
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from .freshness import FreshnessStatus, status
     from .index import Hit, Index, build_index, load_index, update_index
     from .metrics import LabelledQuery, evaluate, load_queries, metrics_at_k
-    from .recommend import Recommendation, recommend
+    from .recommendation import Recommendation, recommend
 
 
 def __getattr__(name: str) -> Any:
