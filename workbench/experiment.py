@@ -25,6 +25,8 @@ from .gateway.send import notes as send_notes
 from .observe import attribute
 from .observe.hook import request_type
 from .prompts.templates import PromptTemplate
+from .rag.retrieve import prepare as prepare_retrievers
+from .rag.retrieve import retrieval_scorers, validation_view
 from .run_outcome import outcome
 from .run_types import Variant
 from .runner import Progress, cost_guard, run_matrix
@@ -53,11 +55,12 @@ class Experiment:
         self._extra_scorers = list(extra_scorers)
         self.scorers: list[Scorer] = [
             build_scorer(s.type, s.options, name=s.name) for s in spec.scorers
-        ] + list(extra_scorers)
+        ] + list(extra_scorers) + retrieval_scorers(spec)
+        self.retrievers = prepare_retrievers(spec, self.evalset)
         self.variants = [
-            Variant(name=variant_name(p, m, spec), prompt_name=p, prompt=spec.templates[p],
-                    model_name=m, model=spec.models[m])
-            for p in spec.prompts for m in spec.models
+            Variant(name=variant_name(p, m, spec, r), prompt_name=p, prompt=spec.templates[p],
+                    model_name=m, model=spec.models[m], retriever=self.retrievers.get(r))
+            for r in spec.retrievers or [None] for p in spec.prompts for m in spec.models
         ]
         self.warnings = self._validate()
         self._check_scorers()
@@ -100,7 +103,9 @@ class Experiment:
         where = self.spec.path or self.name
         check_models(where, model_configs(self.spec, self.scorers))
         check_variant_names(self.spec, where)
-        notes = check_data(where, self.spec.templates, self.evalset,
+        first = next(iter(self.retrievers.values()), None)  # context filled as a run fills it
+        evalset = self.evalset if first is None else validation_view(self.evalset, first)
+        notes = check_data(where, self.spec.templates, evalset,
                            scorer_fields(self.scorers[:len(self.spec.scorers)]))
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=4)
@@ -117,7 +122,7 @@ class Experiment:
             (e for e in examples if e.id == example), None)
         if found is None:
             raise WorkbenchError(f"no example {example!r} in {self.evalset.source}")
-        return chosen.prompt.render(**found.inputs)
+        return chosen.prompt.render(**chosen.example(found).inputs)
 
     def _check_scorers(self) -> None:
         """Scorers that can check the eval set (e.g. its labels) do so before any call."""
@@ -309,8 +314,9 @@ class Experiment:
         old = next((v for v in self.variants if v.name == spec.baseline), None)
         if old is not None:
             arms = [m for m in spec.models if m == old.model_name] or list(spec.models)
+            retriever = old.retriever.name if old.retriever is not None else None
             spec = spec.model_copy(
-                update={"baseline": variant_name(old.prompt_name, arms[0], spec)})
+                update={"baseline": variant_name(old.prompt_name, arms[0], spec, retriever)})
         return Experiment(spec, evalset=self.evalset, extra_scorers=self._extra_scorers)
 
     def save_prompt(self, name: str, template: PromptTemplate | str | list[dict[str, str]], *,

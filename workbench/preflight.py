@@ -40,7 +40,8 @@ def plan_run(variants: Sequence[Variant], examples: Sequence[Example], gateway: 
     """Render every call, check it fits, and price the calls the cache cannot answer."""
     plan = Plan()
     overflows: list[str] = []
-    rendered = {(v.name, e.id): v.prompt.render(**e.inputs) for v in variants for e in examples}
+    rendered = {(v.name, e.id): v.prompt.render(**v.example(e).inputs)
+                for v in variants for e in examples}
     keys = {(v.name, e.id): _keys(v, rendered[(v.name, e.id)], repeats)
             for v in variants for e in examples}
     cache = gateway.cache if use_cache else None
@@ -97,6 +98,7 @@ def _call_cost(variant: Variant, prompt_tokens: int) -> float:
 def _truncate(variant: Variant, example: Example, gateway: Gateway, name: str,
               window: int) -> Call:
     """Cut ``name`` to the longest prefix that fits (binary search on characters)."""
+    example = variant.example(example)
     text = str(example.inputs.get(name, ""))
     if name not in variant.prompt.variables:
         raise ContextWindowError(
@@ -135,7 +137,7 @@ def estimate(variants: Sequence[Variant], examples: Sequence[Example], repeats: 
     rows = []
     for v in variants:
         template = (prompts or {}).get(v.prompt_name, v.prompt)
-        tokens = sum(gateway.count_tokens(v.model, template.render(**e.inputs))
+        tokens = sum(gateway.count_tokens(v.model, template.render(**v.example(e).inputs))
                      for e in examples)
         calls = len(examples) * repeats
         max_out = int(v.model.params.get("max_tokens") or 0)

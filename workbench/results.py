@@ -21,13 +21,14 @@ class Results:
 
     def __init__(self, frame: pd.DataFrame, *, metrics: Mapping[str, MetricKind], primary: str,
                  experiment: str = "", baseline: str | None = None,
-                 guardrails: Sequence[str] = ()) -> None:
+                 guardrails: Sequence[str] = (), lower_is_better: Sequence[str] = ()) -> None:
         self.frame = frame
         self.metrics = dict(metrics)
         self.primary = primary
         self.experiment = experiment
         self.baseline = baseline
         self.guardrails = tuple(guardrails)
+        self.lower_is_better = tuple(lower_is_better)  # e.g. context_tokens
         self.run_ids: dict[str, str] = {}
         self.registry_name = experiment
         self.warnings: list[str] = []
@@ -102,6 +103,7 @@ class Results:
         a = a or self.baseline or (names[0] if names else None)
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
+        options.setdefault("lower_is_better", self.lower_is_better)
         if b is not None:
             report = compare(self.frame, a, b, self.metrics, **options)
         elif len(names) < 2:

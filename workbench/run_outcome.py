@@ -21,6 +21,7 @@ class Experiment(Protocol):
     name: str
     metrics: dict[str, str]
     variants: Sequence[Variant]
+    scorers: Sequence[Any]
     progress: Progress
 
 
@@ -30,8 +31,10 @@ def outcome(experiment: Experiment, rows: list[dict[str, Any]], repeats: int,
     from .results import Results
 
     spec = experiment.spec
+    lower = [s.name for s in experiment.scorers if getattr(s, "lower_is_better", False)]
     results = Results.from_rows(rows, metrics=experiment.metrics, primary=spec.primary,
-                                experiment=experiment.name, baseline=spec.baseline)
+                                experiment=experiment.name, baseline=spec.baseline,
+                                guardrails=spec.gate.guardrails, lower_is_better=lower)
     results.registry_name = spec.prompt_registry_name
     results.warnings = notes + _warnings(experiment, results, repeats)
     results.partial = _partial(experiment.progress, cancelled, len(rows), max_cost)

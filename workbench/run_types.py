@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .gateway.config import ModelConfig
 from .prompts.templates import PromptTemplate
+
+if TYPE_CHECKING:
+    from .evaluation.evalsets import Example
 
 Message = dict[str, str]
 
@@ -23,6 +27,12 @@ class Variant:
     prompt: PromptTemplate
     model_name: str
     model: ModelConfig
+    # a workbench.rag.retrieve.Retriever: fills {{context}} for each example
+    retriever: Any = field(default=None, compare=False)
+
+    def example(self, example: Example) -> Example:
+        """The example as this variant renders and scores it (with its retrieved context)."""
+        return example if self.retriever is None else self.retriever.augment(example)
 
 
 @dataclass

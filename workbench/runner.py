@@ -142,6 +142,7 @@ class _Matrix:
 
 async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequence[Scorer],
                send: Send | Batch, use_cache: bool, call: Call | None = None) -> dict[str, Any]:
+    example = variant.example(example)
     row: dict[str, Any] = {
         "variant": variant.name,
         "prompt": variant.prompt_name,

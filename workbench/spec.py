@@ -17,6 +17,7 @@ from .errors import SpecError, TemplateError, WorkbenchError
 from .files import inside, load_yaml, read_text
 from .gateway.config import ModelConfig
 from .prompts.templates import PromptTemplate
+from .rag.retrieve import RetrieverSpec, metric_names
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -120,6 +121,8 @@ class ExperimentSpec(_Strict):
     run: RunSpec = Field(default_factory=RunSpec)
     judge: ModelConfig | None = None  # default model of the LLM-judge scorers
     gate: GateSpec = Field(default_factory=GateSpec)
+    # retrieval variants: the matrix becomes retrievers x prompts x models
+    retrievers: dict[str, RetrieverSpec] = Field(default_factory=dict)
 
     # set by load_spec, not by the file
     path: Path | None = Field(default=None, exclude=True)
@@ -196,6 +199,8 @@ def _did_you_mean(loc: tuple[str, ...], fix: str) -> str:
         model: type[BaseModel] | None = ExperimentSpec
     elif parts[0] == "models" and len(parts) == 2:
         model = ModelConfig
+    elif parts[0] == "retrievers" and len(parts) == 2:
+        model = RetrieverSpec
     else:
         model = _SECTIONS.get(parts[-1])
     if model is None:
@@ -217,7 +222,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
     if not spec.models:
         raise SpecError(path, "models", "no model variants",
                         "add one, e.g. `smollm2: {model: local/smollm2}`")
-    for group in ("prompts", "models"):
+    for group in ("prompts", "models", "retrievers"):
         for key in getattr(spec, group):
             if not _NAME.match(key):
                 raise SpecError(path, f"{group}.{key}", "invalid variant name",
@@ -240,6 +245,7 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
         except Exception as exc:
             raise SpecError(path, f"scorers.{i}", str(exc), _scorer_fix(scorer)) from exc
         metrics.append(scorer.metric)
+    metrics += metric_names(spec)
     duplicated = sorted({m for m in metrics if metrics.count(m) > 1})
     if duplicated:
         raise SpecError(path, "scorers", f"two scorers are named {duplicated}",
@@ -339,25 +345,32 @@ def _prompt_yaml(file: Path) -> tuple[Any, str, str]:
 def check_variant_names(spec: ExperimentSpec, path: Path | str) -> None:
     """Two (prompt, model) pairs with one joined name would have their rows merged."""
     seen: dict[str, tuple[str, str]] = {}
-    for p in spec.prompts:
-        for m in spec.models:
-            name = variant_name(p, m, spec)
-            if name in seen:
-                first = seen[name]
-                raise SpecError(path, "prompts", f"prompt {first[0]!r} on model {first[1]!r} "
-                                f"and prompt {p!r} on model {m!r} are both named {name!r}; "
-                                "their results would be merged",
-                                "rename a prompt or a model so that no name joined with "
-                                "'.' repeats (e.g. avoid '.' in variant names)")
-            seen[name] = (p, m)
+    for r in spec.retrievers or [None]:
+        for p in spec.prompts:
+            for m in spec.models:
+                name = variant_name(p, m, spec, r)
+                if name in seen:
+                    first = seen[name]
+                    raise SpecError(path, "prompts", f"prompt {first[0]!r} on model "
+                                    f"{first[1]!r} and prompt {p!r} on model {m!r} are both "
+                                    f"named {name!r}; their results would be merged",
+                                    "rename a prompt or a model so that no name joined with "
+                                    "'.' repeats (e.g. avoid '.' in variant names)")
+                seen[name] = (p, m)
 
 
 def _variant_names(spec: ExperimentSpec) -> list[str]:
-    return [variant_name(p, m, spec) for p in spec.prompts for m in spec.models]
+    return [variant_name(p, m, spec, r) for r in spec.retrievers or [None]
+            for p in spec.prompts for m in spec.models]
 
 
-def variant_name(prompt: str, model: str, spec: ExperimentSpec) -> str:
-    """Name variants by what varies: the prompt, the model, or both."""
+def variant_name(prompt: str, model: str, spec: ExperimentSpec,
+                 retriever: str | None = None) -> str:
+    """Name variants by what varies: the retriever, the prompt, the model, or several."""
+    if retriever is not None and len(spec.retrievers) > 1:
+        rest = [n for n, group in ((prompt, spec.prompts), (model, spec.models))
+                if len(group) > 1]
+        return ".".join([retriever, *rest])
     if len(spec.models) == 1:
         return prompt
     if len(spec.prompts) == 1:

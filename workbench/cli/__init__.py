@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import WorkbenchError
-from . import canary, check, compare, observe, registry, run, serve
+from . import canary, check, compare, observe, rag, registry, run, serve
 
 EPILOG = """examples:
   workbench run experiments/support-triage
@@ -26,9 +26,11 @@ EPILOG = """examples:
   workbench observe report --since 7d
   workbench observe alerts --webhook http://127.0.0.1:9000/alerts
   workbench canary experiments/support-triage --alias production
+  workbench rag build experiments/kb-answer
+  workbench rag status kb-bm25
 """
 
-COMMAND_GROUPS = [run, compare, registry, check, serve, observe, canary]
+COMMAND_GROUPS = [run, compare, registry, check, serve, observe, canary, rag]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""RAG operations: corpora, chunking, embedders, versioned indexes, retrieval metrics and
-freshness. Everything loads on first use, so ``import workbench`` stays quick."""
+"""RAG operations: corpora, chunking, embedders, versioned indexes, retrieval metrics,
+retrievers as experiment variants, recommendations and freshness. Everything loads on
+first use, so ``import workbench`` stays quick."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ _LAZY = {
     "evaluate": ".metrics",
     "metrics_at_k": ".metrics",
     "RagError": ".errors",
+    "Recommendation": ".recommendation",
+    "recommend": ".recommendation",
 }
 
 __all__ = [
@@ -42,12 +45,14 @@ __all__ = [
     "LSAEmbedder",
     "LabelledQuery",
     "RagError",
+    "Recommendation",
     "build_index",
     "chunk_documents",
     "evaluate",
     "load_index",
     "load_queries",
     "metrics_at_k",
+    "recommend",
     "status",
     "update_index",
 ]
@@ -60,6 +65,7 @@ if TYPE_CHECKING:
     from .freshness import FreshnessStatus, status
     from .index import Hit, Index, build_index, load_index, update_index
     from .metrics import LabelledQuery, evaluate, load_queries, metrics_at_k
+    from .recommendation import Recommendation, recommend
 
 
 def __getattr__(name: str) -> Any:

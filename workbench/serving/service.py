@@ -36,6 +36,7 @@ from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
 from .guards import Guard
 from .live_prompt import LivePrompt
+from .retrieval import ServedIndex, retrieve, served_index
 from .screen import GuardedStream, screen_input, screen_output
 from .shadow import shadow_call
 
@@ -56,6 +57,7 @@ class Reply:
     latency_s: float
     tags: dict[str, str] = field(default_factory=dict)
     request_id: str = ""  # for feedback on this answer: PromptService.feedback(request_id)
+    sources: tuple[str, ...] = ()  # documents retrieved into {{context}}, best first
 
     def __str__(self) -> str:
         return self.text
@@ -81,9 +83,12 @@ class PromptService:
                  budgets: Sequence[Budget] = (), max_concurrency: int | None = None,
                  max_queue: int | None = None, routes: RoutePolicy | None = None,
                  guard: Mapping[str, Any] | Guard | None = None,
-                 monitor: Mapping[str, Any] | None = None) -> None:
+                 monitor: Mapping[str, Any] | None = None,
+                 index: str | ServedIndex | None = None) -> None:
         self.name, self.alias = name, alias
         self.guard = Guard.of(guard)  # PII and injection policies (serving/guards.py)
+        # "kb@production": {{context}} is retrieved for each request (serving/retrieval.py)
+        self.index = served_index(index)
         self.tags = _check_tags(tags)
         self.budgets = BudgetGuard(budgets) if budgets else None
         self.limiter = (ConcurrencyLimiter(max_concurrency, max_queue)
@@ -177,13 +182,16 @@ class PromptService:
         started = loaded if started is None else started
         all_tags = {**self.tags, **_check_tags(tags)}
         screened = screen_input(self, variables, all_tags)  # GuardBlocked before any call
-        messages = self._render(prompt, screened.variables, {})
+        retrieved = retrieve(self.index, screened.variables)
+        messages = self._render(prompt, retrieved.variables, {})
         model = self._model_for(prompt)
         route = self._route(model, messages, all_tags)
         model = route.model if route is not None else model
         ledger = screened.ledger_tags  # the ledger's records carry the request id
         rendered = time.perf_counter()
-        steps = {"prompt": loaded - started, "render": rendered - loaded}
+        steps = {"prompt": loaded - started, "render": rendered - loaded - retrieved.seconds}
+        if self.index is not None:
+            steps["retrieve"] = retrieved.seconds
         if self.budgets is not None:
             _check_budget(self, prompt, model, ledger, steps)
         called = rendered
@@ -209,7 +217,7 @@ class PromptService:
                 route=route and route.rule, fingerprint=fingerprint(model, messages))
         if route is not None and route.shadow is not None:
             shadow_call(self, prompt, route, messages, ledger, completion)
-        reply = _reply(prompt, model, completion, all_tags)
+        reply = _reply(prompt, model, completion, all_tags, retrieved.sources)
         _log_reply(self, reply, stream=False)
         return screen_output(self, screened, reply)  # output guards, then the monitor
 
@@ -257,7 +265,8 @@ class PromptService:
         prompt = self.prompt
         all_tags = {**self.tags, **_check_tags(tags)}
         screened = screen_input(self, {**(variables or {}), **kwargs}, all_tags)
-        messages = self._render(prompt, screened.variables, {})
+        retrieved = retrieve(self.index, screened.variables)
+        messages = self._render(prompt, retrieved.variables, {})
         model = self._model_for(prompt)
         route = self._route(model, messages, all_tags)  # a stream has no shadow call
         model = route.model if route is not None else model
@@ -268,7 +277,10 @@ class PromptService:
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, screened.ledger_tags)
         stream.route = route and route.rule
-        stream.steps["render"] = time.perf_counter() - started
+        stream.steps["render"] = time.perf_counter() - started - retrieved.seconds
+        if self.index is not None:
+            stream.steps["retrieve"] = retrieved.seconds
+        stream.sources = retrieved.sources
         # output guards and the monitor see the assembled text; the reply gets its request id
         return GuardedStream(self, screened, stream)  # type: ignore[return-value]
 
@@ -292,6 +304,7 @@ class ReplyStream:
         self._service, self._prompt, self._model = service, prompt, model
         self._messages, self._tags = messages, tags
         self.route: str | None = None  # the route rule that chose the model, if any
+        self.sources: tuple[str, ...] = ()  # documents retrieved into {{context}}
         self._started = False
         self.reply: Reply | None = None
         self.steps: dict[str, float] = {}  # for the usage ledger: render, call, total
@@ -333,7 +346,7 @@ class ReplyStream:
             raise
         completion = stream.completion
         assert completion is not None  # set when the stream ends
-        self.reply = _reply(self._prompt, model, completion, self._tags)
+        self.reply = _reply(self._prompt, model, completion, self._tags, self.sources)
         _log_reply(service, self.reply, stream=True)
         _record(service, self._prompt, model, self._tags, self.steps, started,
                 completion=completion, first=stream.first_piece_at, route=self.route,
@@ -346,13 +359,13 @@ class ReplyStream:
 
 
 def _reply(prompt: RegisteredPrompt, model: ModelConfig, completion: Completion,
-           tags: dict[str, str]) -> Reply:
+           tags: dict[str, str], sources: tuple[str, ...] = ()) -> Reply:
     # the model that answered: a fallback's name when the primary failed
     return Reply(text=completion.text, prompt=prompt.name, version=prompt.version,
                  model=completion.model if completion.fallback else model.model,
                  prompt_tokens=completion.prompt_tokens,
                  completion_tokens=completion.completion_tokens, cost=completion.cost,
-                 latency_s=completion.latency_s, tags=tags)
+                 latency_s=completion.latency_s, tags=tags, sources=sources)
 
 
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
