@@ -17,7 +17,7 @@ from .errors import SpecError, TemplateError, WorkbenchError
 from .files import inside, load_yaml, read_text
 from .gateway.config import ModelConfig
 from .prompts.templates import PromptTemplate
-from .rag.retrieve import RetrieverSpec, metric_names
+from .rag.retriever_spec import RetrieverSpec, metric_names
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
