@@ -7,7 +7,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .online import OnlineMonitor
     from .sequential import Alarm
 
 log = logging.getLogger("workbench.monitor")
@@ -26,14 +25,13 @@ def quality_alert(prompt: str, alias: str, version: int, metric: str, alarm: Ala
                  detail=detail)
 
 
-def deliver_quality_alert(monitor: OnlineMonitor, version: int, alarm: Alarm, start: float,
-                          end: float) -> None:
+def deliver_quality_alert(prompt: str, alias: str, version: int, metric: str, alarm: Alarm,
+                          start: float, end: float, *, webhook: str | None) -> None:
     from ..observe.alerting import deliver
     from ..observe.hook import default_ledger
 
-    alert = quality_alert(monitor.prompt, monitor.alias, version, monitor.config.metric or "",
-                          alarm, start, end)
+    alert = quality_alert(prompt, alias, version, metric, alarm, start, end)
     try:
-        deliver([alert], default_ledger().store(), webhook=monitor.config.webhook)
+        deliver([alert], default_ledger().store(), webhook=webhook)
     except Exception as exc:  # the alert is still in the log; the monitor keeps running
         log.error("quality alert not delivered (%s): %s", exc, alert.message)

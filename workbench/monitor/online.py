@@ -26,15 +26,12 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import WorkbenchError
 from .sequential import DropDetector
-
-if TYPE_CHECKING:
-    from ..serving.service import PromptService
 
 log = logging.getLogger("workbench.monitor")
 
@@ -66,10 +63,18 @@ class MonitorConfig(BaseModel):
     queue_size: int = Field(10_000, ge=1)
 
 
+class Monitored(Protocol):
+    """What a monitor reads of the ``PromptService`` it watches."""
+
+    name: str
+    alias: str
+    tags: dict[str, str]
+
+
 class OnlineMonitor:
     """The background scorer and the quality detector of one service."""
 
-    def __init__(self, service: PromptService, config: MonitorConfig) -> None:
+    def __init__(self, service: Monitored, config: MonitorConfig) -> None:
         self.config, self.prompt, self.alias = config, service.name, service.alias
         self.application = service.tags.get("application")
         self.scorers = _build_scorers(config)
@@ -91,7 +96,7 @@ class OnlineMonitor:
         self._thread.start()
 
     @classmethod
-    def of(cls, service: PromptService, value: Mapping[str, Any] | MonitorConfig
+    def of(cls, service: Monitored, value: Mapping[str, Any] | MonitorConfig
            ) -> OnlineMonitor:
         return cls(service, parse_config(value))
 
@@ -204,7 +209,8 @@ class OnlineMonitor:
         self.alarms.append(alarm)
         from .alerts import deliver_quality_alert
 
-        deliver_quality_alert(self, version, alarm, start, end)
+        deliver_quality_alert(self.prompt, self.alias, version, self.config.metric or "", alarm,
+                              start, end, webhook=self.config.webhook)
 
 
 def parse_config(value: Mapping[str, Any] | MonitorConfig) -> MonitorConfig:

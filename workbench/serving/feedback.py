@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,7 +23,12 @@ from ..errors import WorkbenchError
 
 if TYPE_CHECKING:
     from ..evaluation.feedback import Agreement
-    from .service import PromptService
+
+
+class Named(Protocol):
+    """A ``PromptService`` as feedback sees it: the prompt it serves."""
+
+    name: str
 
 
 class UnknownRequest(WorkbenchError):
@@ -34,7 +39,7 @@ class FeedbackInputError(WorkbenchError, ValueError):
     """A label is invalid: no score and no comment, or a score outside 0-1."""
 
 
-def record(service: PromptService | str, request_id: str, *, score: float | None = None,
+def record(service: Named | str, request_id: str, *, score: float | None = None,
            comment: str | None = None, annotator: str | None = None) -> None:
     """Store one label for a served request; checks the id against the ledger first."""
     check(score, comment)

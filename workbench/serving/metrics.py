@@ -6,7 +6,7 @@ buckets; cost, unpriced calls, requests and errors are counters. Every series is
 by application, request type, prompt, prompt version and the model that answered - never
 by user: users are unbounded. Each app has its own ``CollectorRegistry`` (not the process's
 global one), so several apps and tests do not share counts. Fed with the usage record each
-request makes (``PromptService._record``): a few dictionary look-ups and additions. With
+request makes (``serving.reply.record_call``): a few dictionary look-ups and additions. With
 ``max_concurrency``, the calls in flight and the queue depth per model are gauges read at
 each scrape, and requests refused with a 429 are counted by reason.
 """

@@ -13,14 +13,25 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..aio import iterate_sync
 from ..observe.record import new_id
-from .guards import GuardHit, blocked
+from .guards import Guard, GuardHit, blocked
 
 if TYPE_CHECKING:
-    from .service import PromptService, Reply, ReplyStream
+    from ..monitor.online import OnlineMonitor
+    from .reply import Reply
+    from .reply_stream import ReplyStream
+
+
+class Screening(Protocol):
+    """What the guards and the monitor's hand-off read of a ``PromptService``."""
+
+    name: str
+    alias: str
+    guard: Guard | None
+    monitor: OnlineMonitor | None
 
 
 @dataclass
@@ -38,7 +49,7 @@ class Screened:
         return {**self.tags, "request_id": self.request_id}
 
 
-def screen_input(service: PromptService, variables: Mapping[str, Any],
+def screen_input(service: Screening, variables: Mapping[str, Any],
                  tags: Mapping[str, str]) -> Screened:
     screened = Screened(new_id(), dict(variables), dict(tags))
     guard = service.guard
@@ -52,7 +63,7 @@ def screen_input(service: PromptService, variables: Mapping[str, Any],
     return screened
 
 
-def screen_output(service: PromptService, screened: Screened, reply: Reply) -> Reply:
+def screen_output(service: Screening, screened: Screened, reply: Reply) -> Reply:
     """The reply the application may see (``GuardBlocked`` when an output policy blocks)."""
     text, hits = reply.text, []
     if service.guard is not None:
@@ -65,7 +76,7 @@ def screen_output(service: PromptService, screened: Screened, reply: Reply) -> R
     return reply
 
 
-def _finish(service: PromptService, screened: Screened, reply: Reply | None, output: str,
+def _finish(service: Screening, screened: Screened, reply: Reply | None, output: str,
             hits: list[GuardHit]) -> None:
     """Count the hits and queue the request's rows; nothing here waits for a store."""
     if hits and service.guard is not None:
@@ -100,7 +111,7 @@ class GuardedStream:
     carries its request id and passes the output guards. Pieces are held back until scanned
     when an output policy redacts or blocks, and flow as they come otherwise."""
 
-    def __init__(self, service: PromptService, screened: Screened, inner: ReplyStream) -> None:
+    def __init__(self, service: Screening, screened: Screened, inner: ReplyStream) -> None:
         self._service, self._screened, self._inner = service, screened, inner
         self.reply: Reply | None = None
 

@@ -15,52 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..aio import iterate_sync, run_sync
+from ..aio import run_sync
 from ..errors import GatewayError, RegistryError, TemplateError
-from ..gateway.config import Completion, ModelConfig
+from ..gateway.config import ModelConfig
 from ..gateway.routing import Decision, RoutePolicy, project_policy
-from ..gateway.scrub import scrub
 from ..gateway.send import gateway
-from ..observe import hook as usage
-from ..observe.budgets import Budget, BudgetExceeded, BudgetGuard
+from ..observe.budgets import Budget, BudgetGuard
 from ..observe.hook import fingerprint
 from ..observe.record import UsageRecord
 from ..prompts.versions import RegisteredPrompt
 from .concurrency import ConcurrencyLimiter, Saturated
 from .guards import Guard
 from .live_prompt import LivePrompt
+from .reply import Reply, check_budget, log_failure, log_reply, make_reply, record_call
+from .reply_stream import ReplyStream
 from .retrieval import ServedIndex, retrieve, served_index
 from .screen import GuardedStream, screen_input, screen_output
 from .shadow import shadow_call
 
+# Reply and ReplyStream are what a service returns: importable from here
+__all__ = ["PromptService", "Reply", "ReplyStream"]
+
 log = logging.getLogger("workbench.serving")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a served call returns: the text plus what produced it and what it cost."""
-
-    text: str
-    prompt: str
-    version: int
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: float
-    latency_s: float
-    tags: dict[str, str] = field(default_factory=dict)
-    request_id: str = ""  # for feedback on this answer: PromptService.feedback(request_id)
-    sources: tuple[str, ...] = ()  # documents retrieved into {{context}}, best first
-
-    def __str__(self) -> str:
-        return self.text
 
 
 class PromptService:
@@ -193,7 +174,7 @@ class PromptService:
         if self.index is not None:
             steps["retrieve"] = retrieved.seconds
         if self.budgets is not None:
-            _check_budget(self, prompt, model, ledger, steps)
+            check_budget(self, prompt, model, ledger, steps)
         called = rendered
         try:
             if not self._fits_for_sure(model, messages):  # counting a long prompt takes time
@@ -205,20 +186,20 @@ class PromptService:
                     called = rendered + steps["queue"]  # the call step: all but the wait
                 completion = await self._gateway.complete(model, messages)
         except GatewayError as exc:
-            _log_failure(self, prompt, model, ledger, exc)
-            _record(self, prompt, model, ledger, steps, called, error=exc,
-                    route=route and route.rule)
+            log_failure(self, prompt, model, ledger, exc)
+            record_call(self, prompt, model, ledger, steps, called, error=exc,
+                        route=route and route.rule)
             raise
         except Saturated as exc:
-            _record(self, prompt, model, ledger, steps, called, error=exc, status="refused",
-                    route=route and route.rule)
+            record_call(self, prompt, model, ledger, steps, called, error=exc,
+                        status="refused", route=route and route.rule)
             raise
-        _record(self, prompt, model, ledger, steps, called, completion=completion,
-                route=route and route.rule, fingerprint=fingerprint(model, messages))
+        record_call(self, prompt, model, ledger, steps, called, completion=completion,
+                    route=route and route.rule, fingerprint=fingerprint(model, messages))
         if route is not None and route.shadow is not None:
             shadow_call(self, prompt, route, messages, ledger, completion)
-        reply = _reply(prompt, model, completion, all_tags, retrieved.sources)
-        _log_reply(self, reply, stream=False)
+        reply = make_reply(prompt, model, completion, all_tags, retrieved.sources)
+        log_reply(self, reply, stream=False)
         return screen_output(self, screened, reply)  # output guards, then the monitor
 
     def _route(self, model: ModelConfig, messages: list[dict[str, str]],
@@ -271,8 +252,8 @@ class PromptService:
         route = self._route(model, messages, all_tags)  # a stream has no shadow call
         model = route.model if route is not None else model
         if self.budgets is not None:
-            _check_budget(self, prompt, model, screened.ledger_tags,
-                          {"render": time.perf_counter() - started})
+            check_budget(self, prompt, model, screened.ledger_tags,
+                         {"render": time.perf_counter() - started})
         if not self._fits_for_sure(model, messages):
             self._gateway.check_context(model, messages)  # ContextWindowError: nothing sent
         stream = ReplyStream(self, prompt, model, messages, screened.ledger_tags)
@@ -296,78 +277,6 @@ class PromptService:
         return f"PromptService('{self.name}@{self.alias}', version={self.prompt.version})"
 
 
-class ReplyStream:
-    """One streamed answer: iterate it once (sync or async); ``reply`` is set at the end."""
-
-    def __init__(self, service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
-                 messages: list[dict[str, str]], tags: dict[str, str]) -> None:
-        self._service, self._prompt, self._model = service, prompt, model
-        self._messages, self._tags = messages, tags
-        self.route: str | None = None  # the route rule that chose the model, if any
-        self.sources: tuple[str, ...] = ()  # documents retrieved into {{context}}
-        self._started = False
-        self.reply: Reply | None = None
-        self.steps: dict[str, float] = {}  # for the usage ledger: render, call, total
-
-    @property
-    def version(self) -> int:
-        return self._prompt.version
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        if self._started:
-            raise RuntimeError("a ReplyStream can be iterated once")
-        self._started = True
-        return self._pieces()
-
-    async def _pieces(self) -> AsyncIterator[str]:
-        service, model = self._service, self._model
-        started = time.perf_counter()
-        stream = service._gateway.stream(model, self._messages)
-        try:
-            async with service._slot(model):
-                if service.limiter is not None:  # the wait for a slot: its own step
-                    self.steps["queue"] = time.perf_counter() - started
-                    started = time.perf_counter()
-                async with contextlib.aclosing(aiter(stream)) as pieces:  # closed if left
-                    async for piece in pieces:
-                        yield piece
-        except Saturated as exc:  # refused before any call, like a spent budget
-            _record(self._service, self._prompt, model, self._tags, self.steps, started,
-                    error=exc, status="refused", route=self.route)
-            raise
-        except (GeneratorExit, asyncio.CancelledError):  # the caller stopped reading
-            _record(service, self._prompt, model, self._tags, self.steps, started,
-                    status="cancelled", first=stream.first_piece_at, route=self.route)
-            raise
-        except GatewayError as error:  # mapped and scrubbed by the gateway
-            _log_failure(service, self._prompt, model, self._tags, error)
-            _record(service, self._prompt, model, self._tags, self.steps, started,
-                    error=error, first=stream.first_piece_at, route=self.route)
-            raise
-        completion = stream.completion
-        assert completion is not None  # set when the stream ends
-        self.reply = _reply(self._prompt, model, completion, self._tags, self.sources)
-        _log_reply(service, self.reply, stream=True)
-        _record(service, self._prompt, model, self._tags, self.steps, started,
-                completion=completion, first=stream.first_piece_at, route=self.route,
-                fingerprint=fingerprint(model, self._messages))
-
-    def __iter__(self) -> Iterator[str]:
-        """Sync iteration: the async stream runs on a helper thread (works inside Jupyter);
-        leaving the loop early or an interrupt cancels it there."""
-        return iterate_sync(self.__aiter__)
-
-
-def _reply(prompt: RegisteredPrompt, model: ModelConfig, completion: Completion,
-           tags: dict[str, str], sources: tuple[str, ...] = ()) -> Reply:
-    # the model that answered: a fallback's name when the primary failed
-    return Reply(text=completion.text, prompt=prompt.name, version=prompt.version,
-                 model=completion.model if completion.fallback else model.model,
-                 prompt_tokens=completion.prompt_tokens,
-                 completion_tokens=completion.completion_tokens, cost=completion.cost,
-                 latency_s=completion.latency_s, tags=tags, sources=sources)
-
-
 def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     if not tags:
         return {}
@@ -376,55 +285,3 @@ def _check_tags(tags: Mapping[str, str] | None) -> dict[str, str]:
     if bad:
         raise TypeError(f"request tags are text: {bad} must be str → str")
     return dict(tags)
-
-
-def _log_reply(service: PromptService, reply: Reply, *, stream: bool) -> None:
-    if not log.isEnabledFor(logging.INFO):
-        return
-    record = {"event": "served", "prompt": reply.prompt, "alias": service.alias,
-              "version": reply.version, "model": reply.model,
-              "prompt_tokens": reply.prompt_tokens,
-              "completion_tokens": reply.completion_tokens, "cost": reply.cost,
-              "latency_s": round(reply.latency_s, 6), "stream": stream, "tags": reply.tags}
-    log.info(json.dumps(record), extra={"workbench": record})
-
-
-def _record(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
-            tags: dict[str, str], steps: dict[str, float], call_started: float, *,
-            completion: Any = None, error: Exception | None = None,
-            status: str = "error", first: float | None = None,
-            route: str | None = None, fingerprint: str | None = None) -> None:
-    """One usage-ledger record: steps so far plus the call, and the total. A refusal (no
-    call was made) is recorded but is not the observers' (/metrics counts it itself)."""
-    now = time.perf_counter()
-    steps = dict(steps) if status == "refused" else {**steps, "call": now - call_started}
-    steps["total"] = sum(steps.values())
-    made = usage.served(prompt=service.name, version=prompt.version, alias=service.alias,
-                        tags=tags, config=model, completion=completion, error=error,
-                        status=status, steps=steps, route=route, fingerprint=fingerprint,
-                        ttft_s=None if first is None else first - call_started)
-    for observer in service.observers if status != "refused" else ():  # /metrics
-        try:
-            observer(made)
-        except Exception:  # metrics never fail a request
-            log.exception("a usage observer failed")
-    if completion is not None and service.budgets is not None:
-        service.budgets.add(tags, completion.cost)
-
-
-def _check_budget(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
-                  tags: dict[str, str], steps: dict[str, float]) -> None:
-    """``BudgetExceeded`` when a budget of the request is spent; the refusal is recorded."""
-    try:
-        service.budgets.check(tags)  # type: ignore[union-attr]
-    except BudgetExceeded as exc:
-        _record(service, prompt, model, tags, steps, 0.0, error=exc, status="refused")
-        raise
-
-
-def _log_failure(service: PromptService, prompt: RegisteredPrompt, model: ModelConfig,
-                 tags: dict[str, str], exc: Exception) -> None:
-    record = {"event": "failed", "prompt": service.name, "alias": service.alias,
-              "version": prompt.version, "model": model.model,
-              "error": scrub(str(exc), [model]), "tags": tags}
-    log.warning(json.dumps(record), extra={"workbench": record})
