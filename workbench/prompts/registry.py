@@ -4,7 +4,8 @@ What the workbench writes here is plain MLflow: ``mlflow.genai.load_prompt("prom
 and the MLflow UI see the same template, and the model config travels with each version
 (MLflow's prompt model config) so the serving side knows how to call it. Registering and
 loading versions is :mod:`workbench.prompts.versions`, the policy
-:mod:`workbench.prompts.policy`; this module moves aliases and names the whole API.
+:mod:`workbench.prompts.policy`, the audit log's records :mod:`workbench.prompts.audit`;
+this module moves aliases and names the whole API.
 
 MLflow has aliases and tags but no approval workflow, so the workflow is kept in tags:
 
@@ -24,15 +25,21 @@ Which aliases need a second person is a :class:`Policy`, read from the project's
 from __future__ import annotations
 
 import getpass
-import json
-import secrets
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import RegistryError
 from ..settings import tracking_uri
+from .audit import (
+    AUDIT_PREFIX,
+    Action,
+    AuditEvent,
+    read_events,
+    record_event,
+    review_tag,
+    tag_version,
+)
 from .policy import POLICY_FILE, Policy, load_policy
 from .versions import (
     HASH_TAG,
@@ -61,10 +68,7 @@ __all__ = [
     "rollback", "rollback_target", "to_mlflow_model_config",
 ]
 
-AUDIT_PREFIX = "workbench.audit."
-_MAX_VALUE = 240  # an audit value stays one readable line in the MLflow UI's tag list
 HISTORY_COLUMNS = ["at", "alias", "version", "action", "actor", "reason", "evidence"]
-Action = Literal["request", "approval", "rejection", "promotion", "rollback"]
 
 
 class ApprovalRequired(RegistryError):
@@ -105,17 +109,6 @@ class PromotionRequest:
                 f"with `workbench approve {self.name} --alias {self.alias} --version "
                 f"{self.version} --approver NAME` or "
                 f"workbench.registry.approve({self.name!r}, {self.alias!r}, approver=...)")
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    at: datetime
-    alias: str
-    version: int
-    action: Action
-    actor: str
-    reason: str | None
-    evidence: dict[str, str]
 
 
 def promote(name: str, version: int, alias: str = "production", *, approver: str | None = None,
@@ -176,9 +169,9 @@ def request_promotion(name: str, version: int, alias: str = "production", *,
             f"@{alias} promotions need evidence: promote from a comparison report "
             "(workbench.promote(report, ...)) or pass evidence={'run_id': ...}")
     load(name, version=int(version), mlflow_client=c)  # the version must exist
-    event = _record(c, name, int(version), alias, "request", requester or getpass.getuser(),
-                    reason, evidence)
-    _review_tag(c, name, int(version), alias, event, "pending: requested")
+    event = record_event(c, name, int(version), alias, "request",
+                         requester or getpass.getuser(), reason, evidence)
+    review_tag(c, name, int(version), alias, event, "pending: requested")
     return _as_request(name, event, "pending")
 
 
@@ -194,9 +187,9 @@ def approve(name: str, alias: str = "production", *, approver: str | None = None
         raise ApprovalRefused(
             f"{approver} requested prompts:/{name}/{request.version} → @{alias}; "
             "a different person must approve it")
-    event = _record(c, name, request.version, alias, "approval", approver, reason,
-                    request.evidence)
-    _review_tag(c, name, request.version, alias, event, "approved")
+    event = record_event(c, name, request.version, alias, "approval", approver, reason,
+                         request.evidence)
+    review_tag(c, name, request.version, alias, event, "approved")
     because = "; ".join(r for r in (request.reason, reason) if r) or None
     return _move(c, name, request.version, alias, action="promotion", actor=approver,
                  reason=because, evidence={**request.evidence, "requested_by": request.requester})
@@ -210,8 +203,9 @@ def reject(name: str, alias: str = "production", *, reason: str, approver: str |
     c = mlflow_client or client()
     request = _the_pending(c, name, alias, version)
     actor = approver or getpass.getuser()
-    event = _record(c, name, request.version, alias, "rejection", actor, reason, request.evidence)
-    _review_tag(c, name, request.version, alias, event, "rejected")
+    event = record_event(c, name, request.version, alias, "rejection", actor, reason,
+                         request.evidence)
+    review_tag(c, name, request.version, alias, event, "rejected")
     return PromotionRequest(name=name, version=request.version, alias=alias,
                             requester=request.requester, at=request.at, reason=request.reason,
                             evidence=request.evidence, status="rejected")
@@ -239,7 +233,7 @@ def rollback_target(name: str, alias: str = "production", *,
     """
     c = mlflow_client or client()
     stack: list[int] = []
-    for event in _events(c, name):
+    for event in read_events(c, name):
         if event.alias != alias:
             continue
         if event.action == "promotion":
@@ -261,7 +255,7 @@ def pending_requests(name: str, alias: str | None = None, *,
     """Requests nobody has approved or rejected yet, oldest first."""
     c = mlflow_client or client()
     latest: dict[tuple[str, int], tuple[AuditEvent, AuditEvent]] = {}
-    for event in _events(c, name):
+    for event in read_events(c, name):
         if alias is not None and event.alias != alias:
             continue
         key = (event.alias, event.version)
@@ -285,7 +279,7 @@ def history(name: str, *, mlflow_client: Any = None) -> pd.DataFrame:
     c = mlflow_client or client()
     rows = [{"at": e.at, "alias": e.alias, "version": e.version, "action": e.action,
              "actor": e.actor, "reason": e.reason, "evidence": e.evidence}
-            for e in _events(c, name)]
+            for e in read_events(c, name)]
     frame = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     frame["version"] = frame["version"].astype("int64")
@@ -301,7 +295,7 @@ def _already_at(c: Any, name: str, version: int, alias: str) -> RegisteredPrompt
     nothing, so it adds nothing to the audit log (nor a request to approve a no-op)."""
     if alias_version(name, alias, mlflow_client=c) != version:
         return None
-    moves = [e for e in _events(c, name)
+    moves = [e for e in read_events(c, name)
              if e.alias == alias and e.action in ("promotion", "rollback")]
     if not moves or moves[-1].version != version:
         return None  # set outside the workbench: the promotion puts it on the record
@@ -321,76 +315,13 @@ def _move(c: Any, name: str, version: int, alias: str, *, action: Action, actor:
     except MlflowException as exc:
         raise RegistryError(f"cannot promote {name} v{version} to @{alias}: {exc.message}") from exc
     evidence = {k: str(v) for k, v in evidence.items()}
-    event = _record(c, name, version, alias, action, actor, reason, evidence)
+    event = record_event(c, name, version, alias, action, actor, reason, evidence)
     verb = "promoted" if action == "promotion" else "rolled_back"
     prefix = f"workbench.{verb}.{alias}"
-    _tag_version(c, name, version, prefix,
+    tag_version(c, name, version, prefix,
                  {"by": actor, "at": event.at.isoformat(timespec="seconds"), "reason": reason,
                   **event.evidence})
     return load(name, version=version, mlflow_client=c)
-
-
-def _record(c: Any, name: str, version: int, alias: str, action: Action, actor: str,
-            reason: str | None, evidence: dict[str, str]) -> AuditEvent:
-    from mlflow.exceptions import MlflowException
-
-    event = AuditEvent(at=datetime.now(UTC), alias=alias, version=version, action=action,
-                       actor=actor, reason=reason,
-                       evidence={k: _line(v) or "" for k, v in evidence.items()})
-    payload = {"v": 1, "at": event.at.isoformat(timespec="seconds"), "alias": alias,
-               "version": version, "action": action, "actor": actor, "reason": event.reason,
-               "evidence": event.evidence}
-    key = f"{AUDIT_PREFIX}{time.time_ns():020d}.{secrets.token_hex(3)}"
-    try:
-        c.set_prompt_tag(name, key, json.dumps(payload, ensure_ascii=False,
-                                               separators=(", ", ": ")))
-    except MlflowException as exc:
-        raise RegistryError(f"cannot record the {action} of {name}: {exc.message}") from exc
-    return event
-
-
-def _line(text: str | None) -> str | None:
-    """The first line of an evidence value, at most ``_MAX_VALUE`` characters: a verdict's
-    details stay in the run's report, not in every audit record and version tag."""
-    if text is None:
-        return None
-    first = str(text).strip().splitlines()[0] if str(text).strip() else ""
-    return first if len(first) <= _MAX_VALUE else first[:_MAX_VALUE - 1] + "…"
-
-
-def _review_tag(c: Any, name: str, version: int, alias: str, event: AuditEvent,
-                state: str) -> None:
-    # One tag per step (each tag is a round trip to a tracking server); the details are in
-    # the audit log.
-    text = f"{state} by {event.actor} at {event.at.isoformat(timespec='seconds')}"
-    if event.reason and event.action == "rejection":
-        text += f": {event.reason}"
-    c.set_prompt_version_tag(name, version, f"workbench.review.{alias}", text)
-
-
-def _tag_version(c: Any, name: str, version: int, prefix: str, values: dict[str, Any]) -> None:
-    for key, value in values.items():
-        if value is not None:
-            c.set_prompt_version_tag(name, version, f"{prefix}.{key}", str(value))
-
-
-def _events(c: Any, name: str) -> list[AuditEvent]:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        prompt = c.get_prompt(name)
-    except MlflowException as exc:
-        raise RegistryError(f"prompt {name!r}: {exc.message}") from exc
-    if prompt is None:
-        raise RegistryError(f"no prompt named {name!r} in the registry")
-    events = []
-    for key in sorted(k for k in prompt.tags if k.startswith(AUDIT_PREFIX)):
-        data = json.loads(prompt.tags[key])
-        events.append(AuditEvent(at=datetime.fromisoformat(data["at"]), alias=data["alias"],
-                                 version=int(data["version"]), action=data["action"],
-                                 actor=data["actor"], reason=data.get("reason"),
-                                 evidence=dict(data.get("evidence") or {})))
-    return events
 
 
 def _as_request(name: str, event: AuditEvent, status: Any) -> PromotionRequest:
