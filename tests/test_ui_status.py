@@ -66,7 +66,19 @@ def test_a_run_shows_its_estimate_elapsed_time_and_eta(make_experiment):
     assert "Estimate: <b>10</b> calls (bare 5 · guided 5)" in panel.estimate.value
     assert "prompt tokens" in panel.estimate.value
     assert re.search(r"elapsed \d+ s · done", panel.counters.value), panel.counters.value
+    assert "bare <b>5</b>/5 · guided <b>5</b>/5" in panel.counters.value  # each variant's calls
     assert panel.bar.bar_style == "success" and "wb-ok" in panel.status.value
+
+
+def test_progress_counts_each_variants_calls_and_errors():
+    from workbench.runner import Progress
+
+    progress = Progress()
+    progress.variants = {"bare": [0, 2, 0], "guided": [0, 2, 0]}
+    progress._update({"variant": "guided", "error": "RateLimited", "cached": False, "cost": 0.0})
+    progress._update({"variant": "bare", "error": None, "cached": True, "cost": 0.0})
+    assert progress.variants == {"bare": [1, 2, 0], "guided": [1, 2, 1]}
+    assert (progress.done, progress.errors, progress.cache_hits) == (2, 1, 1)
 
 
 def test_the_estimate_is_shown_before_run_and_follows_the_settings(make_experiment):

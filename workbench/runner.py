@@ -37,11 +37,22 @@ class Progress:
     cache_hits: int = 0
     cost: float = 0.0
     cancelled: bool = False
+    # per variant: [calls done, calls in the run, errors], so a panel can show each one's progress
+    variants: dict[str, list[int]] = field(default_factory=dict)
     listeners: list[Callable[[Progress], None]] = field(default_factory=list, repr=False)
+
+    def _plan(self, jobs: Sequence[tuple[Example, int, Variant]]) -> None:
+        self.total = len(jobs)
+        self.variants = {}
+        for _, _, variant in jobs:
+            self.variants.setdefault(variant.name, [0, 0, 0])[1] += 1
 
     def _update(self, row: dict[str, Any]) -> None:
         self.done += 1
         self.errors += row["error"] is not None
+        counts = self.variants.setdefault(row["variant"], [0, 0, 0])
+        counts[0] += 1
+        counts[2] += row["error"] is not None
         self.cache_hits += bool(row["cached"])
         self.cost += 0.0 if row["cached"] else row["cost"]
         for listener in self.listeners:
@@ -91,7 +102,7 @@ class _Matrix:
                  state: Progress, show_progress: bool) -> None:
         self.jobs, self.scorers, self.plan, self.state = jobs, scorers, plan, state
         self.use_cache, self.refresh = use_cache, refresh
-        state.total = len(jobs)
+        state._plan(jobs)
         self.bar = _progress_bar(len(jobs)) if show_progress else None
         self.rows: list[dict[str, Any] | None] = [None] * len(jobs)
 

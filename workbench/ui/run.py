@@ -179,10 +179,15 @@ class RunPanel(widgets.VBox):
         left = p.total - p.done
         eta = (f"about {_duration(elapsed / p.done * left)} left" if p.done and left > 0
                else "ETA after the first call" if left > 0 else "done")
+        per_variant = " · ".join(
+            f"{esc(name)} <b>{done}</b>/{total}" + (f" ({errors} errors)" if errors else "")
+            for name, (done, total, errors) in p.variants.items())
         return (f"<div class='wb-muted'><b>{p.done}</b> / {p.total} calls · "
                 f"<b>{p.errors}</b> errors · <b>{p.cache_hits}</b> cache hits · "
                 f"cost so far <b>${p.cost:.4f}</b> · elapsed {_duration(elapsed)} · "
-                f"{eta}</div>")
+                f"{eta}</div>"
+                + (f"<div class='wb-muted wb-variants'>{per_variant}</div>"
+                   if per_variant else ""))
 
     def _listen(self, exp: Any) -> None:
         if self._listening is exp:
