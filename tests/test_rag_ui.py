@@ -26,7 +26,7 @@ def test_the_panel_shows_indexes_curves_misses_and_the_recommendation(rag_experi
                                   ("hybrid", 1), ("hybrid", 2)]
     assert (curves["ci_low"] <= curves["recall"]).all()
     assert (curves["recall"] <= curves["ci_high"]).all()
-    assert len(panel.chart.value) > 1000  # a PNG
+    assert panel.chart.value.startswith("<svg") and "var(--jp-" in panel.chart.value
     # the 2-chunk curve ends where the run's recall_at_k mean is
     frame = panel.results.frame
     run_mean = frame[frame["variant"] == "lsa-k2"]["score.recall_at_k"].mean()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ._common import esc, figure_png, note, panel_box, shows_errors, table
+from ._common import esc, note, panel_box, shows_errors, table, themed_svg
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +25,7 @@ class RagPanel(widgets.VBox):
         self.experiment, self.results = experiment, results
         self.indexes = widgets.HTML()
         self.curves = widgets.HTML()
-        self.chart = widgets.Image(format="png")
+        self.chart = widgets.HTML()
         self.variant = widgets.Dropdown(description="Variant",
                                         options=[v.name for v in experiment.variants
                                                  if v.retriever is not None])
@@ -80,7 +80,7 @@ class RagPanel(widgets.VBox):
     def show_curves(self) -> None:
         frame = recall_curves(self.experiment)
         self.curves.value = table(frame.round(3))
-        self.chart.value = figure_png(_plot(frame))
+        self.chart.value = themed_svg(lambda: _plot(frame))
 
     @shows_errors("status", "list the missed documents")
     def show_misses(self) -> None:
