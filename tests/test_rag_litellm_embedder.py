@@ -124,20 +124,27 @@ def test_a_failed_request_is_retried(embedder_spec, llm_server):
     assert idx.search("files closed when the block ends", k=1)[0].doc_id == "with"
 
 
-def test_calls_are_priced_and_recorded_as_embedding_requests(embedder_spec, llm_server):
+def test_calls_are_priced_and_recorded_as_embedding_requests(project, llm_server):
+    from workbench.gateway.cache import ResponseCache
     from workbench.gateway.client import Gateway
 
     config = ModelConfig(model="openai/test-embed", api_base=llm_server.base_url,
                          input_cost_per_token=1e-6)
     texts = ["one two three", "four five"]
+    gateway = Gateway(ResponseCache(project / "cache.sqlite"))
     with attribute("kb-answer", request_type="answer"):
-        got = _run(Gateway().embed(config, texts))
+        got = _run(gateway.embed(config, texts))
+    again = _run(gateway.embed(config, texts))  # outside attribute: recorded on its own
 
     assert got.prompt_tokens == 5 and got.cost == pytest.approx(5e-6)
     assert got.vectors.shape == (2, llm_server.embedding_dimensions)
-    row = ledger_calls().iloc[0]
-    assert (row.request_type, row.application, row.tokens_in) == ("embedding", "kb-answer", 5)
-    assert row.cost == pytest.approx(5e-6)
+    assert again.cached and np.array_equal(again.vectors, got.vectors)
+    assert llm_server.request_count == 1
+    calls = ledger_calls().sort_values("ts")
+    assert list(calls.request_type) == ["embedding", "embedding"]
+    assert list(calls.application.fillna("-")) == ["kb-answer", "-"]
+    assert list(calls.tokens_in) == [5, 0] and list(calls.cache_hit) == [False, True]
+    assert list(calls.cost) == pytest.approx([5e-6, 0.0])
 
 
 def test_an_unpriced_model_warns_once_like_a_completion(embedder_spec, llm_server, caplog):

@@ -33,7 +33,8 @@ class Embeddings:
     """Vectors of a batch of texts (one row each) and what they cost.
 
     The fields a usage record reads are those of a ``Completion``: an embedding has prompt
-    tokens only.
+    tokens only, and those count the texts sent (a provider reports them per request, not
+    per text, so vectors from the cache carry none).
     """
 
     vectors: np.ndarray
