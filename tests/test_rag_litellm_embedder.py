@@ -183,3 +183,18 @@ def _run(call):
     import asyncio
 
     return asyncio.run(call)
+
+
+def test_an_update_sends_only_the_changed_documents_chunks(embedder_spec, llm_server):
+    from workbench.rag import update_index
+
+    first = build(embedder_spec)
+    changed = "Lambda expressions create small anonymous functions inline."
+    before = llm_server.request_count
+
+    second = update_index(first, Corpus([Document(k, changed if k == "lambda" else v)
+                                         for k, v in TOPICS.items()]), track=False)
+
+    sent = [t for batch in inputs(llm_server)[before:] for t in batch]
+    assert sent == [c.text for c in second.chunks if c.doc_id == "lambda"]
+    assert second.search("small inline anonymous functions", k=1)[0].doc_id == "lambda"
