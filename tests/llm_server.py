@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -200,6 +201,9 @@ class FakeLLMServer:
         # prompt tokens reported as read from a prompt cache (usage.prompt_tokens_details)
         self.cached_prompt_tokens = 0
         self.model_latency: dict[str, float] = dict(model_latency or {})
+        # embeddings: vector length, and a salt that stands for a silently changed model
+        self.embedding_dimensions = 64
+        self.embedding_salt = ""
         self.responder: Responder = responder or echo
         self.seed = seed
         self._faults = faults or Faults()
@@ -281,6 +285,8 @@ class FakeLLMServer:
         app = web.Application(middlewares=[_openai_errors])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/embeddings", self._embeddings)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/models", self._models)
         app.router.add_get("/health", self._health)
@@ -449,6 +455,49 @@ class FakeLLMServer:
                 500, f"responder raised {exc!r}", "server_error", "responder_error"
             )
         return await self._answer(request, body, str(content))
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """``/v1/embeddings``: hashed bag-of-words vectors, so texts sharing words are near."""
+        try:
+            parsed = json.loads(await request.read())
+        except ValueError:
+            parsed = None
+        body: dict[str, Any] = parsed if isinstance(parsed, dict) else {}
+        faults = self._faults
+        with self._lock:
+            self._count += 1
+            self._requests.append(body)
+            failing = self._fail_first_used < faults.fail_first
+            if failing:
+                self._fail_first_used += 1
+        if faults.auth_key is not None:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if given != faults.auth_key:
+                quoted = f": {given}. You can find your API key in your account" if (
+                    faults.echo_key) else ""
+                return error_response(401, f"Incorrect API key provided{quoted}.",
+                                      "invalid_request_error", "invalid_api_key")
+        if failing:
+            return self._server_error()
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return error_response(400, "'input' must be a string or a non-empty array of "
+                                  "strings", "invalid_request_error", None)
+        data = [{"object": "embedding", "index": i, "embedding": self.embedding(text)}
+                for i, text in enumerate(texts)]
+        tokens = sum(count_tokens(t) for t in texts)
+        return web.json_response({"object": "list", "data": data, "model": body.get("model"),
+                                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    def embedding(self, text: str) -> list[float]:
+        """The vector this server gives ``text``: a pure function of it and the salt."""
+        vector = [0.0] * self.embedding_dimensions
+        for word in re.findall(r"\w+", text.lower()):
+            digest = hashlib.blake2b(f"{self.embedding_salt}:{word}".encode(), digest_size=8)
+            value = int.from_bytes(digest.digest(), "big")
+            vector[value % self.embedding_dimensions] += 1.0 if value >> 63 else -1.0
+        return vector
 
     @classmethod
     def _fault_response(cls, kind: str, model: str) -> web.Response:

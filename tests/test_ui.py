@@ -50,8 +50,8 @@ def ran_quick(bench):
 
 def test_public_names_are_pinned():
     assert ui.__all__ == ["ABPanel", "AnnotatePanel", "CostPanel", "ModelsPanel",
-                          "PromotePanel", "PromptsPanel", "ResultsPanel", "RunPanel", "Session",
-                          "Workbench"]
+                          "MonitorPanel", "PromotePanel", "PromptsPanel", "RagPanel",
+                          "ResultsPanel", "RunPanel", "Session", "Workbench"]
 
 
 def test_importing_workbench_does_not_import_ipywidgets():

@@ -1,4 +1,5 @@
-"""``workbench serve NAME@ALIAS``: the promoted prompt over HTTP (FastAPI on uvicorn)."""
+"""``workbench serve NAME@ALIAS [--index KB@ALIAS]``: the promoted prompt over HTTP (FastAPI on
+uvicorn), with retrieval into ``{{context}}`` when an index is given."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def register(commands: Any) -> None:
     serve.add_argument("--max-queue", type=int, default=None, metavar="N",
                        help="requests waiting per model beyond --max-concurrency; past it a "
                             "429 with Retry-After (default: as many as --max-concurrency)")
+    serve.add_argument("--index", default=None, metavar="NAME@ALIAS",
+                       help="an index to search for every request, filling the template's "
+                            "{{context}} from its 'query' variable; answers list their "
+                            "sources (default: each prompt's serving.index in workbench.yaml)")
     serve.set_defaults(handler=_serve)
 
 
@@ -72,7 +77,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from ..serving.config import serving_options
     from ..serving.http_app import create_app
     from ..serving.service import PromptService
 
@@ -80,13 +84,24 @@ def _serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     services = [PromptService(name, alias, refresh_s=args.refresh, tags=tags,
                               max_concurrency=args.max_concurrency, max_queue=args.max_queue,
-                              **serving_options(name))  # guard, monitor: workbench.yaml
+                              **_options(name, args.index))
                 for name, alias in targets]
     for service in services:
+        searched = f", searching {service.index!r}" if service.index is not None else ""
         print(f"serving prompts:/{service.name}@{service.alias} "
-              f"(version {service.prompt.version}) on http://{args.host}:{args.port}"
+              f"(version {service.prompt.version}{searched}) on http://{args.host}:{args.port}"
               f"/v1/prompts/{service.name}/complete", flush=True)
     app = create_app(services, token=args.token, max_body_bytes=args.max_body)
     uvicorn.run(app, host=args.host, port=args.port,
                 access_log=False, log_level="warning")
     return 0
+
+
+def _options(name: str, index: str | None) -> dict[str, Any]:
+    """guard, monitor and index from workbench.yaml; ``--index`` replaces the file's index."""
+    from ..serving.config import serving_options
+
+    options = serving_options(name)
+    if index is not None:
+        options["index"] = index
+    return options

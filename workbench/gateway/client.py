@@ -24,7 +24,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     ConnectionFailed,
@@ -42,6 +42,9 @@ from .limits import AdaptiveConcurrency, MinuteWindow
 from .pricing import _litellm, _model_info, _price_for_litellm, price
 from .scrub import scrub
 from .stream import CompletionStream
+
+if TYPE_CHECKING:
+    from .embeddings import Embeddings
 
 _ROUTERS: dict[tuple[str, str], Any] = {}
 
@@ -86,6 +89,14 @@ class Gateway:
             key = _answered_key(config, completion, messages, repeat)
         self.cache.put(key, completion.model, completion.record())
         return completion
+
+    async def embed(self, config: ModelConfig, texts: list[str], *, use_cache: bool = True
+                    ) -> Embeddings:
+        """Vectors of ``texts`` through litellm's embedding API, cached per text, retried,
+        priced and recorded as ``complete`` is (see ``gateway.embeddings``)."""
+        from .embeddings import embed
+
+        return await embed(self, config, texts, use_cache=use_cache)
 
     # ---- pacing -------------------------------------------------------------------------
     def _pacing_for(self, config: ModelConfig) -> _Pacing:

@@ -279,16 +279,23 @@ ALIASES = {"lexical": "bm25", "local": "lsa"}
 
 
 def make_embedder(spec: str | Mapping[str, Any] | Embedder) -> Embedder:
-    """An embedder from a name (``bm25``/``lexical``, ``lsa``/``local``), a mapping
+    """An embedder from a name (``bm25``/``lexical``, ``lsa``/``local``), a litellm model
+    (``openai/text-embedding-3-small`` or ``{"model": ..., "api_key_env": ...}``), a mapping
     ``{"kind": ..., **params}``, or an embedder object."""
     if not isinstance(spec, str | Mapping):
         return spec
+    from .litellm_embedder import from_spec  # it imports this module
+
+    hosted = from_spec(spec)
+    if hosted is not None:
+        return hosted
     options = {"kind": spec} if isinstance(spec, str) else dict(spec)
     kind = ALIASES.get(options.get("kind", ""), options.pop("kind", ""))
     options.pop("kind", None)
     if kind not in EMBEDDERS:
         raise RagError(f"embedder {spec!r} is unknown; use one of "
-                       f"{', '.join([*EMBEDDERS, *ALIASES])}")
+                       f"{', '.join([*EMBEDDERS, *ALIASES])} or a litellm model "
+                       "(provider/model, e.g. openai/text-embedding-3-small)")
     try:
         return EMBEDDERS[kind](**options)
     except TypeError as exc:
@@ -297,6 +304,10 @@ def make_embedder(spec: str | Mapping[str, Any] | Embedder) -> Embedder:
 
 def load_embedder(folder: Path, kind: str, params: Mapping[str, Any], fitted_on: str
                   ) -> Embedder:
+    if kind == "litellm":
+        from .litellm_embedder import LiteLLMEmbedder
+
+        return LiteLLMEmbedder.load(folder, params, fitted_on)
     if kind not in EMBEDDERS:
         raise IndexIntegrityError(f"{folder}: embedder kind {kind!r} is unknown to this "
                                   "version of the workbench; rebuild the index")

@@ -1,15 +1,17 @@
 """The HTTP face of :class:`~workbench.serving.PromptService`: a FastAPI app.
 
 ``POST /v1/prompts/{name}/complete`` takes the template's variables and answers with the
-output, the version that produced it, token usage, cost and latency. Bad bodies get a 422
-that names the field (a missing or unexpected variable included), never a 500; a body over
-the size limit is a 413, a prompt over the model's context window a 422 (nothing is sent);
-a failing model is a 502, its text scrubbed of keys; a spent budget is a 429 with the
-reason and, as ``Retry-After``, the seconds until the budget's period resets; so is a
-request when the model's calls in flight and its queue are full (``max_concurrency``). With a token,
-the prompt routes want ``Authorization: Bearer <token>``; the health probe and the OpenAPI
-docs stay open, but without the token the probe says only whether each prompt's registry is
-ok (the versions and the reasons, which may name the store, are for the token's holders).
+output, the version that produced it, token usage, cost and latency, and, for a prompt
+served with an index, the documents retrieved into ``{{context}}`` (``sources``). Bad bodies
+get a 422 that names the field (a missing or unexpected variable included), never a 500; a
+body over the size limit is a 413, a prompt over the model's context window a 422 (nothing
+is sent); a failing model is a 502, its text scrubbed of keys; a spent budget is a 429 with
+the reason and, as ``Retry-After``, the seconds until the budget's period resets; so is a
+request when the model's calls in flight and its queue are full (``max_concurrency``). With
+a token, the prompt routes want ``Authorization: Bearer <token>``; the health probe and the
+OpenAPI docs stay open, but without the token the probe says only whether each prompt's
+registry is ok (the versions and the reasons, which may name the store, are for the token's
+holders).
 
 FastAPI is imported at the top: only ``workbench serve`` and applications import this module.
 """
@@ -35,6 +37,7 @@ from .concurrency import Saturated
 from .feedback import add_route as add_feedback_route
 from .guards import GuardBlocked, count_hits
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from .retrieval import CONTEXT
 
 if TYPE_CHECKING:
     from .service import PromptService
@@ -71,6 +74,10 @@ class CompleteResponse(BaseModel):
     latency_s: float = Field(description="the model call's duration")
     tags: dict[str, str]
     request_id: str = Field("", description="for POST /v1/feedback on this answer")
+    sources: list[str] = Field(default_factory=list,
+                               description="ids of the documents retrieved into {{context}}, "
+                                           "best first (empty for a prompt served without an "
+                                           "index)")
 
 
 MAX_BODY_BYTES = 1_000_000
@@ -174,7 +181,11 @@ def _add_complete_route(app: FastAPI, by_name: dict[str, PromptService],
         if service is None:
             raise HTTPException(404, f"{name!r} is not served here; try one of {sorted(by_name)}")
         prompt = await service.aprompt()  # the one look-up: checked and called alike
-        problems = _variable_problems(body.variables, prompt.template.variables)
+        expected, given = prompt.template.variables, body.variables
+        if service.index is not None:  # retrieval fills it, and refuses one given (a 422)
+            expected = expected - {CONTEXT}
+            given = {k: v for k, v in given.items() if k != CONTEXT}
+        problems = _variable_problems(given, expected)
         if problems:
             raise RequestValidationError(problems)
         try:
@@ -187,7 +198,7 @@ def _add_complete_route(app: FastAPI, by_name: dict[str, PromptService],
         return CompleteResponse(
             output=reply.text, prompt=reply.prompt, alias=service.alias, version=reply.version,
             model=reply.model, cost=reply.cost, latency_s=reply.latency_s, tags=reply.tags,
-            request_id=reply.request_id,
+            request_id=reply.request_id, sources=list(reply.sources),
             usage=Usage(prompt_tokens=reply.prompt_tokens,
                         completion_tokens=reply.completion_tokens,
                         total_tokens=reply.prompt_tokens + reply.completion_tokens))

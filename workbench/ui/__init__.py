@@ -20,6 +20,7 @@ from .models import ModelsPanel
 from .monitor import MonitorPanel
 from .promote import PromotePanel
 from .prompts import PromptsPanel
+from .rag import RagPanel
 from .results import ResultsPanel
 from .run import RunPanel
 from .workbench import Workbench
@@ -32,6 +33,7 @@ __all__ = [
     "MonitorPanel",
     "PromotePanel",
     "PromptsPanel",
+    "RagPanel",
     "ResultsPanel",
     "RunPanel",
     "Session",
