@@ -1,0 +1,95 @@
+"""A model downgrade offered as a ready A/B from logged traffic: the folder holds the served
+version as baseline, the cheaper model as candidate, the stored (redacted) requests of that
+type, a margin and the request type; its run is the evidence a route rule cites."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from workbench import ModelConfig, PromptService, PromptTemplate
+from workbench.cli import main
+from workbench.gateway.routing import load
+from workbench.observe.abtest import AbFromTrafficError, ab_from_traffic
+from workbench.prompts.registry import promote, register_version
+
+EMAIL = "bob.jones@example.org"
+TICKETS = [f"{text} (order {i})" for i, text in enumerate(
+    ["I love it", f"I want a refund, write to {EMAIL}", "The screen arrived broken",
+     "Great support"] * 6)]
+
+
+def models(server):
+    big = ModelConfig(model="openai/test-model", api_base=server.base_url, num_retries=0,
+                      params={"temperature": 0})
+    small = ModelConfig(model="openai/test-model-2", api_base=server.base_url, num_retries=0,
+                        params={"temperature": 0})
+    return big, small
+
+
+def serve(server, **options):
+    big, small = models(server)
+    register_version("triage", PromptTemplate("One word, positive or negative: {{ticket}}"),
+                     big)
+    promote("triage", 1, "production", approver="test")
+    service = PromptService("triage", **options)
+    for ticket in TICKETS:
+        service.complete(ticket=ticket, tags={"request_type": "triage"})
+    service.complete(ticket="other", tags={"request_type": "chat"})
+    if service.monitor is not None:
+        assert service.monitor.idle()
+    return big, small
+
+
+def test_the_written_folder_runs_and_its_run_is_routing_evidence(project, llm_server):
+    big, small = serve(llm_server, guard={"pii": "log"})
+    folder = ab_from_traffic("triage", "triage", small, margin=0.2)
+    assert folder == project / "experiments" / "triage-triage-downgrade"
+    spec = yaml.safe_load((folder / "experiment.yaml").read_text())
+    assert (spec["request_type"], spec["non_inferiority_margin"]) == ("triage", 0.2)
+    assert spec["baseline"] == "served"
+    assert spec["models"]["served"]["model"] == big.model
+    assert spec["models"]["cheaper"]["model"] == small.model
+    served = yaml.safe_load((folder / "prompts" / "served.yaml").read_text())
+    assert served["template"] == "One word, positive or negative: {{ticket}}"
+    rows = [json.loads(line) for line in (folder / spec["eval_set"]["path"]).open()]
+    assert len(rows) == len(TICKETS)  # the triage requests only, not the chat one
+    assert {r["ticket"] for r in rows} >= {t for t in TICKETS if EMAIL not in t}
+    assert EMAIL not in (folder / spec["eval_set"]["path"]).read_text()
+    sent = llm_server.request_count
+
+    assert main(["run", str(folder)]) == 0
+    assert llm_server.request_count == sent + 2 * len(TICKETS)
+    from mlflow.tracking import MlflowClient
+
+    from workbench.settings import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`workbench.request_type` = 'triage'")
+    parent = next(r for r in runs if r.data.tags.get("workbench.child_runs"))
+    rule = {"name": "cheap", "request_type": "triage", "to": small.model_dump(),
+            "evidence": parent.info.run_id}
+    PromptService("triage", routes=load([rule]))  # accepted: checked at construction
+
+
+def test_without_stored_traffic_the_error_says_what_to_turn_on(project, llm_server):
+    _, small = serve(llm_server)
+    with pytest.raises(AbFromTrafficError, match=r"were not stored.*guard=\{'pii': 'log'\}"):
+        ab_from_traffic("triage", "triage", small)
+    assert not (project / "experiments" / "triage-triage-downgrade").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("triage", "billing"), "no served 'billing' requests of 'triage'"),
+    (("triage", "triage", "openai/test-model"), "is the model serving"),
+])
+def test_bad_requests_are_refused_before_anything_is_written(project, llm_server, args,
+                                                             message):
+    _, small = serve(llm_server, guard={"pii": "log"})
+    with pytest.raises(AbFromTrafficError, match=message):
+        ab_from_traffic(*args if len(args) == 3 else (*args, small))
+    assert not (project / "experiments").exists() or not any(
+        (project / "experiments").iterdir())
