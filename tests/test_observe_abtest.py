@@ -93,3 +93,51 @@ def test_bad_requests_are_refused_before_anything_is_written(project, llm_server
         ab_from_traffic(*args if len(args) == 3 else (*args, small))
     assert not (project / "experiments").exists() or not any(
         (project / "experiments").iterdir())
+
+
+@pytest.fixture
+def ledger(project):
+    from workbench.observe.store import Store
+
+    opened = Store(f"sqlite:///{project / 'usage.sqlite'}")
+    yield opened
+    opened.dispose()
+
+
+def test_recommend_offers_the_ab_and_says_what_to_turn_on_without_stored_traffic(ledger):
+    from workbench.gateway.pricing import price
+    from workbench.monitor.store import MonitorStore
+    from workbench.observe import savings
+
+    from .test_observe_savings import MINI, ab_evidence, spread
+
+    big = ModelConfig(model="openai/gpt-4o")
+    cost = price(big, 1000, 100)
+    triage = spread(100, model=big.model, tokens_in=1000, tokens_out=100, cost=cost)
+    for i, r in enumerate(triage):
+        r.request_id, r.fingerprint = f"r{i}", f"f{i}"
+    chat = spread(10, request_type="chat", fingerprint="c")  # the project calls MINI too
+    ledger.write(triage + chat)
+
+    def offered():
+        return [r for r in savings.recommend(ledger, "30d") if r.kind == "downgrade_ab"]
+
+    (advice,) = offered()
+    assert advice.key == "request_type=triage model=openai/gpt-4o prompt=triage"
+    expected = (cost - price(ModelConfig(model=MINI), 1000, 100)) * 100 * 3
+    assert advice.monthly_savings_usd == pytest.approx(expected, rel=0.01)
+    assert advice.offer is None
+    assert "None of them is stored" in advice.detail and "guard={'pii': 'log'}" in advice.detail
+
+    MonitorStore(ledger.url).insert("served_requests", [
+        {"request_id": f"r{i}", "ts": r.ts, "prompt": "triage", "inputs": "{}"}
+        for i, r in enumerate(triage[:40])])
+    (advice,) = offered()
+    assert advice.offer == {"prompt": "triage", "request_type": "triage",
+                            "cheaper_model": MINI}
+    assert "ab_from_traffic('triage', 'triage', 'openai/gpt-4o-mini') writes the A/B from " \
+        "the 40 stored requests" in advice.detail
+
+    ab_evidence("triage", non_inferior=True)
+    assert offered() == []  # an A/B already backs it: the downgrade itself is proposed
+    assert "downgrade" in {r.kind for r in savings.recommend(ledger, "30d")}

@@ -72,6 +72,26 @@ def ab_from_traffic(prompt: str, request_type: str, cheaper_model: str | ModelCo
     return target
 
 
+def stored_requests(store: Any, ids: set[str]) -> set[str]:
+    """Those of ``ids`` whose request was stored with its inputs (guard or monitor on)."""
+    import sqlalchemy as sa
+
+    from ..monitor.store import tables
+
+    table = tables(sa.MetaData())["served_requests"]
+    found: set[str] = set()
+    chunk = sorted(ids)
+    try:
+        with store.engine.connect() as conn:
+            for i in range(0, len(chunk), 500):
+                query = sa.select(table.c.request_id).where(
+                    table.c.request_id.in_(chunk[i:i + 500]))
+                found.update(r[0] for r in conn.execute(query))
+    except sa.exc.SQLAlchemyError:  # no monitor table yet: nothing was stored
+        return set()
+    return found
+
+
 def _target(prompt: str, request_type: str, folder: str | Path | None) -> Path:
     if folder is None:
         from ..settings import project_root
