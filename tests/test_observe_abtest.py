@@ -141,3 +141,40 @@ def test_recommend_offers_the_ab_and_says_what_to_turn_on_without_stored_traffic
     ab_evidence("triage", non_inferior=True)
     assert offered() == []  # an A/B already backs it: the downgrade itself is proposed
     assert "downgrade" in {r.kind for r in savings.recommend(ledger, "30d")}
+
+
+def test_the_cost_panel_button_writes_the_offered_ab_and_says_where(project):
+    from workbench.monitor.store import MonitorStore
+    from workbench.observe import default_ledger
+    from workbench.ui import CostPanel
+
+    from .test_observe_savings import spread
+
+    register_version("triage", PromptTemplate("Sentiment: {{ticket}}"),
+                     ModelConfig(model="openai/gpt-4o"))
+    triage = spread(30, model="openai/gpt-4o", tokens_in=1000, tokens_out=100, cost=0.0035,
+                    prompt_version=1)
+    for i, r in enumerate(triage):
+        r.request_id, r.fingerprint = f"r{i}", f"f{i}"
+    store = default_ledger().store()
+    store.write(triage + spread(10, request_type="chat", fingerprint="c"))
+    panel = CostPanel(store=store, window="30 days")
+    panel.ab_button.click()
+    assert "No downgrade A/B is offered" in panel.ab_status.value  # nothing stored yet
+    assert "None of them is stored" in panel.advice.value
+
+    MonitorStore(store.url).insert("served_requests", [
+        {"request_id": f"r{i}", "ts": r.ts, "prompt": "triage", "prompt_version": 1,
+         "inputs": json.dumps({"ticket": f"ticket {i}"}), "output": "positive",
+         "flagged": False, "blocked": False, "sampled": False}
+        for i, r in enumerate(triage)])
+    panel.refresh()
+    assert panel.offer_choice.options[0][1] == ("triage", "triage", "openai/gpt-4o-mini")
+    panel.ab_button.click()
+    folder = project / "experiments" / "triage-triage-downgrade"
+    assert f"Wrote the A/B to {folder}" in panel.ab_status.value
+    spec = yaml.safe_load((folder / "experiment.yaml").read_text())
+    assert spec["models"]["cheaper"]["model"] == "openai/gpt-4o-mini"
+    assert len((folder / spec["eval_set"]["path"]).read_text().splitlines()) == 30
+    panel.ab_button.click()  # a second click does not overwrite it
+    assert "already exists" in panel.ab_status.value
