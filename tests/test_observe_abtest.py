@@ -77,7 +77,8 @@ def test_the_written_folder_runs_and_its_run_is_routing_evidence(project, llm_se
 
 def test_without_stored_traffic_the_error_says_what_to_turn_on(project, llm_server):
     _, small = serve(llm_server)
-    with pytest.raises(AbFromTrafficError, match=r"were not stored.*guard=\{'pii': 'log'\}"):
+    with pytest.raises(AbFromTrafficError,
+                       match=r"is stored with its inputs.*guard=\{'pii': 'log'\}"):
         ab_from_traffic("triage", "triage", small)
     assert not (project / "experiments" / "triage-triage-downgrade").exists()
 
@@ -165,8 +166,9 @@ def test_the_cost_panel_button_writes_the_offered_ab_and_says_where(project):
 
     MonitorStore(store.url).insert("served_requests", [
         {"request_id": f"r{i}", "ts": r.ts, "prompt": "triage", "prompt_version": 1,
-         "inputs": json.dumps({"ticket": f"ticket {i}"}), "output": "positive",
-         "flagged": False, "blocked": False, "sampled": False}
+         "inputs": json.dumps({"ticket": f"ticket {i}"}),
+         "output": None if i == 0 else "positive",  # r0 was blocked by a guard
+         "flagged": i == 0, "blocked": i == 0, "sampled": False}
         for i, r in enumerate(triage)])
     panel.refresh()
     assert panel.offer_choice.options[0][1] == ("triage", "triage", "openai/gpt-4o-mini")
@@ -175,6 +177,7 @@ def test_the_cost_panel_button_writes_the_offered_ab_and_says_where(project):
     assert f"Wrote the A/B to {folder}" in panel.ab_status.value
     spec = yaml.safe_load((folder / "experiment.yaml").read_text())
     assert spec["models"]["cheaper"]["model"] == "openai/gpt-4o-mini"
-    assert len((folder / spec["eval_set"]["path"]).read_text().splitlines()) == 30
+    rows = [json.loads(line) for line in (folder / spec["eval_set"]["path"]).open()]
+    assert len(rows) == 29 and "r0" not in {r["id"] for r in rows}  # no answer to compare
     panel.ab_button.click()  # a second click does not overwrite it
     assert "already exists" in panel.ab_status.value

@@ -61,9 +61,9 @@ def ab_from_traffic(prompt: str, request_type: str, cheaper_model: str | ModelCo
         data = _evalset(prompt, request_type, ids, since, target / "data")
         _write(target, prompt, request_type, served, candidate, data, margin,
                list(scorers or [AGREEMENT]))
-        from ..spec import load_spec
+        from ..experiment import Experiment
 
-        load_spec(target)  # a folder that would not run is reported now, not at run time
+        Experiment.from_yaml(target)  # a folder that would not run is reported now
     except BaseException:
         import shutil
 
@@ -155,11 +155,14 @@ def _evalset(prompt: str, request_type: str, ids: list[str], since: Any, data: P
     from ..monitor.traffic import TrafficQueryError, to_evalset
 
     try:
-        return to_evalset(prompt, f"request_id in {ids!r}", since=since, folder=data)
+        # a request a guard blocked has no answer to compare with
+        return to_evalset(prompt, f"request_id in {ids!r} and not blocked", since=since,
+                          folder=data)
     except TrafficQueryError as exc:
         raise AbFromTrafficError(
-            f"the {len(ids)} served {request_type!r} requests of {prompt!r} were not stored "
-            f"with their inputs ({exc}); fix: {TURN_ON}, then build the A/B again") from None
+            f"none of the {len(ids)} served {request_type!r} requests of {prompt!r} is stored "
+            f"with its inputs and answer ({exc}); fix: {TURN_ON}, then build the A/B "
+            "again") from None
 
 
 def _write(target: Path, prompt: str, request_type: str, served: Any,
