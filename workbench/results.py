@@ -29,6 +29,7 @@ class Results:
         self.baseline = baseline
         self.guardrails = tuple(guardrails)
         self.lower_is_better = tuple(lower_is_better)  # e.g. context_tokens
+        self.non_inferiority_margin: float | None = None  # the experiment's, for compare()
         self.run_ids: dict[str, str] = {}
         self.registry_name = experiment
         self.warnings: list[str] = []
@@ -104,6 +105,8 @@ class Results:
         options.setdefault("primary", self.primary)
         options.setdefault("guardrails", self.guardrails)
         options.setdefault("lower_is_better", self.lower_is_better)
+        if self.non_inferiority_margin is not None:
+            options.setdefault("non_inferiority_margin", self.non_inferiority_margin)
         if b is not None:
             report = compare(self.frame, a, b, self.metrics, **options)
         elif len(names) < 2:

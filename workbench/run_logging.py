@@ -81,9 +81,11 @@ def _log(experiment: Experiment, results: Results, evalset: EvalSet, *,
         variants=experiment.variants, evalset=evalset, results=results,
         report=results.report,
         params={"repeats": spec.run.repeats,
-                **({"trace_calls": True} if spec.run.trace_calls else {})},
+                **({"trace_calls": True} if spec.run.trace_calls else {}),
+                **{k: v for k, v in (("non_inferiority_margin", spec.non_inferiority_margin),
+                                     ("request_type", spec.request_type)) if v is not None}},
         source_dir=spec.directory, trace=spec.run.trace, redact=redact,
-        trace_calls=spec.run.trace_calls,
+        trace_calls=spec.run.trace_calls, request_type=spec.request_type,
         reuse=not log_again, partial=results.partial,
         expected=expected_fields(experiment.scorers))
     results.run_ids = {"parent": tracked.parent_run_id, **tracked.child_run_ids}

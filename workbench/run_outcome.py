@@ -36,6 +36,7 @@ def outcome(experiment: Experiment, rows: list[dict[str, Any]], repeats: int,
                                 experiment=experiment.name, baseline=spec.baseline,
                                 guardrails=spec.gate.guardrails, lower_is_better=lower)
     results.registry_name = spec.prompt_registry_name
+    results.non_inferiority_margin = spec.non_inferiority_margin
     results.warnings = notes + _warnings(experiment, results, repeats)
     results.partial = _partial(experiment.progress, cancelled, len(rows), max_cost)
     if results.partial:

@@ -118,6 +118,11 @@ class ExperimentSpec(_Strict):
     scorers: list[ScorerSpec] = Field(min_length=1)
     primary_metric: str | None = None
     baseline: str | None = None
+    # how much worse on the primary metric a candidate may be and still count as
+    # non-inferior: the verdict a route to a cheaper model cites as its evidence
+    non_inferiority_margin: float | None = Field(default=None, gt=0)
+    # the served request type the eval set stands for: tags the run, for routing evidence
+    request_type: str | None = Field(default=None, min_length=1, pattern=r"^[^'\"`]+$")
     run: RunSpec = Field(default_factory=RunSpec)
     judge: ModelConfig | None = None  # default model of the LLM-judge scorers
     gate: GateSpec = Field(default_factory=GateSpec)
@@ -159,6 +164,7 @@ _FIXES = {
     "model_type": "give a mapping (key: value lines, indented under this key)",
     "list_type": "give a list (lines starting with '- ')",
     "literal_error": "use one of the values named above",
+    "string_pattern_mismatch": "leave out quote characters",
 }
 
 
@@ -259,6 +265,10 @@ def _check(spec: ExperimentSpec, path: Path) -> ExperimentSpec:
             raise SpecError(path, field, f"{metric!r} is not a scorer", f"use one of {metrics}")
     variant_names = _variant_names(spec)
     check_variant_names(spec, path)
+    if spec.non_inferiority_margin is not None and len(variant_names) < 2:
+        raise SpecError(path, "non_inferiority_margin", "a margin needs two or more variants "
+                        f"to compare, and there is one ({variant_names[0]!r})",
+                        "add the candidate (a second model or prompt), or remove the margin")
     if spec.baseline is not None and spec.baseline not in variant_names:
         raise SpecError(path, "baseline", f"{spec.baseline!r} is not a variant",
                         f"use one of {variant_names}")

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 _MAX_PARAM = 6000  # MLflow's limit on a param value
 UI_ENV = "WORKBENCH_MLFLOW_UI"  # where the MLflow UI of a local store is served
 LOCAL_UI = "http://127.0.0.1:5000"  # `make ui`
+REQUEST_TYPE_TAG = "workbench.request_type"  # what gateway.routing reads of its evidence
 
 
 @dataclass
@@ -65,7 +66,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
                   uri: str | None = None, trace: bool = True,
                   redact: Callable[[str], str] | None = None,
                   reuse: bool = False, partial: str | None = None,
-                  expected: Sequence[str] = (), trace_calls: bool = False) -> TrackedExecution:
+                  expected: Sequence[str] = (), trace_calls: bool = False,
+                  request_type: str | None = None) -> TrackedExecution:
     """Write the execution to MLflow and register each prompt variant's version.
 
     With ``reuse``, an execution served wholly from the cache that matches a finished parent
@@ -80,6 +82,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
     fields as expectations (``run_call_traces``), for MLflow's evaluation view.
     ``expected`` names the eval-set fields scorers compare against: the per-example tables
     show them as ``expectations.<field>`` and the other fields as ``inputs.<field>``.
+    ``request_type`` (the served traffic the eval set stands for) tags every run
+    ``workbench.request_type``: a route rule for that type can cite the run as evidence.
     Runs of this experiment left RUNNING by a process that is gone are marked KILLED first.
     """
     uri = uri or tracking_uri(source_dir)
@@ -96,6 +100,8 @@ def log_execution(*, experiment: str, registry_name: str, variants: Sequence[Var
         parent_id, children, versions = found
         return TrackedExecution(experiment_id, parent_id, children, versions, uri, reused=True)
     tags = source_tags(source_dir)
+    if request_type:
+        tags[REQUEST_TYPE_TAG] = request_type
     if partial:
         tags.update({PARTIAL_TAG: "true", "workbench.partial_reason": partial})
     run = _Logging(c=c, uri=uri, experiment=experiment, experiment_id=experiment_id,

@@ -6,6 +6,7 @@ observe.usage(since="7d", by=["application", "user", "request_type"])
 observe.latency(since="24h", by="step")
 observe.alerts(since="24h")
 observe.recommend(since="30d")
+observe.ab_from_traffic("support-triage", "triage", "openai/gpt-4o-mini")  # a ready A/B
 ```
 
 Every served request and every experiment call is one record in the project's ledger
@@ -21,8 +22,8 @@ from .budgets import Budget, BudgetExceeded
 from .hook import attribute, default_ledger, record
 from .record import UsageRecord
 
-__all__ = ["Budget", "BudgetExceeded", "Thresholds", "UsageRecord", "alerts", "attribute",
-           "default_ledger", "latency", "recommend", "record", "usage"]
+__all__ = ["Budget", "BudgetExceeded", "Thresholds", "UsageRecord", "ab_from_traffic",
+           "alerts", "attribute", "default_ledger", "latency", "recommend", "record", "usage"]
 
 
 def usage(since: Any = "7d", by: str | list[str] | None = None) -> Any:
@@ -56,8 +57,18 @@ def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
 
 def recommend(since: Any = "30d", *, min_savings_usd: float = 0.0) -> Any:
     """Savings advice (response cache, max_tokens caps, prompt caching, evidence-backed
-    model downgrades) with projected monthly savings, as a DataFrame, largest first."""
+    model downgrades, downgrade A/Bs to run) with projected monthly savings, as a
+    DataFrame, largest first."""
     from . import savings
 
     found = savings.recommend(default_ledger().store(), since, min_savings_usd=min_savings_usd)
     return savings.frame(found)
+
+
+def ab_from_traffic(prompt: str, request_type: str, cheaper_model: Any,
+                    folder: Any = None, **options: Any) -> Any:
+    """Write a ready A/B folder: the served version of ``prompt`` against ``cheaper_model``
+    on the stored ``request_type`` requests (``observe.abtest``); its path."""
+    from .abtest import ab_from_traffic as write
+
+    return write(prompt, request_type, cheaper_model, folder, **options)

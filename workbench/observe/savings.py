@@ -12,6 +12,10 @@
 * ``downgrade``: an A/B run tagged with the request type (``workbench.request_type``) whose
   verdict says a cheaper model is non-inferior to the one serving it; without such a run
   nothing is proposed. The saving is the request type's cost at the cheaper model's prices.
+* ``downgrade_ab``: a request type served by a model that a cheaper one the project already
+  calls (seen in the window) could replace, with no such A/B: the A/B is offered, ready to
+  write from the stored requests of that type (``offer``: the arguments of
+  ``observe.ab_from_traffic``); when none are stored, the detail says what to turn on.
 
 The window's figures are scaled to 30 days of the traffic the window saw.
 """
@@ -42,6 +46,7 @@ class Recommendation:
     monthly_savings_usd: float
     detail: str
     evidence: str | None = None  # the MLflow run behind a downgrade
+    offer: dict[str, str] | None = None  # ab_from_traffic's arguments for a downgrade_ab
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,9 +60,10 @@ def recommend(store: Any, since: Any = "30d", *, tracking_uri: str | None = None
         return []
     span = max(calls["ts"].max() - max(since_ts(since), calls["ts"].min()), 3600.0)
     scale = MONTH_S / span
+    backed = _downgrades(calls, scale, tracking_uri)
     found = [*_response_cache(calls, scale), *_max_tokens(calls, scale, tracking_uri),
-             *_prompt_caching(calls, scale, tracking_uri),
-             *_downgrades(calls, scale, tracking_uri)]
+             *_prompt_caching(calls, scale, tracking_uri), *backed,
+             *_offers(calls, scale, {r.key for r in backed}, store)]
     found = [r for r in found if r.monthly_savings_usd >= min_savings_usd]
     return sorted(found, key=lambda r: -r.monthly_savings_usd)
 
@@ -77,7 +83,8 @@ def _calls(store: Any, since: Any) -> Any:
     from .queries import _fetch
 
     c = store.calls.c
-    names = ["ts", "application", "request_type", "prompt", "prompt_version", "model",
+    names = ["ts", "request_id", "application", "request_type", "prompt", "prompt_version",
+             "model",
              "tokens_in", "tokens_out", "tokens_cached", "cost", "fingerprint", "route"]
     query = sa.select(*(c[n] for n in names)).where(
         c.ts >= since_ts(since), c.status == "ok", c.cache_hit.is_not(True))
@@ -237,4 +244,45 @@ def _downgrades(calls: Any, scale: float, uri: str | None) -> list[Recommendatio
                         f"{kind!r} requests to {cheaper} would save about ${saved:,.2f} a "
                         "month (a route rule citing this run as its evidence)",
                         evidence=run.info.run_id))
+    return out
+
+
+def _cost_at(group: Any, prices: tuple[float, float]) -> float:
+    return float(group["tokens_in"].sum() * prices[0] + group["tokens_out"].sum() * prices[1])
+
+
+def _offers(calls: Any, scale: float, backed: set[str], store: Any) -> list[Recommendation]:
+    """Per served request type and model: the cheapest model seen in the window, offered as
+    an A/B built from the stored requests, unless an A/B already backs a downgrade."""
+    from ..gateway.config import ModelConfig
+    from .abtest import TURN_ON, stored_requests
+
+    served = calls[calls["fingerprint"].notna() & calls["request_type"].notna()
+                   & calls["prompt"].notna() & calls["route"].isna()]
+    if served.empty:
+        return []
+    prices = {m: p for m in calls["model"].dropna().unique()
+              if (p := _unit_prices(ModelConfig(model=m))) is not None}
+    stored = stored_requests(store, set(served["request_id"].dropna()))
+    out = []
+    for (kind, model, prompt), group in served.groupby(["request_type", "model", "prompt"]):
+        if _key(request_type=kind, model=model) in backed or not prices.get(model):
+            continue
+        costs = {m: _cost_at(group, p) for m, p in prices.items() if m != model}
+        cheaper = min(costs, key=costs.__getitem__, default=None)
+        saved = (_cost_at(group, prices[model]) - costs[cheaper]) * scale if cheaper else 0.0
+        if saved <= 0:
+            continue
+        kept = len(stored & set(group["request_id"]))
+        head = (f"{len(group)} {kind!r} requests of {prompt} were served by {model} and no "
+                f"A/B shows {cheaper} non-inferior on them; if it is, routing them there "
+                f"saves about ${saved:,.2f} a month. ")
+        offer = {"prompt": str(prompt), "request_type": str(kind), "cheaper_model": cheaper}
+        out.append(Recommendation(
+            "downgrade_ab", _key(request_type=kind, model=model, prompt=prompt), saved,
+            head + (f"observe.ab_from_traffic({prompt!r}, {kind!r}, {cheaper!r}) writes the "
+                    f"A/B from the {kept} stored requests; run it and cite its run in a route "
+                    "rule" if kept else f"None of them is stored, so no A/B can be built from "
+                    f"them; fix: {TURN_ON}"),
+            offer=offer if kept else None))
     return out

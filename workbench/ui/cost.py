@@ -2,7 +2,9 @@
 
 Cost over time with the cost alerts marked, the top applications, users or request types,
 latency percentiles per step, throughput and average concurrency, the alerts (each can be
-acknowledged) and the savings advice. It only reads ``workbench.observe``; the chart is an
+acknowledged) and the savings advice; a model downgrade no A/B backs yet can be written
+as a ready A/B folder from the stored traffic (``observe.ab_from_traffic``) with one
+click. It only reads ``workbench.observe``; the chart is an
 SVG whose colours are JupyterLab's theme variables, so it follows a dark theme too.
 """
 
@@ -55,9 +57,15 @@ class CostPanel(widgets.VBox):
                                              layout=widgets.Layout(width="60%"))
         self.ack_button = widgets.Button(description="Acknowledge", icon="check")
         self.advice = widgets.HTML()
+        self.offer_choice = widgets.Dropdown(options=[], description="A/B",
+                                             layout=widgets.Layout(width="60%"))
+        self.ab_button = widgets.Button(description="Create A/B", icon="flask",
+                                        tooltip="write the downgrade A/B from stored traffic")
+        self.ab_status = widgets.HTML()
         self.status = widgets.HTML()
         self.refresh_button.on_click(lambda _: self.refresh())
         self.ack_button.on_click(lambda _: self.acknowledge())
+        self.ab_button.on_click(lambda _: self.create_ab())
         self.window.observe(lambda _: self.refresh(), names="value")
         self.group.observe(lambda _: self.refresh(), names="value")
         body = [widgets.HTML(CSS), widgets.HBox([self.window, self.group,
@@ -65,7 +73,8 @@ class CostPanel(widgets.VBox):
                 self.status, self.chart, self.throughput, self.top, self.latency,
                 widgets.HTML("<h4>Alerts</h4>"), self.alerts,
                 widgets.HBox([self.alert_choice, self.ack_button]),
-                widgets.HTML("<h4>Savings</h4>"), self.advice]
+                widgets.HTML("<h4>Savings</h4>"), self.advice,
+                widgets.HBox([self.offer_choice, self.ab_button]), self.ab_status]
         super().__init__(panel_box(body, "Cost and latency"), **kwargs)
         self.add_class("wb-panel")
         self.add_class("wb-cost")
@@ -134,6 +143,12 @@ class CostPanel(widgets.VBox):
             found = savings.recommend(store, WINDOWS[self.window.value][0])
         except Exception as exc:
             return error_note(exc, "work out savings")
+        offers = [(f"{r.offer['request_type']} requests of {r.offer['prompt']} on "
+                   f"{r.offer['cheaper_model']}",
+                   (r.offer["prompt"], r.offer["request_type"], r.offer["cheaper_model"]))
+                  for r in found if r.offer is not None]
+        self.offer_choice.options = offers
+        self.offer_choice.value = offers[0][1] if offers else None
         if not found:
             return note("No savings advice for this window.", "ok")
         rows = "".join(f"<tr><td>{esc(r.kind)}</td><td>{esc(r.key)}</td>"
@@ -141,6 +156,22 @@ class CostPanel(widgets.VBox):
                        for r in found)
         return ("<table class='wb-ctable'><tr><th>advice</th><th>for</th>"
                 f"<th>a month</th><th>why</th></tr>{rows}</table>")
+
+    @shows_errors("ab_status", "create the A/B")
+    def create_ab(self) -> None:
+        """Write the chosen downgrade A/B and say where it is and what to do with it."""
+        from workbench.observe.abtest import ab_from_traffic
+
+        if not self.offer_choice.value:
+            self.ab_status.value = note("No downgrade A/B is offered in this window.", "warn")
+            return
+        prompt, request_type, cheaper = self.offer_choice.value
+        folder = ab_from_traffic(prompt, request_type, cheaper,
+                                 since=WINDOWS[self.window.value][0])
+        self.ab_status.value = note(
+            f"Wrote the A/B to {folder}. Run it (workbench run {folder}); when its verdict "
+            f"says {cheaper} is non-inferior, cite its parent run as the evidence of a "
+            f"routing rule for {request_type!r} requests in workbench.yaml.", "ok")
 
 
 def _chart(series: Any, alerts: list[Any]) -> str:
