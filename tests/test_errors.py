@@ -18,8 +18,8 @@ from workbench.errors import (
     Unauthorized,
     WorkbenchError,
 )
-from workbench.gateway.client import mapped
 from workbench.gateway.config import ModelConfig
+from workbench.gateway.failures import mapped
 
 from .llm_server import Faults
 

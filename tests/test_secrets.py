@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from workbench import Experiment, ModelConfig, PromptService, PromptTemplate
 from workbench.errors import GatewayError
-from workbench.gateway.client import _describe
+from workbench.gateway.failures import _describe
 from workbench.gateway.scrub import REDACTED, scrub
 from workbench.prompts.registry import promote, register_version
 from workbench.serving.http_app import create_app

@@ -22,8 +22,7 @@ from .gateway.config import ModelConfig
 from .gateway.send import Send, gateway, using
 from .gateway.send import for_run as send_for_run
 from .gateway.send import notes as send_notes
-from .observe import attribute
-from .observe.hook import request_type
+from .observe.hook import attribute, request_type
 from .prompts.templates import PromptTemplate
 from .rag.retrieve import prepare as prepare_retrievers
 from .rag.retrieve import retrieval_scorers, validation_view

@@ -126,7 +126,7 @@ async def _paced_call(gateway: Any, config: ModelConfig, texts: list[str]) -> Em
 
 
 async def _call(config: ModelConfig, texts: list[str]) -> Embeddings:
-    from .client import _headers, _retryable, mapped
+    from .failures import _headers, _retryable, mapped
 
     litellm = _litellm(config)
     _price_for_litellm(litellm, config)

@@ -19,13 +19,7 @@ import numpy as np
 
 from .._optional import optional_import
 from .errors import IndexIntegrityError, RagError
-
-PROBES = (
-    "How do I catch several exceptions in one clause?",
-    "The quick brown fox jumps over the lazy dog.",
-    "Return the number of items in a container.",
-    "Gradient descent minimises a loss function step by step.",
-)
+from .probes import PROBES, _fingerprint, same_vectors  # noqa: F401  (re-exported)
 
 
 class Embedder(Protocol):
@@ -50,17 +44,6 @@ def texts_hash(texts: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for text in texts:
         digest.update(hashlib.sha256(text.encode()).digest())
-    return digest.hexdigest()
-
-
-def _fingerprint(kind: str, params: Mapping[str, Any], fitted_on: str, probe_vectors: Any
-                 ) -> str:
-    if hasattr(probe_vectors, "toarray"):
-        probe_vectors = probe_vectors.toarray()
-    # rounded so that summation order in BLAS does not change the hash
-    rounded = np.round(np.asarray(probe_vectors, dtype=np.float64), 5) + 0.0
-    digest = hashlib.sha256(json.dumps([kind, params, fitted_on], sort_keys=True).encode())
-    digest.update(rounded.tobytes())
     return digest.hexdigest()
 
 
@@ -312,16 +295,6 @@ def load_embedder(folder: Path, kind: str, params: Mapping[str, Any], fitted_on:
         raise IndexIntegrityError(f"{folder}: embedder kind {kind!r} is unknown to this "
                                   "version of the workbench; rebuild the index")
     return EMBEDDERS[kind].load(folder, params, fitted_on)
-
-
-def same_vectors(a: Any, b: Any, tolerance: float = 1e-4) -> bool:
-    """Probe vectors equal up to ``tolerance``: CPUs with other SIMD widths round the last
-    bits differently, which must not refuse a good index; a changed model moves far more."""
-    if hasattr(a, "toarray") != hasattr(b, "toarray") or a.shape != b.shape:
-        return False
-    if hasattr(a, "toarray"):
-        return abs(a - b).max() <= tolerance if a.nnz or b.nnz else True
-    return bool(np.allclose(a, b, rtol=0, atol=tolerance))
 
 
 def _read_json(path: Path) -> Any:

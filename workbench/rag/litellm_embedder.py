@@ -20,8 +20,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from .embedders import PROBES, _fingerprint, same_vectors
 from .errors import RagError
+from .probes import PROBES, _fingerprint, same_vectors
 
 log = logging.getLogger("workbench.rag")
 _CACHES: dict[Path, Any] = {}
