@@ -47,6 +47,19 @@ def test_update_writes_the_file_and_the_next_run_uses_it(bench, llm_server):
     assert any("Mood of: I love this app" in s for s in sent), sent[:2]
 
 
+def test_update_keeps_the_scorers_added_in_the_notebook(make_experiment):
+    from workbench.evaluation.scorers import build_scorer
+
+    exp = Experiment.from_yaml(make_experiment())
+    length = build_scorer("length", {"max_words": 50}, name="length")
+    bench = ui.Workbench(Experiment(exp.spec, extra_scorers=[length]))
+    bench.prompts.editors["bare"].value = "Mood of: {{ticket}}"
+    bench.prompts.update_buttons["bare"].click()
+    assert "Updated prompts/bare.yaml" in bench.prompts.card_status["bare"].value
+    assert length in bench.session.experiment.scorers
+    assert bench.session.experiment.spec.templates["bare"].template == "Mood of: {{ticket}}"
+
+
 def test_update_keeps_a_chat_prompt_and_its_description(bench):
     prompts = bench.prompts
     directory = bench.session.experiment.spec.directory

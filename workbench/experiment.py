@@ -78,6 +78,18 @@ class Experiment:
         return self.spec.name
 
     @property
+    def extra_scorers(self) -> tuple[Scorer, ...]:
+        """Scorers given in Python rather than in experiment.yaml: a rebuilt experiment
+        (another eval set, an updated prompt file) must carry them, or results change."""
+        return tuple(self._extra_scorers)
+
+    def reloaded(self) -> Experiment:
+        """The experiment as its files now say, on this eval set, with this one's notebook
+        scorers."""
+        return Experiment(load_spec(self.spec.path), evalset=self.evalset,
+                          extra_scorers=self._extra_scorers)
+
+    @property
     def metrics(self) -> dict[str, str]:
         return {s.name: s.kind for s in self.scorers}
 

@@ -76,7 +76,6 @@ class PromptsPanel(widgets.VBox):
 
     def update(self, prompt: str) -> None:
         """Write ``prompt``'s editor over its prompt file; later runs use (and register) it."""
-        from workbench.experiment import Experiment
         from workbench.prompts.templates import update_prompt_file
 
         exp = self.session.experiment
@@ -88,7 +87,7 @@ class PromptsPanel(widgets.VBox):
                 raise ValueError(f"the template uses {missing} but the eval set has only "
                                  f"{sorted(exp.evalset.columns)}")
             file = update_prompt_file(exp.spec.directory, exp.spec.prompts[prompt], template)
-            saved = Experiment.from_yaml(exp.spec.path)
+            saved = exp.reloaded()  # the notebook's scorers and eval set come along
             if saved.spec.models != exp.spec.models:
                 saved = saved.with_models(exp.spec.models)
         except Exception as exc:

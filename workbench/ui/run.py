@@ -247,7 +247,7 @@ class RunPanel(widgets.VBox):
             evalset = EvalSet.from_file(change["new"], id_field=exp.spec.eval_set.id_field)
             # scorers added in the notebook (not in experiment.yaml) come along
             switched = Experiment(exp.spec, evalset=evalset,
-                                  extra_scorers=exp.scorers[len(exp.spec.scorers):])
+                                  extra_scorers=exp.extra_scorers)
             switched.progress.listeners.extend(
                 f for f in exp.progress.listeners if f != self._on_progress)
             self.evalset_status.value = ""
