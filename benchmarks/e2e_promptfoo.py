@@ -148,6 +148,8 @@ class Bench:
         self.fresh = 0
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTFOO_DISABLE_TELEMETRY": "1",
                     "PROMPTFOO_DISABLE_UPDATE": "1", "PROMPTFOO_FAILED_TEST_EXIT_CODE": "0",
+                    # its log files: under load, closing them at exit crashed ("write after end")
+                    "PROMPTFOO_DISABLE_DEBUG_LOG": "1", "PROMPTFOO_DISABLE_ERROR_LOG": "1",
                     "NODE_NO_WARNINGS": "1", "LOOPBACK_API_KEY": "sk-loopback"}
         self.env.pop("MLFLOW_TRACKING_URI", None)
 
