@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -255,14 +256,15 @@ def summary(data: dict[str, Any]) -> list[str]:
 
 
 def write_results(lines: list[str], args: argparse.Namespace, data: dict[str, Any]) -> None:
-    head = [SECTION, "",
-            f"`.venv/bin/python benchmarks/e2e_promptfoo.py --rounds {args.rounds}` (last run "
-            f"{time.strftime('%Y-%m-%d')}), promptfoo {PROMPTFOO_VERSION} on node "
-            f"{_node_version()}, {data['calls']:,} calls per arm (4 prompts x "
-            f"{args.examples} rows), concurrency {args.concurrency}, loopback server "
-            f"answering after {args.latency * 1000:.0f} ms; load average "
-            f"{data['load'][0]:.1f} at the end. Each figure is a whole process, "
-            "from start to exit; medians of the rounds.", ""]
+    intro = (f"`.venv/bin/python benchmarks/e2e_promptfoo.py --rounds {args.rounds}` (last run "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), promptfoo "
+             f"{PROMPTFOO_VERSION} on node {_node_version()}, {data['calls']:,} calls per arm "
+             f"(4 prompts x {args.examples} rows), concurrency {args.concurrency}, loopback "
+             f"server answering after {args.latency * 1000:.0f} ms; load average "
+             f"{data['load'][0]:.1f} at the end. Each figure is a whole process, from start "
+             "to exit; medians of the rounds. CPU is the process and the children it waited "
+             "for.")
+    head = [SECTION, "", textwrap.fill(intro, width=92), ""]
     text = RESULTS_MD.read_text()
     block = "\n".join(head + lines) + "\n"
     start = text.find(SECTION)

@@ -6,9 +6,10 @@ asks it one question, without retries and with a short timeout, before anything 
 
 A new SQLite store runs MLflow's migrations on first open; two processes doing that at once
 break each other ("table already exists"), so the first open of a SQLite store is serialised
-with a lock file next to the database. That first open (seconds of migrations) can start in
-a child process with :func:`prepare_store` while the caller loads its experiment; the check
-before the first call then waits for its answer.
+with a lock file next to the database. That open can start in a child process with
+:func:`prepare_store` while the caller loads its experiment; the check before the first call
+takes its answer, except that a new store's migrations (seconds) go on beside the calls and
+are waited for before the run is logged.
 
 Each run records the host and process that logs it: a run still RUNNING whose process is
 gone was cut short (killed), and :func:`mark_abandoned` says so instead of leaving it
@@ -50,7 +51,8 @@ _deferred: set[str] = set()
 
 
 class StoreUnavailable(WorkbenchError):
-    """The MLflow store cannot be reached or opened; raised before any call is sent."""
+    """The MLflow store cannot be reached or opened; raised before any call is sent (or,
+    for a new store whose creation failed beside the calls, before logging)."""
 
 
 def prepare_store(uri: str | None = None) -> None:
