@@ -248,10 +248,12 @@ def summary(data: dict[str, Any]) -> list[str]:
     for store, (wb, pf) in (("fresh", (0, 1)), ("existing", (2, 3))):
         ratios = [r[wb]["calls_per_s"] / r[pf]["calls_per_s"] for r in rounds]
         ok = statistics.median(ratios) >= TARGET
-        lines.append(f"- {store} store: workbench / promptfoo calls/s = "
-                     f"**{statistics.median(ratios):.2f}x** (rounds: "
-                     + ", ".join(f"{x:.2f}" for x in ratios)
-                     + f"); target >= {TARGET}x: **{'met' if ok else 'missed'}**")
+        lines.append(textwrap.fill(
+            f"- {store} store: workbench / promptfoo calls/s = "
+            f"**{statistics.median(ratios):.2f}x** (rounds: "
+            + ", ".join(f"{x:.2f}" for x in ratios)
+            + f"); target >= {TARGET}x: **{'met' if ok else 'missed'}**",
+            width=92, subsequent_indent="  "))
     return lines
 
 
