@@ -6,10 +6,7 @@ asks it one question, without retries and with a short timeout, before anything 
 
 A new SQLite store runs MLflow's migrations on first open; two processes doing that at once
 break each other ("table already exists"), so the first open of a SQLite store is serialised
-with a lock file next to the database. That open can start in a child process with
-:func:`prepare_store` while the caller loads its experiment; the check before the first call
-takes its answer, except that a new store's migrations (seconds) go on beside the calls and
-are waited for before the run is logged.
+with a lock file next to the database.
 
 Each run records the host and process that logs it: a run still RUNNING whose process is
 gone was cut short (killed), and :func:`mark_abandoned` says so instead of leaving it
@@ -23,8 +20,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,46 +38,8 @@ _FIX = ("fix: start the tracking server (docs/team-setup.md) or point MLFLOW_TRA
         "at a reachable store; track=False (--no-track) runs without logging")
 
 
-# local SQLite stores being opened by a child process (with whether the file existed), those
-# a child has opened, and new ones a run started on while their child was still creating them
-_preparing: dict[str, tuple[subprocess.Popen[str], bool]] = {}
-_prepared: set[str] = set()
-_deferred: set[str] = set()
-
-
 class StoreUnavailable(WorkbenchError):
-    """The MLflow store cannot be reached or opened; raised before any call is sent (or,
-    for a new store whose creation failed beside the calls, before logging)."""
-
-
-def prepare_store(uri: str | None = None) -> None:
-    """Start opening (creating, migrating) a local SQLite store in a child process.
-
-    The caller goes on importing and loading on its own core; :func:`check_store` on the same
-    URI takes the child's answer (for a store still being created, once its folder is found
-    writable: the calls then overlap the migrations, and the check before logging waits).
-    Other stores are left to :func:`check_store`. The child runs in a session of its own, so
-    a Ctrl-C meant for the caller never interrupts a migration half-way.
-    """
-    uri = uri or tracking_uri()
-    if uri in _preparing or uri in _prepared or not _sqlite_file(uri):
-        return
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
-            "from workbench.store import _prepare_main; _prepare_main(sys.argv[1])")
-    existed = Path(_sqlite_file(uri)).exists()
-    _preparing[uri] = (subprocess.Popen(
-        [sys.executable, "-c", code, uri], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True),
-        existed)
-
-
-def _prepare_main(uri: str) -> None:
-    """The child of :func:`prepare_store`: one line on stderr and exit 1 when it fails."""
-    try:
-        _open_sqlite(uri)
-    except Exception as exc:  # noqa: BLE001  (told to the parent in one line)
-        print(_reason(exc), file=sys.stderr)
-        raise SystemExit(1) from None
+    """The MLflow store cannot be reached or opened; raised before any call is sent."""
 
 
 def check_store(uri: str | None = None, *, timeout: float | None = None) -> str:
@@ -128,66 +85,15 @@ def _probe_http(uri: str, timeout: float) -> None:
             f"({response.text[:200].strip()}); nothing was sent.\n  {_FIX}")
 
 
-def _sqlite_file(uri: str) -> str:
-    """The database file of a ``sqlite:///`` URI ('' for other URIs and in-memory ones)."""
-    path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
-    return "" if path == ":memory:" else path
-
-
 def _open_sqlite(uri: str) -> None:
-    path = _sqlite_file(uri)
-    if not path:
+    path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
         _client(uri).search_experiments(max_results=1)
-        return
-    if _child_answers(uri, Path(path)):  # MLflow is imported only when the run is logged
         return
     database = Path(path)
     database.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(database.with_name(database.name + ".lock")):
         _client(uri).search_experiments(max_results=1)
-
-
-def _child_answers(uri: str, database: Path) -> bool:
-    """Whether a :func:`prepare_store` child answers for this store; raises what it found.
-
-    A store that did not exist yet is still being created when the run is ready to start:
-    its folder is checked (a file can be made there) and the calls go ahead; the next check,
-    before the run is logged, waits for the child.
-    """
-    if uri in _prepared:
-        _probe_file(database)
-        return True
-    pending = _preparing.get(uri)
-    if pending is None:
-        return False
-    child, existed = pending
-    if not existed and uri not in _deferred and child.poll() is None:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=database.parent):
-            pass
-        _deferred.add(uri)
-        return True
-    del _preparing[uri]
-    _, err = child.communicate()
-    if child.returncode != 0:
-        reason = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
-        sent = "" if uri in _deferred else "; nothing was sent"
-        raise StoreUnavailable(f"MLflow store {uri} could not be opened: {reason}{sent}."
-                               f"\n  {_FIX}")
-    _prepared.add(uri)
-    _probe_file(database)
-    return True
-
-
-def _probe_file(database: Path) -> None:
-    """Read the opened store's schema version with plain SQLite: the file is still there."""
-    import sqlite3
-
-    connection = sqlite3.connect(database.resolve().as_uri() + "?mode=rw", uri=True, timeout=30)
-    try:
-        connection.execute("SELECT version_num FROM alembic_version").fetchone()
-    finally:
-        connection.close()
 
 
 @contextlib.contextmanager

@@ -69,8 +69,6 @@ def register(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
 
-    if not (args.no_track or args.estimate):
-        _prepare_store(args.experiment)
     experiment = Experiment.from_yaml(args.experiment)
     for warning in experiment.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -153,18 +151,6 @@ def _promote_winner(args: argparse.Namespace, report: ComparisonReport) -> int:
     else:  # a protected alias: the request waits for someone else's approval
         print(f"\nnot promoted yet: {outcome}")
     return 0
-
-
-def _prepare_store(experiment: str) -> None:
-    """Open the experiment's MLflow store in a child process while this one loads the
-    experiment (litellm, the eval set); the run checks the store before its first call."""
-    from pathlib import Path
-
-    from ..settings import tracking_uri
-    from ..store import prepare_store
-
-    if Path(experiment).exists():  # a mistyped path is reported by the loader, not created
-        prepare_store(tracking_uri(experiment))
 
 
 def _by_type(results: Results) -> str:
