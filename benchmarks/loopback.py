@@ -6,6 +6,7 @@ steered over its stdin, one command per line; each command answers one line on s
     count          -> requests received so far
     reset          -> "ok" (forget received requests)
     latency <s>    -> "ok" (fixed delay before each answer)
+    digest         -> sha256 of the received requests' model and messages, in any order
 
 The first stdout line is the base URL (``http://127.0.0.1:<port>/v1``). End of stdin stops
 the server. It binds 127.0.0.1 only.
@@ -16,6 +17,8 @@ the server. It binds 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +51,13 @@ def _responder(body: dict[str, Any]) -> str:
     return label_for(last_user_message(body))
 
 
+def digest(requests: list[dict[str, Any]]) -> str:
+    """One hash of what was asked (model and messages), independent of arrival order."""
+    bodies = sorted(json.dumps([r.get("model"), r.get("messages")], sort_keys=True)
+                    for r in requests)
+    return hashlib.sha256("\n".join(bodies).encode()).hexdigest()
+
+
 def serve(latency: float) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from llm_server import FakeLLMServer  # type: ignore[import-not-found]
@@ -61,6 +71,8 @@ def serve(latency: float) -> int:
             elif command == "reset":
                 server.reset()
                 print("ok", flush=True)
+            elif command == "digest":
+                print(digest(server.requests), flush=True)
             elif command == "latency":
                 server.latency = float(args[0])
                 print("ok", flush=True)
@@ -99,6 +111,9 @@ class LoopbackServer:
 
     def reset(self) -> None:
         self._ask("reset")
+
+    def digest(self) -> str:
+        return self._ask("digest")
 
     def set_latency(self, seconds: float) -> None:
         self._ask(f"latency {seconds}")
