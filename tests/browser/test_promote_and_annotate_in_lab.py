@@ -90,9 +90,10 @@ class Bench:
 
 
 @pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = tmp_path / "screenshots"
-    folder.mkdir()
+def shots(request: pytest.FixtureRequest) -> Path:
+    # kept as test artifacts beside the other browser tests' (tests/browser/artifacts)
+    folder = Path(__file__).parent / "artifacts" / request.node.name
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"screenshots: {folder}")
     return folder
 

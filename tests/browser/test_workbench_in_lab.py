@@ -14,9 +14,9 @@ RUN_TIMEOUT = 240_000  # ms; the embedded model on a busy shared CPU
 
 
 @pytest.mark.embedded_model
-def test_edit_run_view_and_promote_in_jupyterlab(page, lab, tmp_path: Path):
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+def test_edit_run_view_and_promote_in_jupyterlab(page, lab):
+    shots = Path(__file__).parent / "artifacts" / "edit-run-view-promote"  # kept as artifacts
+    shots.mkdir(parents=True, exist_ok=True)
     print(f"screenshots: {shots}")
 
     try:
