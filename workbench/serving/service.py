@@ -163,7 +163,9 @@ class PromptService:
         started = loaded if started is None else started
         all_tags = {**self.tags, **_check_tags(tags)}
         screened = screen_input(self, variables, all_tags)  # GuardBlocked before any call
-        retrieved = retrieve(self.index, screened.variables)
+        # a hosted embedder's call must not hold the server's event loop
+        retrieved = (await asyncio.to_thread(retrieve, self.index, screened.variables)
+                     if self.index is not None else retrieve(None, screened.variables))
         messages = self._render(prompt, retrieved.variables, {})
         model = self._model_for(prompt)
         route = self._route(model, messages, all_tags)
