@@ -79,3 +79,16 @@ def test_promotion_moves_the_alias_that_plain_mlflow_reads(tracked):
     assert plain.template == load("triage", version=version).template.template
     assert plain.tags["workbench.promoted.production.by"] == "alice"
     assert plain.tags["workbench.promoted.production.reason"] == "wins on exact match"
+
+
+def test_an_eval_set_with_integer_columns_logs_without_mlflows_schema_warning(make_experiment,
+                                                                              recwarn):
+    # MLflow warns that integer columns "cannot represent missing values" at model-serving
+    # time: nothing of the kind happens here, so the user must not be told it
+    rows = [{"id": f"t{i}", "ticket": f"ticket {i}", "label": "positive", "stars": i % 5}
+            for i in range(6)]
+    results = Experiment.from_yaml(make_experiment(rows=rows)).run(progress=False)
+    assert results.run_ids
+    inputs = client().get_run(results.run_ids["parent"]).inputs.dataset_inputs
+    assert "stars" in inputs[0].dataset.schema
+    assert not [w for w in recwarn if "Integer columns" in str(w.message)]

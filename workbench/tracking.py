@@ -300,10 +300,11 @@ def _dataset_input(evalset: EvalSet) -> Any:
     with warnings.catch_warnings():
         # a local path "can be interpreted in multiple ways" by MLflow: all of them local
         warnings.simplefilter("ignore", UserWarning)
+        # and its schema "cannot represent missing values" in integer columns: no model here
         dataset = mlflow.data.from_pandas(evalset.to_pandas(), source=evalset.source,
                                           name=evalset.name, digest=evalset.digest[:16])
-    return DatasetInput(dataset._to_mlflow_entity(),
-                        tags=[InputTag("mlflow.data.context", "eval")])
+        entity = dataset._to_mlflow_entity()
+    return DatasetInput(entity, tags=[InputTag("mlflow.data.context", "eval")])
 
 
 def _finite(values: Mapping[str, Any]) -> dict[str, float]:
