@@ -117,6 +117,21 @@ def test_a_run_where_every_call_of_a_variant_fails_exits_1_with_the_causes(
     assert "error: every call of 'guided' failed" in captured.err
 
 
+def test_the_command_line_says_each_problem_once(make_experiment, llm_server, recwarn, capsys):
+    # Python's warning would repeat the printed line, pointing at a line of asyncio
+    from tests.llm_server import Faults
+    from workbench.errors import WorkbenchWarning
+
+    folder = make_experiment(prompts={"p": {"messages": [
+        {"role": "user", "content": "{{ticket}} {label}"}]}}, baseline="p")
+    llm_server.faults = Faults(server_error=1.0)
+    assert main(["run", str(folder), "--no-track"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("every call of 'p' failed") == 1
+    assert err.count("single braces is sent literally") == 1
+    assert not [w for w in recwarn if issubclass(w.category, WorkbenchWarning)]
+
+
 def test_a_scorer_that_produced_no_score_exits_1(make_experiment, llm_server, capsys):
     judge = {"model": "openai/test-model", "api_base": llm_server.base_url, "num_retries": 0}
     folder = make_experiment(scorers=[

@@ -7,6 +7,12 @@ class WorkbenchError(Exception):
     """Base of every error the workbench raises on purpose."""
 
 
+class WorkbenchWarning(UserWarning):
+    """A problem with the user's data or run that does not stop it. Its own class, so the
+    command line, which prints each of these as a line of its own, can leave Python's
+    duplicate out."""
+
+
 class SpecError(WorkbenchError):
     """An experiment file (or a file it names) is invalid.
 

@@ -13,7 +13,7 @@ import yaml
 
 from . import collector
 from .aio import run_sync
-from .errors import SpecError, WorkbenchError
+from .errors import SpecError, WorkbenchError, WorkbenchWarning
 from .evaluation.evalsets import EvalSet
 from .evaluation.scorers import Scorer, build_scorer
 from .files import BlockDumper, add_prompt_entry
@@ -119,7 +119,7 @@ class Experiment:
         notes = check_data(where, self.spec.templates, evalset,
                            scorer_fields(self.scorers[:len(self.spec.scorers)]))
         for note in notes:
-            warnings.warn(note, UserWarning, stacklevel=4)
+            warnings.warn(note, WorkbenchWarning, stacklevel=4)
         return notes
 
     def preview(self, variant: str, example: int | str = 0) -> list[dict[str, str]]:

@@ -7,6 +7,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .errors import WorkbenchWarning
+
 if TYPE_CHECKING:
     from .results import Results
     from .run_types import Variant
@@ -75,5 +77,5 @@ def _warnings(experiment: Experiment, results: Results, repeats: int) -> list[st
                      "window (see the warning column)")
     failures = results.failures()
     for failure in failures:  # a verdict on these would be meaningless: say so loudly
-        warnings.warn(failure, UserWarning, stacklevel=6)
+        warnings.warn(failure, WorkbenchWarning, stacklevel=6)
     return notes + failures

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,6 +68,14 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..errors import WorkbenchWarning
+
+    with warnings.catch_warnings():  # each is printed below as a line of its own
+        warnings.simplefilter("ignore", WorkbenchWarning)
+        return _run_experiment(args)
+
+
+def _run_experiment(args: argparse.Namespace) -> int:
     from ..experiment import Experiment
 
     experiment = Experiment.from_yaml(args.experiment)
