@@ -47,14 +47,10 @@ def mapped(exc: Exception, config: ModelConfig, retries: int | None = None) -> G
 
     if isinstance(exc, GatewayError):
         return exc
-    message = _describe(exc, config)
-    if retries is None:  # the Router's count; its message says so already
-        retries = int(getattr(exc, "num_retries", None) or 0)
-    elif retries:
-        message += f" (after {retries} retries)"
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     kind: type[GatewayError]
+    underneath = ""
     if isinstance(exc, litellm.ContextWindowExceededError):
         kind = ContextWindowExceeded
     elif isinstance(exc, litellm.RateLimitError):
@@ -67,8 +63,14 @@ def mapped(exc: Exception, config: ModelConfig, retries: int | None = None) -> G
         kind, status = ConnectionFailed, None
     else:
         kind = _transport_failure(exc) or ProviderError
-        if kind is not ProviderError:
-            status = None  # litellm reports a refused connection as a 500 of its own
+        if kind is not ProviderError:  # litellm reports a refused connection as a 500 of its own
+            status = None
+            underneath = "timed out" if kind is Timeout else "connection failed"
+    message = _describe(exc, config, status, underneath)
+    if retries is None:  # the Router's count; its message says so already
+        retries = int(getattr(exc, "num_retries", None) or 0)
+    elif retries:
+        message += f" (after {retries} retries)"
     return kind(message, model=config.model, status=status, retries=retries)
 
 
@@ -92,12 +94,15 @@ def _transport_failure(exc: BaseException) -> type[GatewayError] | None:
     return None
 
 
-def _describe(exc: Exception, config: ModelConfig) -> str:
+def _describe(exc: Exception, config: ModelConfig, status: int | None,
+              underneath: str = "") -> str:
+    """One line: the model, litellm's exception, the HTTP status a server answered (none
+    when no response came, whatever litellm says), the message."""
     kind = type(exc).__name__
     text = scrub(str(exc), [config])  # before the cut: a key cut in half would not match
     message = text.strip().splitlines()[0] if text.strip() else kind
-    status = getattr(exc, "status_code", None)
-    prefix = f"{config.model}: {kind}" + (f" ({status})" if status else "")
+    said = f" ({status})" if status else f" (no response: {underneath})" if underneath else ""
+    prefix = f"{config.model}: {kind}{said}"
     hint = {401: " — check the key in the environment variable named by api_key_env",
             404: " — check the model name"}.get(status or 0, "")
     return f"{prefix}: {message[:300]}{hint}"
