@@ -287,3 +287,19 @@ def test_a_cold_start_on_a_lost_sqlite_file_does_not_create_one(project):
                                             r"store at .*/elsewhere/mlflow.db"):
         PromptService("triage", alias="production", tracking_uri=f"sqlite:///{db}")
     assert not db.exists()
+
+
+def test_a_missing_alias_says_what_the_prompt_has_and_the_command_that_fixes_it(registered):
+    with pytest.raises(RegistryError) as raised:
+        PromptService("triage", alias="staging")
+    text = str(raised.value)
+    assert "cannot start serving" in text
+    assert "triage has versions 1 to 2 and aliases {'production': 1}" in text
+    assert "`workbench promote triage --version <N> --alias staging`" in text
+
+
+def test_a_missing_prompt_names_the_registered_ones(registered):
+    with pytest.raises(RegistryError) as raised:
+        PromptService("triaje", alias="production")
+    text = str(raised.value)
+    assert "registered prompts: ['triage'] (did you mean 'triage'?)" in text

@@ -12,6 +12,7 @@ and fails with the reason.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import os
 import threading
@@ -156,12 +157,36 @@ class LivePrompt:
 
     def _cold_start_error(self, exc: Exception, state: str, problem: str) -> RegistryError:
         if state == "unservable":
-            return RegistryError(f"cannot start serving: {problem}")
+            missing = getattr(exc.__cause__, "error_code", None) in _ANSWERED
+            hint = _what_exists(self._client, self.name, self.alias) if missing else ""
+            return RegistryError(f"cannot start serving: {problem}{hint}")
         return RegistryError(
             f"cannot start serving {self.uri}: the registry at "
             f"{scrub(self._client._registry_uri)} did not answer "
             f"({type(exc).__name__}: {_first_line(exc)}); "
             "check MLFLOW_TRACKING_URI and that the tracking server is up")
+
+
+def _what_exists(c: Any, name: str, alias: str) -> str:
+    """What the registry has instead of the missing prompt or alias, and the command that
+    fixes it; empty when the registry cannot say (the error itself is the point)."""
+    try:
+        if c.get_prompt(name) is None:
+            names = sorted(p.name for p in c.search_prompts(max_results=1000))
+            close = difflib.get_close_matches(name, names, n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            return (f"\n  registered prompts: {names[:20] or 'none'}{guess}; `workbench run` "
+                    "registers an experiment's prompts under the experiment's name")
+        latest = max((int(v.version) for v in c.search_prompt_versions(name)), default=None)
+        if latest is None:
+            return ""
+        # a search leaves the aliases out; each version read names its own
+        aliases = {a: n for n in range(1, latest + 1)
+                   for a in c.get_prompt_version(name, n).aliases}
+        return (f"\n  {name} has versions 1 to {latest} and aliases {aliases or 'none'}; fix: "
+                f"`workbench promote {name} --version <N> --alias {alias}`")
+    except Exception:  # noqa: BLE001  (a hint must not hide the error it explains)
+        return ""
 
 
 class _Unservable(RegistryError):
