@@ -137,3 +137,15 @@ def test_the_cost_panel_lists_a_monitor_alert_and_it_can_be_acknowledged(store):
     panel.ack_button.click()
     assert "acknowledged by" in panel.alerts.value
     assert QUALITY.alert_id in alerting.acknowledged(store, [QUALITY.alert_id])
+
+
+def test_the_cli_prints_a_monitor_alert_as_delivered_before(tmp_path, monkeypatch, capsys):
+    from workbench.cli import main
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("WORKBENCH_LEDGER_URL", raising=False)
+    alerting.deliver([QUALITY], observe.default_ledger().store(), source="monitor")
+    assert main(["observe", "alerts", "--since", "1h"]) == 0
+    out = capsys.readouterr().out
+    assert "     quality at prompt=triage@production v3, 2026-01-20 01:00 UTC" in out
+    assert "0 new, 1 delivered before" in out
