@@ -149,3 +149,22 @@ def test_the_cli_prints_a_monitor_alert_as_delivered_before(tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "     quality at prompt=triage@production v3, 2026-01-20 01:00 UTC" in out
     assert "0 new, 1 delivered before" in out
+
+
+def test_a_drift_alert_a_webhook_refused_is_logged_returned_and_sent_on_the_next_check(
+        project, receiver, caplog):
+    index = build(project, embedder="lsa")
+    drift = QueryDrift(index, REFERENCE, window_s=60, min_queries=10, factor=1.0,
+                       webhook=receiver.url)
+    for i in range(30):
+        query = f"when should I water tomato seedlings {i}"
+        drift.observe(query, index.search(query, 1)[0].score, at=2000 + i)
+    receiver.status = 500
+    with caplog.at_level(logging.ERROR, logger="workbench.rag"):
+        assert len(drift.check()) == 2  # the caller still gets them
+    assert any(f"webhook {receiver.url}: it answered HTTP 500" in r.getMessage()
+               for r in caplog.records)
+    receiver.status = 200
+    drift.check()
+    assert [len(body["alerts"]) for body in receiver.bodies] == [2, 2]  # refused, then sent
+    assert len(observe.alerts(since="1h").query("kind == 'query_drift'")) == 2

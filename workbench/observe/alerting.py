@@ -7,7 +7,8 @@ its alerts are not marked delivered, so the next check sends them again.
 
 Alerts raised elsewhere (the monitor's ``quality`` and ``canary`` alerts, RAG
 ``query_drift``) are delivered through the same ``deliver`` with their ``source``, so
-``gather`` reads them back from the table and one DataFrame shows every alert that fired.
+``recorded`` reads them back from the table and one DataFrame shows every alert that
+fired.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class Delivery:
 @dataclass(frozen=True)
 class RecordedAlert(Alert):
     """An alert read back from the ledger's table: the part that raised it (``source``:
-    ``monitor``, ``rag``) and the id it was delivered under, so acknowledging it and
-    telling it is not new work on the stored row."""
+    ``monitor``, ``rag``) and the id it was stored under, which acknowledgements and the
+    ``new`` flag refer to."""
 
     source: str = ANOMALY
     recorded_id: str = field(default="", compare=False)
