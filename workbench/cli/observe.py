@@ -1,5 +1,6 @@
-"""``workbench observe``: usage and latency from the ledger, anomaly alerts (for cron) and
-savings advice."""
+"""``workbench observe``: usage and latency from the ledger, every alert of a window (for
+cron: anomalies found now, quality, canary and query-drift alerts as they fired) and savings
+advice."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def register(commands: Any) -> None:
     report.add_argument("--by", default="application,request_type",
                         help="comma-separated columns (default: application,request_type)")
     report.set_defaults(handler=_report)
-    alerts = actions.add_parser("alerts", help="check for anomalies; deliver new alerts once")
+    alerts = actions.add_parser("alerts", help="check for anomalies, deliver new ones once; "
+                                               "list them with the monitor's and RAG's alerts")
     alerts.add_argument("--since", default="24h", help="alerts ending within (default: 24h)")
     alerts.add_argument("--history", default="28d",
                         help="the baseline before the window (default: 28d)")

@@ -1,5 +1,6 @@
 """Quality alerts through the observability layer's channels: the log, the ledger's alert
-table (each episode delivered once) and the webhook."""
+table (each episode delivered once) and the webhook. Stored there with source ``monitor``,
+they are listed by ``observe.alerts()`` beside the cost and latency anomalies."""
 
 from __future__ import annotations
 
@@ -32,6 +33,6 @@ def deliver_quality_alert(prompt: str, alias: str, version: int, metric: str, al
 
     alert = quality_alert(prompt, alias, version, metric, alarm, start, end)
     try:
-        deliver([alert], default_ledger().store(), webhook=webhook)
+        deliver([alert], default_ledger().store(), webhook=webhook, source="monitor")
     except Exception as exc:  # the alert is still in the log; the monitor keeps running
         log.error("quality alert not delivered (%s): %s", exc, alert.message)

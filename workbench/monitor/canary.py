@@ -184,7 +184,7 @@ def _alert(result: CanaryResult, alias: str, webhook: str | None) -> None:
                   start=now, end=now, expected=0.0, observed=result.changed_share or 0.0,
                   unit="share of answers changed",
                   detail=f"model {result.model}: " + "; ".join(result.reasons))
-    deliver([alert], default_ledger().store(), webhook=webhook)
+    deliver([alert], default_ledger().store(), webhook=webhook, source="monitor")
 
 
 def history(prompt: str, max_results: int = 50) -> Any:

@@ -42,9 +42,12 @@ def latency(since: Any = "24h", by: str | list[str] | None = "step") -> Any:
 
 def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
            webhook: str | None = None) -> Any:
-    """Anomaly alerts ending within ``since`` as a DataFrame (``new``: not delivered before).
+    """Every alert of the window as one DataFrame, newest first: the ledger's cost and
+    latency anomalies ending within ``since``, and the alerts the monitor (``quality``,
+    ``canary``) and RAG (``query_drift``) delivered within it; ``source`` says which.
 
-    New alerts are logged and, with ``webhook``, POSTed as JSON; each is delivered once.
+    New anomalies are logged and, with ``webhook``, POSTed as JSON (``new``: not delivered
+    before); each alert is delivered once, the others when they fired, by their source.
     """
     from . import alerting as checking
 
@@ -52,7 +55,8 @@ def alerts(since: Any = "24h", *, history: Any = "28d", thresholds: Any = None,
     found = checking.check(store, since, history, thresholds)
     before = checking._delivered(store, [a.alert_id for a in found])
     checking.deliver(found, store, webhook=webhook)
-    return checking.frame(found, {a.alert_id for a in found} - before)
+    every = checking.with_recorded(store, since, found)
+    return checking.frame(every, {a.alert_id for a in found} - before)
 
 
 def recommend(since: Any = "30d", *, min_savings_usd: float = 0.0) -> Any:

@@ -9,7 +9,9 @@ Two signals per time window, each against the labelled (eval-set) queries:
 
 The thresholds come from the reference queries themselves: random halves of them give the
 spread that sampling alone produces, and a window beyond ``factor`` times that spread is a
-shift. An alert is a ``DriftAlert`` (logged, and returned for a caller to deliver).
+shift. An alert is a ``DriftAlert``, returned by ``check`` and delivered once per window
+and signal through the observability layer (the log, the ledger's alert table with source
+``rag``, ``webhook``), so ``observe.alerts()`` lists it as ``query_drift``.
 """
 
 from __future__ import annotations
@@ -43,11 +45,15 @@ class DriftAlert:
     observed: float
     threshold: float
 
-    def __str__(self) -> str:
-        what = ("centroid distance" if self.signal == "centroid"
+    @property
+    def measure(self) -> str:
+        return ("centroid distance" if self.signal == "centroid"
                 else "drop in median top-1 similarity")
-        return (f"query drift on {self.index}: {what} {self.observed:.3f} over {self.queries} "
-                f"queries, above the {self.threshold:.3f} that sampling alone reaches")
+
+    def __str__(self) -> str:
+        return (f"query drift on {self.index}: {self.measure} {self.observed:.3f} over "
+                f"{self.queries} queries, above the {self.threshold:.3f} that sampling alone "
+                "reaches")
 
 
 class QueryDrift:
@@ -55,11 +61,12 @@ class QueryDrift:
 
     def __init__(self, index: Index, reference: Sequence[str], *, window_s: float = 3600.0,
                  min_queries: int = 20, factor: float = 2.0, seed: int = 0,
-                 keep: int = 100_000) -> None:
+                 keep: int = 100_000, webhook: str | None = None) -> None:
         if len(reference) < 10:
             raise RagError(f"query drift needs at least 10 reference queries, got "
                            f"{len(reference)}; pass the labelled queries of the index")
         self.index, self.window_s, self.min_queries = index, window_s, min_queries
+        self.webhook = webhook
         vectors = _dense(index.embedder.embed_queries(list(reference)))
         self.centroid = _unit(vectors.mean(axis=0))
         top1 = np.array([h[0].score if h else 0.0 for h in index.search_many(reference, k=1)])
@@ -90,18 +97,35 @@ class QueryDrift:
 
     def check(self) -> list[DriftAlert]:
         """Windows with enough queries whose centroid moved, or whose top-1 fell, past the
-        thresholds; each alert is also logged."""
+        thresholds; each is delivered once (log, ledger, ``webhook``) on the first check
+        that finds it."""
         alerts = []
         for start, distance, drop, n in self.windows():
             if n < self.min_queries:
                 continue
             for signal, observed in (("centroid", distance), ("top1", drop)):
                 if observed > self.thresholds[signal]:
-                    alert = DriftAlert(self.index.ref, start, n, signal, observed,
-                                       self.thresholds[signal])
-                    log.warning("%s", alert)
-                    alerts.append(alert)
+                    alerts.append(DriftAlert(self.index.ref, start, n, signal, observed,
+                                             self.thresholds[signal]))
+        if alerts:
+            self._deliver(alerts)
         return alerts
+
+    def _deliver(self, alerts: list[DriftAlert]) -> None:
+        from ..observe.alerting import deliver
+        from ..observe.anomalies import Alert
+        from ..observe.hook import default_ledger
+
+        found = [Alert(kind="query_drift", key=f"index={a.index} signal={a.signal}",
+                       start=a.window_start, end=a.window_start + self.window_s,
+                       expected=a.threshold, observed=a.observed, unit=a.measure,
+                       detail=f"over {a.queries} served queries; expected is the threshold "
+                              "that sampling alone stays under") for a in alerts]
+        try:
+            deliver(found, default_ledger().store(), webhook=self.webhook, source="rag")
+        except Exception as exc:  # the caller still gets the alerts; the log keeps them
+            for alert in alerts:
+                log.error("query drift alert not delivered (%s): %s", exc, alert)
 
 
 def _thresholds(vectors: np.ndarray, top1: np.ndarray, factor: float, seed: int

@@ -107,7 +107,7 @@ class CostPanel(widgets.VBox):
         from workbench.observe import alerting
 
         try:
-            found = alerting.check(store, since)
+            found = alerting.with_recorded(store, since, alerting.check(store, since))
         except Exception as exc:  # too little history is no alert, not a broken panel
             self.alerts.value = error_note(exc, "check for alerts")
             return []
