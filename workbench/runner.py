@@ -194,7 +194,8 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
                    answered_by=completion.model, retries=completion.retries,
                    fallback=completion.fallback)
     for scorer in scorers:
-        if row["error"] is not None:
+        # a scorer that does not read the answer (a retrieval metric) scores a failed call too
+        if row["error"] is not None and getattr(scorer, "reads_output", True):
             row[f"score.{scorer.name}"] = math.nan
             row[f"reason.{scorer.name}"] = "not scored: the call failed"
             continue

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..rag import ChunkerConfig, Embedder, Index
 
 INDEXES_FILE = "indexes.yaml"
 log = logging.getLogger("workbench.rag")
@@ -23,7 +26,9 @@ def register(commands: Any) -> None:
     build.add_argument("path", help="an experiment folder with indexes.yaml, or a folder of "
                                     ".txt/.md/.html documents")
     build.add_argument("--name", help="index name for a folder of documents (default: its name)")
-    build.add_argument("--embedder", default="bm25", help="bm25 or lsa (default: bm25)")
+    build.add_argument("--embedder", default="bm25",
+                       help="bm25 (or lexical), lsa (or local), or a litellm embedding model "
+                            "such as openai/text-embedding-3-small (default: bm25)")
     build.add_argument("--size", type=int, default=256, help="chunk size in tokens")
     build.add_argument("--overlap", type=int, default=32, help="chunk overlap in tokens")
     build.add_argument("--sla", help="freshness SLA, e.g. 24h")
@@ -74,9 +79,9 @@ def _build(args: argparse.Namespace) -> int:
 
 def _build_one(name: str, folder: Path, spec: dict[str, Any], *, track: bool) -> None:
     """An update of the latest version when it was built the same way, else a full build."""
-    from ..rag import ChunkerConfig, Corpus, build_index, load_index, update_index
+    from ..rag import ChunkerConfig, Corpus, build_index, update_index
+    from ..rag.embedders import make_embedder
     from ..rag.errors import RagError
-    from ..rag.store import default_root, versions
 
     unknown = sorted(set(spec) - {"chunker", "embedder", "freshness_sla"})
     if unknown:
@@ -84,25 +89,43 @@ def _build_one(name: str, folder: Path, spec: dict[str, Any], *, track: bool) ->
                        "freshness_sla")
     corpus = Corpus.from_folder(folder)
     chunker = ChunkerConfig.parse(spec.get("chunker"))
-    embedder = spec.get("embedder", "bm25")
-    if versions(default_root(), name):
-        latest = load_index(name)
-        same = (latest.manifest["chunker"] == chunker.as_dict()
-                and latest.manifest["embedder"]["kind"] in _kinds(embedder))
-        if same:
-            index = update_index(latest, corpus, track=track)
-            what = "unchanged" if index is latest else "updated"
-            print(f"{name}: {what} -> {index!r}")
-            return
+    embedder = make_embedder(spec.get("embedder", "bm25"))
+    latest = _reusable(name, chunker, embedder)
+    if latest is not None:
+        index = update_index(latest, corpus, track=track)
+        what = "unchanged" if index is latest else "updated"
+        print(f"{name}: {what} -> {index!r}")
+        return
     index = build_index(corpus, name=name, chunker=chunker, embedder=embedder,
                         freshness_sla=spec.get("freshness_sla"), track=track)
     print(f"{name}: built -> {index!r}")
 
 
-def _kinds(embedder: Any) -> tuple[str, ...]:
-    """The manifest kinds an embedder setting builds (``local`` is LSA, ``lexical`` BM25)."""
-    kind = embedder.get("kind") if isinstance(embedder, dict) else str(embedder)
-    return {"local": ("lsa",), "lexical": ("bm25",)}.get(kind, (kind,))
+def _reusable(name: str, chunker: ChunkerConfig, embedder: Embedder) -> Index | None:
+    """The latest version of ``name`` when it was built with this chunker and this embedder
+    (its kind and every setting, a hosted model's name included), else None.
+
+    The manifest is compared before the version is loaded, since loading a hosted model's
+    version sends its probe sentences. A version whose embedder no longer reproduces its
+    vectors (a model changed behind its name) cannot be updated, so it is rebuilt.
+    """
+    from ..rag import load_index
+    from ..rag.errors import FingerprintMismatch
+    from ..rag.store import default_root, read_manifest, resolve, versions
+
+    root = default_root()
+    if not versions(root, name):
+        return None
+    manifest = read_manifest(resolve(name, root))
+    built_with = manifest["embedder"]
+    if (manifest["chunker"] != chunker.as_dict() or built_with["kind"] != embedder.kind
+            or built_with["params"] != embedder.params()):
+        return None
+    try:
+        return load_index(name, root=root)
+    except FingerprintMismatch as exc:
+        log.warning("%s; building a new version instead", exc)
+        return None
 
 
 def _status(args: argparse.Namespace) -> int:

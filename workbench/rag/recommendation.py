@@ -63,8 +63,8 @@ def recommend(results: Results, *, margin: float = 0.05, metric: str = "recall_a
         if f"score.{needed}" not in frame:
             raise RagError(f"the results have no {needed!r} scores: recommend() needs a run of "
                            "an experiment with `retrievers:` and labelled relevant ids")
-    ok = frame[frame["error"].isna()]
-    means = ok.groupby("variant", sort=False)[[f"score.{metric}", f"score.{CONTEXT_TOKENS}"]
+    # a failed call's row keeps its retrieval scores: the retrieval happened
+    means = frame.groupby("variant", sort=False)[[f"score.{metric}", f"score.{CONTEXT_TOKENS}"]
                                               ].mean().dropna()
     if len(means) < 2:
         raise RagError(f"recommend() compares retriever variants; the results have "

@@ -164,7 +164,13 @@ def _query(example: Example, field_name: str, retriever: str) -> str:
 
 class RetrievalScorer:
     """One labelled retrieval metric (or the context's size) as a scorer, read from the
-    retrieval attached to the example; a variant without a retriever has no score."""
+    retrieval attached to the example; a variant without a retriever has no score.
+
+    It never reads the model's answer, so a row whose call failed is scored too: the
+    retrieval happened, and dropping the row would pair retrievers on fewer queries.
+    """
+
+    reads_output = False
 
     def __init__(self, name: str, kind: MetricKind) -> None:
         self.name, self.kind = name, kind

@@ -80,23 +80,30 @@ def check_variant(df: pd.DataFrame, name: str) -> None:
         )
 
 
+def usable(rows: pd.DataFrame, metric: str, fill_errors: float | None = None) -> pd.Series:
+    """Each row's score for the statistics, NaN where the row does not count.
+
+    A failed call counts only with the score it carries: the runner scores a failed call
+    only with scorers that never read the answer (retrieval metrics), whose value the
+    failure did not change. Otherwise it is left out, or scored ``fill_errors``.
+    """
+    values = rows[col(metric)].astype(float)
+    failed = ~ok_rows(rows) & values.isna()
+    return values.where(~failed, math.nan if fill_errors is None else fill_errors)
+
+
 def per_example(
     df: pd.DataFrame, variant: str, metric: str, fill_errors: float | None = None
 ) -> tuple[pd.Series, pd.Series]:
     """Per-example mean score over the variant's scored calls, and their count.
 
     Failed calls are left out, or count as ``fill_errors`` when it is given (the score of a
-    failure); a call that succeeded but was not scored is always left out.
+    failure); a call that succeeded but was not scored is always left out. A failed call
+    that carries a score keeps it (see ``usable``).
     """
     rows = df[df["variant"] == variant]
-    c = col(metric)
-    ok = ok_rows(rows)
-    values = rows[c].astype(float)
-    if fill_errors is not None:
-        values = values.where(ok, fill_errors)
-        keep = values.notna()
-    else:
-        keep = ok & values.notna()
+    values = usable(rows, metric, fill_errors)
+    keep = values.notna()
     grouped = values[keep].groupby(rows.loc[keep, "example_id"], sort=True)
     return grouped.mean().astype(float), grouped.count()
 
@@ -116,13 +123,8 @@ def quantile(values: pd.Series, q: float) -> float:
 def _calls(df: pd.DataFrame, variant: str, metric: str, fill_errors: float | None) -> pd.DataFrame:
     """The variant's usable calls in repeat order: example_id, rank within example, value."""
     rows = df[df["variant"] == variant]
-    values = rows[col(metric)].astype(float)
-    ok = ok_rows(rows)
-    if fill_errors is not None:
-        values = values.where(ok, fill_errors)
-        keep = values.notna()
-    else:
-        keep = ok & values.notna()
+    values = usable(rows, metric, fill_errors)
+    keep = values.notna()
     order = rows["repeat"] if "repeat" in rows.columns else pd.Series(0, index=rows.index)
     calls = pd.DataFrame(
         {"example_id": rows["example_id"], "order": order, "value": values}
