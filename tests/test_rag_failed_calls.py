@@ -103,3 +103,19 @@ def test_the_statistics_count_a_failed_call_by_the_score_it_carries():
     # the failures as outcomes: a carried score is not replaced by the worst score
     assert pair.errors is not None and pair.errors.diff == pytest.approx(-0.5)
     assert summary.loc["B", "recall_at_k"] == 0.5 and summary.loc["B", "n_errors"] == 4
+
+
+def test_the_gate_threshold_counts_a_failed_calls_retrieval_as_the_comparison_does():
+    from workbench.evaluation.gate import _mean
+
+    # B retrieved nothing relevant on the four queries whose calls failed: a threshold
+    # reading only the answered rows would see a perfect 1.0
+    frame = frame_with_failures()
+    frame.loc[(frame["variant"] == "B") & frame["error"].isna(), "score.recall_at_k"] = 1.0
+    frame.loc[(frame["variant"] == "B") & frame["error"].notna(), "score.recall_at_k"] = 0.0
+    rows = frame[frame["variant"] == "B"]
+
+    assert _mean(rows, "recall_at_k") == pytest.approx(0.6)
+    assert _mean(rows, "contains") == pytest.approx(0.5)  # answers: the answered rows only
+    summary = stats.summarize(frame, {"recall_at_k": "continuous", "contains": "binary"})
+    assert summary.loc["B", "recall_at_k"] == pytest.approx(0.6)

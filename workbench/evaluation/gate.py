@@ -244,8 +244,10 @@ def _calls_line(frame: Any) -> str:
 
 def _mean(rows: Any, metric: str) -> float | None:
     """Mean over per-example means (repeats count once), as the A/B summary computes it."""
-    column = f"score.{metric}"
-    scored = rows[rows["error"].isna()].dropna(subset=[column])
-    if scored.empty:
+    from .stats._frame import usable
+
+    values = usable(rows, metric)  # a failed call's retrieval score counts, as in the A/B
+    kept = values.notna()
+    if not kept.any():
         return None
-    return float(scored.groupby("example_id")[column].mean().mean())
+    return float(values[kept].groupby(rows.loc[kept, "example_id"]).mean().mean())
