@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from .embeddings import Embeddings
 
 _ROUTERS: dict[tuple[str, str], Any] = {}
+# a model's rpm/tpm windows, shared by every gateway, event loop and thread of the process
+_WINDOWS: dict[str, tuple[MinuteWindow | None, MinuteWindow | None]] = {}
+_WINDOWS_LOCK = threading.Lock()
 
 
 # the name this error had before the tree in ``workbench.errors``
@@ -58,7 +62,7 @@ class Gateway:
     def __init__(self, cache: ResponseCache | None = None, *, max_concurrency: int = 64) -> None:
         self.cache = cache
         self.max_concurrency = max_concurrency
-        # asyncio primitives belong to one event loop; sync callers may use several
+        # concurrency slots are asyncio primitives, which belong to one event loop
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
 
@@ -238,9 +242,24 @@ class _Pacing:
     concurrency: AdaptiveConcurrency
 
     def __init__(self, config: ModelConfig, max_concurrency: int) -> None:
-        self.requests = MinuteWindow(config.rpm) if config.rpm else None
-        self.tokens = MinuteWindow(config.tpm) if config.tpm else None
+        self.requests, self.tokens = _windows(config)
         self.concurrency = AdaptiveConcurrency(max_concurrency)
+
+
+def _windows(config: ModelConfig) -> tuple[MinuteWindow | None, MinuteWindow | None]:
+    """The model's requests and tokens windows, one pair per configuration in the process.
+
+    The provider counts a model's requests however they were made, so a window is not the
+    gateway's nor the event loop's: sync calls (each on a loop of its own), threads, and
+    the gateways made per call (a shadow call's, a pairwise comparison's) all fill one.
+    """
+    with _WINDOWS_LOCK:
+        found = _WINDOWS.get(config.key)
+        if found is None:
+            found = _WINDOWS[config.key] = (
+                MinuteWindow(config.rpm) if config.rpm else None,
+                MinuteWindow(config.tpm) if config.tpm else None)
+        return found
 
 
 def _answered_key(config: ModelConfig, completion: Completion, messages: list[dict[str, str]],
