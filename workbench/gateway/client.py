@@ -253,6 +253,8 @@ def _windows(config: ModelConfig) -> tuple[MinuteWindow | None, MinuteWindow | N
     gateway's nor the event loop's: sync calls (each on a loop of its own), threads, and
     the gateways made per call (a shadow call's, a pairwise comparison's) all fill one.
     """
+    if not (config.rpm or config.tpm):
+        return None, None
     with _WINDOWS_LOCK:
         found = _WINDOWS.get(config.key)
         if found is None:
