@@ -13,6 +13,7 @@ from workbench import ModelConfig, PromptService, PromptTemplate
 from workbench.aio import run_sync
 from workbench.gateway import client
 from workbench.gateway.client import Gateway
+from workbench.gateway.config import Completion
 from workbench.gateway.limits import MinuteWindow
 from workbench.gateway.send import gateway
 from workbench.prompts.registry import promote, register_version
@@ -125,3 +126,22 @@ def test_a_full_window_says_how_long_until_room():
     assert [window.take(), window.take()] == [0.0, 0.0]
     assert 59.0 < window.take() <= 60.001
     assert window.take(5) > 0.0  # an oversized request counts as the whole limit
+
+
+def test_a_long_lived_gateway_lets_go_of_finished_event_loops(monkeypatch):
+    async def answer(config, messages):
+        await asyncio.sleep(0)
+        return Completion("ok", config.model, 1, 1, 0.0, 0.0)
+
+    send = Gateway(max_concurrency=2)  # 8 calls on 2 slots: the slots are waited for
+    monkeypatch.setattr(send, "_call", answer)
+    config = ModelConfig(model="openai/test-model", rpm=1_000)
+
+    async def busy_run() -> weakref.ref[asyncio.AbstractEventLoop]:
+        await asyncio.gather(*(send.complete(config, HELLO) for _ in range(8)))
+        return weakref.ref(asyncio.get_running_loop())
+
+    earlier = [asyncio.run(busy_run()) for _ in range(3)]
+    asyncio.run(busy_run())
+    gc.collect()
+    assert [loop() for loop in earlier] == [None, None, None]

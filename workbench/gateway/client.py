@@ -65,6 +65,7 @@ class Gateway:
         # concurrency slots are asyncio primitives, which belong to one event loop
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
+        self._pacing_lock = threading.Lock()  # sync callers on several threads add loops
 
     @recorded  # one usage record per call inside observe.attribute(...)
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
@@ -100,10 +101,26 @@ class Gateway:
 
     # ---- pacing -------------------------------------------------------------------------
     def _pacing_for(self, config: ModelConfig) -> _Pacing:
-        per_loop = self._pacing.setdefault(asyncio.get_running_loop(), {})
-        if config.key not in per_loop:
-            per_loop[config.key] = _Pacing(config, self.max_concurrency)
-        return per_loop[config.key]
+        per_loop = self._pacing.get(asyncio.get_running_loop())
+        found = per_loop.get(config.key) if per_loop is not None else None
+        return found if found is not None else self._new_pacing(config)
+
+    def _new_pacing(self, config: ModelConfig) -> _Pacing:
+        """The model's pacing on this event loop, made on its first call there.
+
+        A slot's asyncio primitives hold on to the loop they waited on, so a weak key does
+        not let a finished loop go: loops that have closed are dropped here instead.
+        """
+        loop = asyncio.get_running_loop()
+        with self._pacing_lock:
+            per_loop = self._pacing.get(loop)
+            if per_loop is None:
+                for closed in [old for old in self._pacing if old.is_closed()]:
+                    del self._pacing[closed]
+                per_loop = self._pacing[loop] = {}
+            if config.key not in per_loop:
+                per_loop[config.key] = _Pacing(config, self.max_concurrency)
+            return per_loop[config.key]
 
     async def _paced_call(self, config: ModelConfig, messages: list[dict[str, str]]
                           ) -> Completion:
