@@ -19,7 +19,7 @@ from workbench.gateway.send import gateway
 from workbench.prompts.registry import promote, register_version
 
 HELLO = [{"role": "user", "content": "hello"}]
-STILL_WAITING_S = 0.5  # far below the 60 s a full window makes a caller wait
+STILL_WAITING_S = 1.0  # far below the 60 s a full window makes a caller wait
 
 
 def paced(server, **limits) -> ModelConfig:

@@ -6,8 +6,9 @@ routing, which cost about 0.9 ms of CPU per call here, so it is called with
 ``litellm.acompletion`` directly and retried with litellm's own policy (``should_retry``
 on the status, ``calculate_retry_after``: Retry-After when given, else exponential
 backoff). The gateway adds what a batch evaluation needs on top: waiting for rpm/tpm
-capacity instead of failing, concurrency that halves on rate limits, a context-window
-check before sending, prices for models litellm does not know, and the cache.
+capacity instead of failing (one minute window per model for every call of the process),
+concurrency that halves on rate limits, a context-window check before sending, prices for
+models litellm does not know, and the cache.
 
 Any failure becomes a ``GatewayError`` with a readable reason, so the runner records it
 on the row and goes on, and the serving module can show it to a caller. A litellm exception
