@@ -6,8 +6,9 @@ routing, which cost about 0.9 ms of CPU per call here, so it is called with
 ``litellm.acompletion`` directly and retried with litellm's own policy (``should_retry``
 on the status, ``calculate_retry_after``: Retry-After when given, else exponential
 backoff). The gateway adds what a batch evaluation needs on top: waiting for rpm/tpm
-capacity instead of failing, concurrency that halves on rate limits, a context-window
-check before sending, prices for models litellm does not know, and the cache.
+capacity instead of failing (one minute window per model for every call of the process),
+concurrency that halves on rate limits, a context-window check before sending, prices for
+models litellm does not know, and the cache.
 
 Any failure becomes a ``GatewayError`` with a readable reason, so the runner records it
 on the row and goes on, and the serving module can show it to a caller. A litellm exception
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     from .embeddings import Embeddings
 
 _ROUTERS: dict[tuple[str, str], Any] = {}
+# a model's rpm/tpm windows, shared by every gateway, event loop and thread of the process
+_WINDOWS: dict[str, tuple[MinuteWindow | None, MinuteWindow | None]] = {}
+_WINDOWS_LOCK = threading.Lock()
 
 
 # the name this error had before the tree in ``workbench.errors``
@@ -58,9 +63,10 @@ class Gateway:
     def __init__(self, cache: ResponseCache | None = None, *, max_concurrency: int = 64) -> None:
         self.cache = cache
         self.max_concurrency = max_concurrency
-        # asyncio primitives belong to one event loop; sync callers may use several
+        # concurrency slots are asyncio primitives, which belong to one event loop
         self._pacing: weakref.WeakKeyDictionary[Any, dict[str, _Pacing]] = (
             weakref.WeakKeyDictionary())
+        self._pacing_lock = threading.Lock()  # sync callers on several threads add loops
 
     @recorded  # one usage record per call inside observe.attribute(...)
     async def complete(self, config: ModelConfig, messages: list[dict[str, str]], *,
@@ -96,10 +102,26 @@ class Gateway:
 
     # ---- pacing -------------------------------------------------------------------------
     def _pacing_for(self, config: ModelConfig) -> _Pacing:
-        per_loop = self._pacing.setdefault(asyncio.get_running_loop(), {})
-        if config.key not in per_loop:
-            per_loop[config.key] = _Pacing(config, self.max_concurrency)
-        return per_loop[config.key]
+        per_loop = self._pacing.get(asyncio.get_running_loop())
+        found = per_loop.get(config.key) if per_loop is not None else None
+        return found if found is not None else self._new_pacing(config)
+
+    def _new_pacing(self, config: ModelConfig) -> _Pacing:
+        """The model's pacing on this event loop, made on its first call there.
+
+        A slot's asyncio primitives hold on to the loop they waited on, so a weak key does
+        not let a finished loop go: loops that have closed are dropped here instead.
+        """
+        loop = asyncio.get_running_loop()
+        with self._pacing_lock:
+            per_loop = self._pacing.get(loop)
+            if per_loop is None:
+                for closed in [old for old in self._pacing if old.is_closed()]:
+                    del self._pacing[closed]
+                per_loop = self._pacing[loop] = {}
+            if config.key not in per_loop:
+                per_loop[config.key] = _Pacing(config, self.max_concurrency)
+            return per_loop[config.key]
 
     async def _paced_call(self, config: ModelConfig, messages: list[dict[str, str]]
                           ) -> Completion:
@@ -238,9 +260,26 @@ class _Pacing:
     concurrency: AdaptiveConcurrency
 
     def __init__(self, config: ModelConfig, max_concurrency: int) -> None:
-        self.requests = MinuteWindow(config.rpm) if config.rpm else None
-        self.tokens = MinuteWindow(config.tpm) if config.tpm else None
+        self.requests, self.tokens = _windows(config)
         self.concurrency = AdaptiveConcurrency(max_concurrency)
+
+
+def _windows(config: ModelConfig) -> tuple[MinuteWindow | None, MinuteWindow | None]:
+    """The model's requests and tokens windows, one pair per configuration in the process.
+
+    The provider counts a model's requests however they were made, so a window is not the
+    gateway's nor the event loop's: sync calls (each on a loop of its own), threads, and
+    the gateways made per call (a shadow call's, a pairwise comparison's) all fill one.
+    """
+    if not (config.rpm or config.tpm):
+        return None, None
+    with _WINDOWS_LOCK:
+        found = _WINDOWS.get(config.key)
+        if found is None:
+            found = _WINDOWS[config.key] = (
+                MinuteWindow(config.rpm) if config.rpm else None,
+                MinuteWindow(config.tpm) if config.tpm else None)
+        return found
 
 
 def _answered_key(config: ModelConfig, completion: Completion, messages: list[dict[str, str]],
