@@ -40,6 +40,16 @@ def llm_server() -> Iterator[FakeLLMServer]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _rate_windows_of_this_test_only() -> Iterator[None]:
+    """A model's rpm/tpm windows live as long as the process: a test must not inherit
+    another's (two servers may get the same port, hence the same model config)."""
+    yield
+    from workbench.gateway import client
+
+    client._WINDOWS.clear()
+
+
 @pytest.fixture(scope="session")
 def _mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, migrated MLflow database, made once: creating one costs several seconds."""
