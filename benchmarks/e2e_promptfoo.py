@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/e2e_promptfoo.py                 # 3 rounds, prints a table
     .venv/bin/python benchmarks/e2e_promptfoo.py --write         # also update RESULTS.md
+    .venv/bin/python benchmarks/e2e_promptfoo.py --untracked     # and `--no-track` (no MLflow)
 
 Each arm is a process started from the shell's point of view and timed until it exits:
 imports, opening (or creating) the store, 2,000 calls (4 prompts x 500 rows) at concurrency
@@ -163,8 +164,9 @@ class Bench:
 
     def command(self, arm: str, home: Path) -> tuple[list[str], dict[str, str]]:
         if arm.startswith("workbench"):
+            untracked = ["--no-track"] if arm.endswith("untracked") else []
             return ([sys.executable, "-m", "workbench", "run", str(self.experiment),
-                     "--no-cache"], {**self.env, "WORKBENCH_HOME": str(home)})
+                     "--no-cache", *untracked], {**self.env, "WORKBENCH_HOME": str(home)})
         return ([str(self.promptfoo), "eval", "-c", str(self.config / "promptfooconfig.yaml"),
                  "-j", str(self.args.concurrency), "--no-cache", "--no-progress-bar",
                  "--no-table"], {**self.env, "PROMPTFOO_CONFIG_DIR": str(home)})
@@ -196,19 +198,25 @@ class Bench:
         if arm.startswith("promptfoo"):
             found = re.search(r"([\d,]+) passed", stdout)
             return int(found.group(1).replace(",", "")) if found else -1
-        with sqlite3.connect(home / "mlruns" / "mlflow.db") as db:
-            status = db.execute("select status from runs where run_uuid = ?",
-                                (re.search(r"parent run\s+(\w+)", stdout).group(1),)).fetchone()
-            if status != ("FINISHED",):
-                raise SystemExit(f"{arm}: the MLflow parent run is {status}, not FINISHED")
+        if not arm.endswith("untracked"):  # untracked: nothing in MLflow to check
+            self._check_parent_run(arm, home, stdout)
         # "Per variant" lines: name, n, calls, errors (share), exact_match mean [CI], ...
         matched = re.findall(r"^\s+\w+\s+(\d+)\s+\d+\s+\d+ \([\d.]+%\)\s+([\d.]+) \[",
                              stdout, re.M)
         return round(sum(int(n) * float(mean) for n, mean in matched)) if matched else -1
 
+    def _check_parent_run(self, arm: str, home: Path, stdout: str) -> None:
+        with sqlite3.connect(home / "mlruns" / "mlflow.db") as db:
+            status = db.execute("select status from runs where run_uuid = ?",
+                                (re.search(r"parent run\s+(\w+)", stdout).group(1),)).fetchone()
+            if status != ("FINISHED",):
+                raise SystemExit(f"{arm}: the MLflow parent run is {status}, not FINISHED")
+
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     arms = ["workbench fresh", "promptfoo fresh", "workbench existing", "promptfoo existing"]
+    if args.untracked:  # the same run without MLflow: how much of the time MLflow takes
+        arms.append("workbench untracked")
     work = Path(tempfile.mkdtemp(prefix="workbench-e2e-"))
     deadline = time.monotonic() + args.budget
     results: list[list[dict[str, Any]]] = []
@@ -254,11 +262,19 @@ def summary(data: dict[str, Any]) -> list[str]:
             + ", ".join(f"{x:.2f}" for x in ratios)
             + f"); target >= {TARGET}x: **{'met' if ok else 'missed'}**",
             width=92, subsequent_indent="  "))
+    if "workbench untracked" in arms:
+        wb, pf = arms.index("workbench untracked"), arms.index("promptfoo existing")
+        ratios = [r[wb]["calls_per_s"] / r[pf]["calls_per_s"] for r in rounds]
+        lines.append(textwrap.fill(
+            "- without MLflow (`--no-track`): workbench / promptfoo (existing store) calls/s = "
+            f"**{statistics.median(ratios):.2f}x** (rounds: "
+            + ", ".join(f"{x:.2f}" for x in ratios) + ")", width=92, subsequent_indent="  "))
     return lines
 
 
 def write_results(lines: list[str], args: argparse.Namespace, data: dict[str, Any]) -> None:
-    intro = (f"`.venv/bin/python benchmarks/e2e_promptfoo.py --rounds {args.rounds}` (last run "
+    flags = f"--rounds {args.rounds}" + (" --untracked" if args.untracked else "")
+    intro = (f"`.venv/bin/python benchmarks/e2e_promptfoo.py {flags}` (last run "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), promptfoo "
              f"{PROMPTFOO_VERSION} on node {_node_version()}, {data['calls']:,} calls per arm "
              f"(4 prompts x {args.examples} rows), concurrency {args.concurrency}, loopback "
@@ -295,6 +311,8 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=0.1, help="server delay, seconds")
     parser.add_argument("--budget", type=float, default=300,
                         help="seconds after which no new round starts")
+    parser.add_argument("--untracked", action="store_true",
+                        help="also time `workbench run --no-track` (no MLflow logging)")
     parser.add_argument("--write", action="store_true", help="update RESULTS.md")
     parser.add_argument("--json", type=Path, help="also save the raw measurements here")
     args = parser.parse_args()
