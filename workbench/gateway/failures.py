@@ -94,7 +94,7 @@ def _transport_failure(exc: BaseException) -> type[GatewayError] | None:
     return None
 
 
-def _describe(exc: Exception, config: ModelConfig, status: int | None,
+def _describe(exc: Exception, config: ModelConfig, status: int | None = None,
               underneath: str = "") -> str:
     """One line: the model, litellm's exception, the HTTP status a server answered (none
     when no response came, whatever litellm says), the message."""
