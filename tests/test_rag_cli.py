@@ -58,6 +58,34 @@ def test_build_makes_a_version_then_updates_only_when_the_corpus_changed(kb, cap
     assert load_index("kb").manifest["incremental"]["changed"] == ["dict"]
 
 
+def test_a_changed_freshness_sla_in_indexes_yaml_takes_effect(kb, capsys):
+    assert rag("build", kb, "--no-track") == 0
+    (kb / "indexes.yaml").write_text("corpus: docs\nindexes:\n  kb: {chunker: {size: 16, "
+                                     "overlap: 0}, embedder: bm25, freshness_sla: 12h}\n")
+    assert rag("build", kb, "--no-track") == 0  # no document changed
+    (kb / "docs" / "dict.txt").write_text("A dictionary maps keys to values, fast.")
+    (kb / "indexes.yaml").write_text("corpus: docs\nindexes:\n  kb: {chunker: {size: 16, "
+                                     "overlap: 0}, embedder: bm25, freshness_sla: 30m}\n")
+    assert rag("build", kb, "--no-track") == 0
+    out = capsys.readouterr().out.splitlines()
+
+    assert [line.rsplit(" -> ", 1)[0] for line in out] == [
+        "kb: built", "kb: updated (freshness_sla none -> 12h)",
+        "kb: updated (freshness_sla 12h -> 30m)"]
+    assert [load_index(f"kb@v{n}").manifest["freshness_sla"] for n in (1, 2, 3)] == [
+        None, "12h", "30m"]
+    assert load_index("kb@v2").manifest["incremental"]["changed"] == []
+
+
+def test_without_sla_a_folder_build_keeps_the_versions_sla(kb, capsys):
+    common = ("--name", "plain", "--size", "16", "--overlap", "0", "--no-track")
+    assert rag("build", kb / "docs", "--sla", "24h", *common) == 0
+    (kb / "docs" / "dict.txt").write_text("A dictionary maps keys to values, fast.")
+    assert rag("build", kb / "docs", *common) == 0
+    assert load_index("plain").manifest["freshness_sla"] == "24h"
+    assert load_index("plain").version == "v2"
+
+
 def test_build_of_a_plain_folder_names_the_index_after_it(kb, capsys):
     assert rag("build", kb / "docs", "--name", "plain", "--embedder", "lsa", "--size", "16",
                "--overlap", "0", "--no-track") == 0

@@ -69,10 +69,13 @@ def _build(args: argparse.Namespace) -> int:
                            "{chunker: ..., embedder: ...}}`")
         corpus = folder / str(data.get("corpus", "docs"))
         for name, spec in data["indexes"].items():
-            _build_one(name, corpus, dict(spec or {}), track=not args.no_track)
+            spec = dict(spec or {})
+            spec.setdefault("freshness_sla", None)  # the file says it all: none is none
+            _build_one(name, corpus, spec, track=not args.no_track)
         return 0
-    spec = {"chunker": {"size": args.size, "overlap": args.overlap},
-            "embedder": args.embedder, "freshness_sla": args.sla}
+    spec = {"chunker": {"size": args.size, "overlap": args.overlap}, "embedder": args.embedder}
+    if args.sla is not None:  # without --sla an update keeps the version's SLA
+        spec["freshness_sla"] = args.sla
     _build_one(args.name or folder.resolve().name, folder, spec, track=not args.no_track)
     return 0
 
@@ -82,6 +85,7 @@ def _build_one(name: str, folder: Path, spec: dict[str, Any], *, track: bool) ->
     from ..rag import ChunkerConfig, Corpus, build_index, update_index
     from ..rag.embedders import make_embedder
     from ..rag.errors import RagError
+    from ..rag.index import KEEP
 
     unknown = sorted(set(spec) - {"chunker", "embedder", "freshness_sla"})
     if unknown:
@@ -92,9 +96,12 @@ def _build_one(name: str, folder: Path, spec: dict[str, Any], *, track: bool) ->
     embedder = make_embedder(spec.get("embedder", "bm25"))
     latest = _reusable(name, chunker, embedder)
     if latest is not None:
-        index = update_index(latest, corpus, track=track)
+        sla = spec.get("freshness_sla", KEEP)
+        index = update_index(latest, corpus, track=track, freshness_sla=sla)
         what = "unchanged" if index is latest else "updated"
-        print(f"{name}: {what} -> {index!r}")
+        was, now = latest.manifest.get("freshness_sla"), index.manifest.get("freshness_sla")
+        moved = f" (freshness_sla {was or 'none'} -> {now or 'none'})" if was != now else ""
+        print(f"{name}: {what}{moved} -> {index!r}")
         return
     index = build_index(corpus, name=name, chunker=chunker, embedder=embedder,
                         freshness_sla=spec.get("freshness_sla"), track=track)

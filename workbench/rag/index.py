@@ -28,6 +28,16 @@ from .embedders import Embedder, load_embedder, make_embedder, same_vectors
 from .errors import FingerprintMismatch, IndexIntegrityError, RagError
 
 
+class Keep:
+    """An update's setting left as its parent had it."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP = Keep()
+
+
 @dataclass(frozen=True)
 class Hit:
     """One retrieved chunk, with the span of its document it covers."""
@@ -145,8 +155,11 @@ def build_index(corpus: Corpus, *, name: str = "kb",
 
 def update_index(parent: Index | str, corpus: Corpus | None = None, *,
                  root: str | Path | None = None, track: bool = True,
-                 uri: str | None = None) -> Index:
+                 uri: str | None = None, freshness_sla: str | None | Keep = KEEP) -> Index:
     """A new version from ``parent`` that re-chunks only changed, added and removed documents.
+
+    ``freshness_sla`` replaces the parent's (``None`` removes it); a new SLA makes a new
+    version even when no document changed, since a version's SLA is part of its manifest.
 
     LSA keeps the parent's fitted model and embeds only the new chunks, so the version
     shares the parent's fingerprint; its vocabulary does not learn new words until a full
@@ -160,7 +173,10 @@ def update_index(parent: Index | str, corpus: Corpus | None = None, *,
     corpus = corpus or Corpus.from_source(base.manifest["corpus"]["source"])
     old = base.manifest["corpus"]["documents"]
     new = corpus.hashes
-    if old == new:
+    sla = base.manifest.get("freshness_sla") if isinstance(freshness_sla, Keep) else freshness_sla
+    if sla is not None:
+        parse_duration(sla)
+    if old == new and sla == base.manifest.get("freshness_sla"):
         return base
     ordered = _reuse_unchanged(base, corpus)
     chunks = [c for c, _ in ordered]
@@ -169,8 +185,7 @@ def update_index(parent: Index | str, corpus: Corpus | None = None, *,
     phases = {"chunking": chunked - started, "embedding": time.perf_counter() - chunked}
     changes = {"changed": sorted(d for d in new if d in old and old[d] != new[d]),
                "added": sorted(set(new) - set(old)), "removed": sorted(set(old) - set(new))}
-    extra = {"parent": base.version, "freshness_sla": base.manifest.get("freshness_sla"),
-             "phases": phases,
+    extra = {"parent": base.version, "freshness_sla": sla, "phases": phases,
              "incremental": {**changes, "reembedded_chunks": reembedded,
                              "reused_chunks": sum(i is not None for _, i in ordered),
                              "model_fitted_in": base.manifest["embedder"].get("fitted_in")
