@@ -188,6 +188,17 @@ def test_the_estimate_caps_the_cost_before_anything_is_sent(make_experiment, llm
     assert llm_server.request_count == 0
 
 
+def test_max_cost_with_an_unpriced_model_is_refused_before_any_call(make_experiment,
+                                                                    llm_server):
+    # its calls would be recorded as free: the spend guard would never stop the run
+    experiment = Experiment.from_yaml(make_experiment())
+    with pytest.raises(CostLimitError, match=r"max_cost \$0.5000 cannot be kept: no price is "
+                                             r"known for \['openai/test-model'\]"):
+        experiment.run(track=False, progress=False, max_cost=0.5)
+    assert llm_server.request_count == 0
+    assert len(experiment.run(track=False, progress=False).frame) == 40  # without: it runs
+
+
 def test_the_cost_guard_cancels_once_the_spend_reaches_max_cost():
     import threading
 

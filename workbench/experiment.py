@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -213,7 +214,7 @@ class Experiment:
         with collector.quiet(), attribute(self.name, request_type=request_type() or "experiment"):
             with _open_cache(self, cache) as opened:
                 plan = self._checked_plan(limit, repeats, use_cache, refresh, opened, max_cost,
-                                          track)
+                                          track, priced_here=send is None)
                 given, workers = send, workers or self.spec.run.workers
                 send, notes = (send, []) if send is not None else send_for_run(
                     opened, concurrency=concurrency, workers=workers,
@@ -238,13 +239,26 @@ class Experiment:
 
     def _checked_plan(self, limit: int | None, repeats: int, use_cache: bool,
                       refresh: Sequence[str], cache: ResponseCache, max_cost: float | None,
-                      track: bool) -> Plan:
+                      track: bool, *, priced_here: bool = True) -> Plan:
         """The run's plan, within ``max_cost``, with the store answering: else nothing is
-        sent (a dead store found after the calls would have cost them all)."""
+        sent (a dead store found after the calls would have cost them all).
+
+        ``priced_here``: the gateway prices the calls (not a send of the caller's), so a
+        model without a price would make ``max_cost`` a limit that is never reached.
+        """
         from .preflight import CostLimitError
 
         plan = self.plan(limit=limit, repeats=repeats, use_cache=use_cache, refresh=refresh,
                          cache=cache)
+        if max_cost is not None and priced_here and math.isnan(plan.estimated_cost):
+            from .gateway.pricing import has_price
+
+            unpriced = sorted({v.model.model for v in self.variants if not has_price(v.model)})
+            raise CostLimitError(
+                f"{self.name}: max_cost ${max_cost:.4f} cannot be kept: no price is known for "
+                f"{unpriced}, so their calls would count as free; nothing was sent. fix: set "
+                "input_cost_per_token and output_cost_per_token in those models' configs, "
+                "or run without max_cost")
         if max_cost is not None and plan.estimated_cost > max_cost:
             raise CostLimitError(
                 f"{self.name}: {plan}, over max_cost ${max_cost:.4f}; nothing was sent. "
