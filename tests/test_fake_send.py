@@ -180,6 +180,29 @@ def test_the_run_judges_are_answered_by_the_same_send(offline_experiment):
     assert results.frame["score.correctness"].eq(1.0).all()
 
 
+def test_max_cost_counts_what_the_judges_spend(offline_experiment):
+    judge = {"type": "correctness", "scale": "pass_fail", "expected": "label",
+             "model": {"model": "openai/judge-model"}}
+    folder = offline_experiment(scorers=[{"type": "exact_match", "expected": "label"}, judge],
+                                run={"concurrency": 1})
+
+    def handler(config, messages):  # every call, the judge's too, costs a cent
+        text = ('{"reason": "ok", "score": "pass"}' if config.model == "openai/judge-model"
+                else "positive")
+        return Completion(text=text, model=config.model, prompt_tokens=10,
+                          completion_tokens=1, cost=0.01, latency_s=0.0)
+
+    experiment = Experiment.from_yaml(folder)
+    results = experiment.run(send=FakeSend(handler), max_cost=0.05, track=False,
+                             progress=False)
+    # two cents an answer: the stop comes after 3 answers, not after 5 as variant calls alone
+    assert len(results.frame) == 3 and results.partial.startswith("stopped at max_cost")
+    assert experiment.progress.cost == pytest.approx(0.06)
+    assert results.frame["judge_cost.correctness"].sum() == pytest.approx(0.03)
+    assert "_judges_spent" not in results.frame.columns
+    assert "plus up to 40 judge call(s), not in the estimate" in str(experiment.plan())
+
+
 def test_every_transport_is_a_send():
     assert isinstance(FakeSend(lambda config, messages: ""), Send)
     assert isinstance(gateway(), Send)

@@ -1,6 +1,7 @@
 """LLM judges against the loopback server: scripted verdicts, malformed ones, costs, pairwise."""
 
 import asyncio
+import dataclasses
 import json
 import re
 
@@ -113,7 +114,9 @@ def test_an_unreachable_judge_is_an_error_on_the_row(tmp_path, monkeypatch):
 def test_verdicts_are_cached_like_any_call(judge_server):
     scorer = judge("faithfulness", judge_server)
     first, second = run(scorer, "ANSWER-5"), run(scorer, "ANSWER-5")
-    assert first == second and judge_server.request_count == 1
+    assert dataclasses.replace(first, cached=True) == second  # the same verdict, its cost
+    assert not first.cached and second.cached  # ... paid once: a run counts only the first
+    assert judge_server.request_count == 1
 
 
 def test_the_judge_prompt_carries_the_example_and_fences_the_answer(verdicts):

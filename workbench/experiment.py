@@ -162,6 +162,7 @@ class Experiment:
              cache: ResponseCache | None = None) -> Plan:
         """Render and check every call without sending any: context windows, cached calls,
         and an upper estimate of the cost of the rest (``str(plan)`` says it in words)."""
+        from .gateway.modelcheck import calling_scorers
         from .preflight import plan_run
 
         check_run_options(limit=limit, repeats=repeats)
@@ -171,11 +172,13 @@ class Experiment:
                                  f"variants are {[v.name for v in self.variants]}")
         evalset = self.evalset.head(limit) if limit else self.evalset
         with _open_cache(self, cache) as opened:
-            return plan_run(self.variants, evalset.examples, gateway(opened),
+            plan = plan_run(self.variants, evalset.examples, gateway(opened),
                             repeats=repeats or self.spec.run.repeats,
                             policy=self.spec.run.context_policy,
                             truncate_variable=self.spec.run.truncate_variable,
                             use_cache=use_cache, refresh=frozenset(refresh))
+        plan.judges = calling_scorers(self.scorers)
+        return plan
 
     async def arun(self, *, limit: int | None = None, use_cache: bool = True, track: bool = True,
                    progress: bool = True, concurrency: int | None = None,

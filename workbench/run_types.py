@@ -53,6 +53,7 @@ class Plan:
     to_send: int = 0
     cached: int = 0
     estimated_cost: float = 0.0  # NaN when some model has no known price
+    judges: int = 0  # LLM-judge scorers: each sends a call per new answer, not estimated
 
     def messages(self, variant: str, example_id: str) -> Call:
         return self.calls[(variant, example_id)]
@@ -60,4 +61,6 @@ class Plan:
     def __str__(self) -> str:
         cost = "unknown (no price for some model)" if math.isnan(self.estimated_cost) \
             else f"at most ${self.estimated_cost:.4f}"
-        return f"{self.to_send} calls to send ({self.cached} cached), {cost}"
+        judged = (f"; plus up to {self.to_send * self.judges} judge call(s), not in the "
+                  "estimate" if self.judges and self.to_send else "")
+        return f"{self.to_send} calls to send ({self.cached} cached), {cost}{judged}"

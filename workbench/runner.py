@@ -26,6 +26,8 @@ from .gateway.scrub import scrub
 from .gateway.send import Batch, CallDropped, Send, batch
 from .run_types import Call, Plan, Variant
 
+_JUDGES_SPENT = "_judges_spent"  # what a row's judges paid now, for Progress.cost only
+
 
 @dataclass
 class Progress:
@@ -47,14 +49,15 @@ class Progress:
         for _, _, variant in jobs:
             self.variants.setdefault(variant.name, [0, 0, 0])[1] += 1
 
-    def _update(self, row: dict[str, Any]) -> None:
+    def _update(self, row: dict[str, Any], judges_spent: float = 0.0) -> None:
         self.done += 1
         self.errors += row["error"] is not None
         counts = self.variants.setdefault(row["variant"], [0, 0, 0])
         counts[0] += 1
         counts[2] += row["error"] is not None
         self.cache_hits += bool(row["cached"])
-        self.cost += 0.0 if row["cached"] else row["cost"]
+        # spent by this run: a cached answer or verdict was paid for by an earlier one
+        self.cost += (0.0 if row["cached"] else row["cost"]) + judges_spent
         for listener in self.listeners:
             listener(self)
 
@@ -142,7 +145,7 @@ class _Matrix:
             except CallDropped:
                 return  # never sent: no row, as for a call the run had not reached
             self.rows[index] = row
-            self.state._update(row)
+            self.state._update(row, row.pop(_JUDGES_SPENT, 0.0))
             if self.bar is not None:
                 self.bar.update(1)
                 self.bar.set_postfix(errors=self.state.errors, cached=self.state.cache_hits,
@@ -206,6 +209,8 @@ async def _one(variant: Variant, example: Example, repeat: int, scorers: Sequenc
         if score.cost is not None or score.tokens is not None:  # an LLM judge's own call
             row[f"judge_cost.{scorer.name}"] = float(score.cost or 0.0)
             row[f"judge_tokens.{scorer.name}"] = int(score.tokens or 0)
+            if not score.cached:  # counts against max_cost; popped before the row is kept
+                row[_JUDGES_SPENT] = row.get(_JUDGES_SPENT, 0.0) + float(score.cost or 0.0)
     return row
 
 

@@ -150,3 +150,9 @@ def model_configs(spec: Any, scorers: list[Any]) -> dict[str, ModelConfig | None
             if isinstance(value, ModelConfig):
                 configs[f"scorers.{i}.{option}"] = value
     return configs
+
+
+def calling_scorers(scorers: list[Any]) -> int:
+    """Scorers that call a model of their own (LLM judges): one call per new answer each."""
+    return sum(any(isinstance(getattr(getattr(s, "options", None), option, None), ModelConfig)
+                   for option in ("model", "judge")) for s in scorers)

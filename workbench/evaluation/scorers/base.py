@@ -29,6 +29,8 @@ class Score:
     # what a judge's own model call cost, kept apart from the variant's call
     cost: float | None = None
     tokens: int | None = None
+    # the judge's verdict came from the response cache: its cost was paid by an earlier run
+    cached: bool = False
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ A verdict that cannot be read is an error score on that row, never a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -197,8 +198,9 @@ class Judge(OptionScorer):
             value, reason = parse_verdict(completion.text, self.options.scale)
         except VerdictError as exc:
             return Score(None, error=f"judge {completion.model}: malformed verdict: {exc}",
-                         cost=completion.cost, tokens=tokens)
-        return self.finish(value, reason or "(no reason given)", completion.cost, tokens)
+                         cost=completion.cost, tokens=tokens, cached=completion.cached)
+        score = self.finish(value, reason or "(no reason given)", completion.cost, tokens)
+        return dataclasses.replace(score, cached=completion.cached)
 
     def finish(self, value: float, reason: str, cost: float, tokens: int) -> Score:
         return Score(value, reason, cost=cost, tokens=tokens)
