@@ -26,17 +26,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from e2e_promptfoo import replace_section  # noqa: E402
 from loopback import LoopbackServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "## End to end: what litellm and MLflow cost on their own"
 
 IMPORT = """
@@ -152,16 +151,7 @@ def write_results(lines: list[str], args: argparse.Namespace, data: dict[str, An
              f"{data['load'][0]:.1f} at the end). Each step in a fresh process; the calls "
              f"go to the loopback server answering after {args.latency * 1000:.0f} ms at "
              f"concurrency {args.concurrency}, with no cache, scoring or logging.")
-    head = [SECTION, "", textwrap.fill(intro, width=92), ""]
-    text = RESULTS_MD.read_text()
-    block = "\n".join(head + lines) + "\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + block
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + ("" if end < 0 else text[end:])
-    RESULTS_MD.write_text(text)
+    replace_section(SECTION, intro, lines)
 
 
 def main() -> int:

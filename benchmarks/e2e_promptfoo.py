@@ -282,14 +282,19 @@ def write_results(lines: list[str], args: argparse.Namespace, data: dict[str, An
              f"{data['load'][0]:.1f} at the end. Each figure is a whole process, from start "
              "to exit; medians of the rounds. CPU is the process and the children it waited "
              "for.")
-    head = [SECTION, "", textwrap.fill(intro, width=92), ""]
+    replace_section(SECTION, intro, lines)
+
+
+def replace_section(section: str, intro: str, lines: list[str]) -> None:
+    """RESULTS.md with ``section`` (up to the next ``## ``) replaced, or appended."""
+    head = [section, "", textwrap.fill(intro, width=92), ""]
     text = RESULTS_MD.read_text()
     block = "\n".join(head + lines) + "\n"
-    start = text.find(SECTION)
+    start = text.find(section)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + block
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(section))
         text = text[:start] + block + ("" if end < 0 else text[end:])
     RESULTS_MD.write_text(text)
 
