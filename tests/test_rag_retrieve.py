@@ -15,17 +15,8 @@ from workbench.rag.index import Hit
 from workbench.rag.metrics import metrics_at_k, ranked_documents
 from workbench.rag.retrieve import fuse
 
-TOPICS = {
-    "try": "The try statement specifies exception handlers. An except clause catches "
-           "exceptions raised in the try clause. A finally clause always runs.",
-    "for": "The for statement iterates over the elements of a sequence. The loop body runs "
-           "once per item. A break statement ends the loop early.",
-    "with": "The with statement wraps a block with the methods of a context manager. "
-            "Files are closed automatically when the block ends.",
-    "lambda": "Lambda expressions create anonymous functions. A lambda holds one expression.",
-    "dict": "A dictionary maps hashable keys to values. Dictionary comprehensions build "
-            "dictionaries from iterables.",
-}
+from .rag_topics import TOPICS
+
 QUERIES = [
     {"id": "q1", "query": "which clause catches exceptions", "relevant": ["try"]},
     {"id": "q2", "query": "anonymous functions", "relevant": {"lambda": 2, "dict": None}},

@@ -17,15 +17,9 @@ from workbench.rag.aliases import IndexRegistry
 from workbench.rag.drift import QueryDrift
 from workbench.rag.errors import FingerprintMismatch, RagError
 
-TOPICS = {
-    "try": "The try statement specifies exception handlers. An except clause catches "
-           "exceptions raised in the try clause. A finally clause always runs.",
-    "for": "The for statement iterates over the elements of a sequence. The loop body runs "
-           "once per item. A break statement ends the loop early.",
-    "with": "The with statement wraps a block with the methods of a context manager. "
-            "Files are closed automatically when the block ends.",
-    "lambda": "Lambda expressions create anonymous functions. A lambda holds one expression.",
-}
+from .rag_topics import TOPICS as ALL_TOPICS
+
+TOPICS = {k: v for k, v in ALL_TOPICS.items() if k != "dict"}  # dict comes later
 
 
 def build(project, topics=TOPICS, embedder="bm25"):
